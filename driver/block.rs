@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A block: one CMA allocation, its identity, owner and mapping state.
+//!
+//! A block is shared through `Arc`: the registry's list holds one reference while the id is
+//! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
+//! last reference goes, so no path can free memory that userspace can still reach.
+
+use crate::{abi, charge::Charge, cma::CmaPages, cma::PAGE_SHIFT, strategy::Strategy};
+use kernel::{
+    list::{ListArc, ListLinks},
+    prelude::*,
+    sync::atomic::{ordering::Relaxed, Atomic},
+};
+
+/// Who a block belongs to, and so when it is freed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The open file (by its key) that allocated it; freed when that file is released.
+    File(u64),
+    /// The module (`PERSIST`); freed by the free ioctl or at `rmmod`.
+    Module,
+}
+
+/// One CMA-backed block.
+#[pin_data]
+pub(crate) struct Block {
+    id: u32,
+    strategy: Strategy,
+    owner: Owner,
+    owner_tgid: i32,
+    pages: CmaPages,
+    /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
+    map_count: Atomic<u32>,
+    _charge: Charge,
+    #[pin]
+    links: ListLinks,
+}
+
+kernel::list::impl_list_arc_safe! {
+    impl ListArcSafe<0> for Block { untracked; }
+}
+kernel::list::impl_list_item! {
+    impl ListItem<0> for Block { using ListLinks { self.links }; }
+}
+
+impl Block {
+    /// Wraps freshly allocated pages in a block that no list holds yet.
+    pub(crate) fn new(
+        id: u32,
+        strategy: Strategy,
+        owner: Owner,
+        owner_tgid: i32,
+        pages: CmaPages,
+        charge: Charge,
+    ) -> Result<ListArc<Self>> {
+        ListArc::pin_init(
+            try_pin_init!(Self {
+                id,
+                strategy,
+                owner,
+                owner_tgid,
+                pages,
+                map_count: Atomic::new(0),
+                _charge: charge,
+                links <- ListLinks::new(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub(crate) fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    pub(crate) fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    pub(crate) fn pages(&self) -> &CmaPages {
+        &self.pages
+    }
+
+    /// The block's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        (self.pages.count() as u64) << PAGE_SHIFT
+    }
+
+    /// The mmap offset that selects the block.
+    pub(crate) fn offset(&self) -> u64 {
+        abi::offset_of_id(self.id)
+    }
+
+    /// The mmap page offset of the block's first page.
+    pub(crate) fn first_pgoff(&self) -> u64 {
+        self.offset() >> PAGE_SHIFT
+    }
+
+    /// Whether the open file `file_key` may use this block.
+    pub(crate) fn visible_to(&self, file_key: u64) -> bool {
+        match self.owner {
+            Owner::File(key) => key == file_key,
+            Owner::Module => true,
+        }
+    }
+
+    pub(crate) fn map_count(&self) -> u32 {
+        self.map_count.load(Relaxed)
+    }
+
+    /// Called for every new VMA that maps the block.
+    pub(crate) fn mapped(&self) {
+        self.map_count.add(1, Relaxed);
+    }
+
+    /// Called when a VMA that mapped the block goes away.
+    pub(crate) fn unmapped(&self) {
+        self.map_count.fetch_sub(1, Relaxed);
+    }
+
+    /// The ABI description; `phys_addr` only when `show_phys` (CAP_SYS_ADMIN). Only callers
+    /// the block is visible to get here, so a file-owned block is always the caller's.
+    pub(crate) fn info(&self, show_phys: bool) -> abi::BlockInfo {
+        abi::BlockInfo {
+            id: self.id,
+            flags: if self.owner == Owner::Module { abi::ALLOC_PERSIST } else { 0 },
+            size: self.size(),
+            offset: self.offset(),
+            phys_addr: if show_phys { self.pages.phys_addr() } else { 0 },
+            strategy: self.strategy.to_abi(),
+            map_count: self.map_count(),
+            owner: match self.owner {
+                Owner::File(_) => abi::OWNER_THIS_FILE,
+                Owner::Module => abi::OWNER_MODULE,
+            },
+            owner_tgid: self.owner_tgid,
+            reserved: [0; 2],
+        }
+    }
+}

@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Physically contiguous pages from the default CMA area.
+//!
+//! This is one of the two modules that hold `unsafe` (the other is `vma`): the FFI to
+//! `cma_alloc`/`cma_release` and the raw copies between the block and user iterators.
+
+use core::ffi::{c_ulong, c_void};
+use kernel::{
+    bindings,
+    iov::{IovIterDest, IovIterSource},
+    prelude::*,
+};
+
+// `struct cma` and `struct page` are opaque here; `c_void` keeps `improper_ctypes` quiet.
+extern "C" {
+    fn dev_get_cma_area(dev: *mut c_void) -> *mut c_void;
+    fn cma_alloc(cma: *mut c_void, count: c_ulong, align: u32, no_warn: bool) -> *mut c_void;
+    fn cma_release(cma: *mut c_void, pages: *const c_void, count: c_ulong) -> bool;
+    fn cmamap_page_to_pfn(page: *const c_void) -> c_ulong;
+    fn cmamap_pfn_to_page(pfn: c_ulong) -> *mut c_void;
+    fn cmamap_page_address(page: *const c_void) -> *mut c_void;
+    fn cmamap_zero_pfns(pfn: c_ulong, count: c_ulong);
+}
+
+/// The kernel's page size.
+pub(crate) const PAGE_SIZE: usize = bindings::PAGE_SIZE;
+/// log2 of [`PAGE_SIZE`].
+pub(crate) const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+
+/// A zeroed, physically contiguous run of pages owned by this driver.
+///
+/// # Invariants
+///
+/// `first` is the first page of `count` pages returned by `cma_alloc` on `area`, not yet
+/// released. `base` is the kernel linear-map address of those pages, valid for
+/// `count * PAGE_SIZE` bytes (CMA memory on 64-bit is never highmem).
+pub(crate) struct CmaPages {
+    area: *mut c_void,
+    first: *mut c_void,
+    base: *mut u8,
+    count: usize,
+}
+
+// SAFETY: The pages are plain memory owned by this value; nothing ties them to a thread.
+unsafe impl Send for CmaPages {}
+// SAFETY: Shared access only reads the invariant fields or copies with user iterators, which the
+// kernel allows concurrently with userspace mappings of the same memory.
+unsafe impl Sync for CmaPages {}
+
+impl CmaPages {
+    /// Allocates `count` pages aligned to `2^align_order` pages and zeroes them.
+    ///
+    /// Sleeps. Gives `ENODEV` without a default CMA area, `ENOMEM` when CMA cannot satisfy the
+    /// request. `cma_alloc` is asked not to warn, so a failure is never a splat.
+    pub(crate) fn alloc(count: usize, align_order: u32) -> Result<Self> {
+        // SAFETY: `NULL` asks for the default area; the call has no other precondition.
+        let area = unsafe { dev_get_cma_area(core::ptr::null_mut()) };
+        if area.is_null() {
+            return Err(ENODEV);
+        }
+        let count_ulong: c_ulong = count.try_into().map_err(|_| EINVAL)?;
+        // SAFETY: `area` is the live default CMA area; `cma_alloc` may sleep, and we may too.
+        let first = unsafe { cma_alloc(area, count_ulong, align_order, true) };
+        if first.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `first` is a valid page returned by `cma_alloc`.
+        let pfn = unsafe { cmamap_page_to_pfn(first) };
+        // SAFETY: The `count` pages from `pfn` are ours; nobody else can see them yet, so they
+        // are zeroed before userspace can.
+        unsafe { cmamap_zero_pfns(pfn, count_ulong) };
+        // SAFETY: `first` is a valid lowmem page.
+        let base = unsafe { cmamap_page_address(first) }.cast::<u8>();
+        // INVARIANT: `first` heads `count` pages from `cma_alloc(area)`; `base` maps them.
+        Ok(Self { area, first, base, count })
+    }
+
+    /// The number of pages.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The PFN of the first page.
+    pub(crate) fn first_pfn(&self) -> usize {
+        // SAFETY: By the invariants `first` is a valid page.
+        unsafe { cmamap_page_to_pfn(self.first) as usize }
+    }
+
+    /// The physical address of the first byte.
+    pub(crate) fn phys_addr(&self) -> u64 {
+        (self.first_pfn() as u64) << PAGE_SHIFT
+    }
+
+    /// The `struct page` of page `index`, for `vm_insert_page`.
+    pub(crate) fn page_ptr(&self, index: usize) -> Option<*mut bindings::page> {
+        if index >= self.count {
+            return None;
+        }
+        // SAFETY: `index < count`, so the PFN lies inside the allocation and has a page.
+        Some(unsafe { cmamap_pfn_to_page((self.first_pfn() + index) as c_ulong) }.cast())
+    }
+
+    /// Copies up to `len` bytes from byte `offset` of the block into `dest`.
+    ///
+    /// Returns the bytes copied; fewer than asked when `dest` faults.
+    pub(crate) fn copy_to_user(&self, offset: usize, len: usize, dest: &mut IovIterDest<'_>) -> usize {
+        let Some(len) = self.clamp(offset, len) else {
+            return 0;
+        };
+        // SAFETY: `clamp` keeps `offset..offset+len` inside the block, which `base` maps. The
+        // copy tolerates concurrent userspace writes through a mapping, as read(2) on any
+        // shared memory does.
+        unsafe {
+            bindings::_copy_to_iter(self.base.add(offset).cast(), len, dest.as_raw())
+        }
+    }
+
+    /// Copies up to `len` bytes from `src` to byte `offset` of the block.
+    ///
+    /// Returns the bytes copied; fewer than asked when `src` faults.
+    pub(crate) fn copy_from_user(&self, offset: usize, len: usize, src: &mut IovIterSource<'_>) -> usize {
+        let Some(len) = self.clamp(offset, len) else {
+            return 0;
+        };
+        // SAFETY: As in `copy_to_user`; the destination is inside the block.
+        unsafe {
+            bindings::_copy_from_iter(self.base.add(offset).cast(), len, src.as_raw())
+        }
+    }
+
+    /// `len` cut to the end of the block, or `None` when `offset` is at or past it.
+    fn clamp(&self, offset: usize, len: usize) -> Option<usize> {
+        let size = self.count * PAGE_SIZE;
+        (offset < size).then(|| len.min(size - offset))
+    }
+}
+
+impl Drop for CmaPages {
+    fn drop(&mut self) {
+        // SAFETY: By the invariants the pages came from `cma_alloc(area)` and are released
+        // exactly once, here. Callers drop a `CmaPages` only once no VMA maps it (the `Block`
+        // that owns it is kept alive by every VMA through an `Arc`).
+        unsafe { cma_release(self.area, self.first, self.count as c_ulong) };
+    }
+}

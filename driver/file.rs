@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An open file of `/dev/cmamap`: the owner of the blocks it allocates.
+//!
+//! Lock order: `OpenFile::pending` is taken alone, never with `registry::BLOCKS` held.
+
+use crate::{
+    block::{Block, Owner},
+    charge::Counter,
+    ioctl, offsets, registry, vma,
+};
+use kernel::{
+    fs::{File, Kiocb},
+    iov::{IovIterDest, IovIterSource},
+    miscdevice::{MiscDevice, MiscDeviceRegistration},
+    mm::virt::{flags, VmaNew},
+    new_mutex,
+    prelude::*,
+    seq_file::SeqFile,
+    seq_print,
+    sync::{
+        atomic::{ordering::Relaxed, Atomic},
+        Arc, Mutex,
+    },
+};
+
+/// Source of open-file keys; keys are never reused, so a block cannot change hands.
+static NEXT_FILE_KEY: Atomic<u64> = Atomic::new(1);
+
+/// Per-open-file state.
+#[pin_data]
+pub(crate) struct OpenFile {
+    key: u64,
+    tgid: i32,
+    counter: Arc<Counter>,
+    /// The block that ALLOC_MAP is mapping before it is published.
+    #[pin]
+    pending: Mutex<Option<Arc<Block>>>,
+}
+
+impl OpenFile {
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    pub(crate) fn tgid(&self) -> i32 {
+        self.tgid
+    }
+
+    pub(crate) fn counter(&self) -> Arc<Counter> {
+        self.counter.clone()
+    }
+
+    pub(crate) fn set_pending(&self, block: Arc<Block>) {
+        *self.pending.lock() = Some(block);
+    }
+
+    pub(crate) fn clear_pending(&self) {
+        // Dropped outside the lock.
+        let block = self.pending.lock().take();
+        drop(block);
+    }
+
+    /// The block with `id` that this file may use: published, or being mapped by ALLOC_MAP.
+    fn find_block(&self, id: u32) -> Result<Arc<Block>> {
+        let pending = self.pending.lock().as_ref().filter(|b| b.id() == id).cloned();
+        match pending {
+            Some(block) => Ok(block),
+            None => registry::lookup(id, self.key),
+        }
+    }
+
+    fn mmap_block(&self, vma: &VmaNew) -> Result {
+        // MAP_PRIVATE would make COW copies of CMA pages, which PFN maps cannot do.
+        if vma.flags() & flags::MAYSHARE == 0 {
+            return Err(EINVAL);
+        }
+        let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
+        let block = self.find_block(window.id).map_err(|_| EINVAL)?;
+        window.check_inside(block.pages().count())?;
+        vma::install(vma, block, window.first_page)
+    }
+}
+
+#[vtable]
+impl MiscDevice for OpenFile {
+    type Ptr = Pin<KBox<Self>>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Self::Ptr> {
+        let counter = Arc::new(Counter::new(), GFP_KERNEL)?;
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
+                tgid: kernel::current!().tgid(),
+                counter,
+                pending <- new_mutex!(None, "OpenFile::pending"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn release(me: Self::Ptr, _file: &File) {
+        // Mapped blocks stay alive through their VMAs; the rest go back to CMA now.
+        let key = me.key;
+        registry::unpublish_where(|block| block.owner() == Owner::File(key));
+    }
+
+    fn mmap(me: Pin<&Self>, _file: &File, vma: &VmaNew) -> Result {
+        me.mmap_block(vma)
+    }
+
+    fn ioctl(me: Pin<&Self>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        ioctl::dispatch(&me, file, cmd, arg)
+    }
+
+    fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let (id, inner) = offsets::io_position(*kiocb.ki_pos_mut())?;
+        let block = kiocb.file().find_block(id).map_err(|_| EINVAL)?;
+        let wanted = iov.len();
+        let copied = block.pages().copy_to_user(inner, wanted, iov);
+        if copied == 0 && wanted > 0 && (inner as u64) < block.size() {
+            return Err(EFAULT);
+        }
+        *kiocb.ki_pos_mut() += copied as i64;
+        Ok(copied)
+    }
+
+    fn write_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        let (id, inner) = offsets::io_position(*kiocb.ki_pos_mut())?;
+        let block = kiocb.file().find_block(id).map_err(|_| EINVAL)?;
+        let wanted = iov.len();
+        if wanted > 0 && inner as u64 >= block.size() {
+            return Err(ENOSPC);
+        }
+        let copied = block.pages().copy_from_user(inner, wanted, iov);
+        if copied == 0 && wanted > 0 {
+            return Err(EFAULT);
+        }
+        *kiocb.ki_pos_mut() += copied as i64;
+        Ok(copied)
+    }
+
+    fn show_fdinfo(me: Pin<&Self>, m: &SeqFile, _file: &File) {
+        seq_print!(m, "cmamap-file-key:\t{}\n", me.key);
+        seq_print!(m, "cmamap-blocks:\t{}\n", me.counter.blocks());
+        seq_print!(m, "cmamap-bytes:\t{}\n", me.counter.bytes());
+        registry::for_each_visible(me.key, |block| {
+            let owner = if block.owner() == Owner::Module { "module" } else { "file" };
+            seq_print!(
+                m,
+                "cmamap-block:\tid={} size={} strategy={} maps={} owner={}\n",
+                block.id(),
+                block.size(),
+                block.strategy().name(),
+                block.map_count(),
+                owner
+            );
+        });
+    }
+}

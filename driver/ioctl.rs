@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl handlers. Each decodes its argument, validates every field, acts, and writes its
+//! answer back; errors become errnos only at `file::OpenFile::ioctl`.
+
+use crate::{
+    abi,
+    block::{Block, Owner},
+    charge::{self, Charge},
+    cma::CmaPages,
+    file::OpenFile,
+    offsets, params, registry,
+    strategy::Strategy,
+    sys, vma,
+};
+use kernel::{
+    fs::File,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+const PROT_READ: u32 = 0x1;
+const PROT_WRITE: u32 = 0x2;
+
+/// Dispatches one ioctl. Unknown commands give `ENOTTY`.
+pub(crate) fn dispatch(me: &OpenFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    let user = UserPtr::from_addr(arg);
+    match cmd {
+        abi::IOC_ALLOC => alloc(me, user, None),
+        abi::IOC_ALLOC_MAP => alloc(me, user, Some(file)),
+        abi::IOC_FREE => free(me, user, false),
+        abi::IOC_UNMAP_FREE => free(me, user, true),
+        abi::IOC_INFO => info(me, user),
+        abi::IOC_LIST => list(me, user),
+        abi::IOC_STAT => stat(me, user),
+        _ => Err(ENOTTY),
+    }?;
+    Ok(0)
+}
+
+fn user_slice<T>(user: UserPtr) -> UserSlice {
+    UserSlice::new(user, core::mem::size_of::<T>())
+}
+
+/// A validated allocation request.
+struct AllocRequest {
+    pages: usize,
+    align_order: u32,
+    strategy: Strategy,
+    persist: bool,
+    prot: u32,
+}
+
+fn parse_alloc(args: &abi::AllocArgs, mapping: bool) -> Result<AllocRequest> {
+    if args.addr != 0 || args.pad0 != 0 || args.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    if args.flags & !abi::ALLOC_FLAGS_ALL != 0 || args.align_order > abi::MAX_ALIGN_ORDER {
+        return Err(EINVAL);
+    }
+    let prot_ok = if mapping {
+        args.prot != 0 && args.prot & !(PROT_READ | PROT_WRITE) == 0
+    } else {
+        args.prot == 0
+    };
+    if !prot_ok {
+        return Err(EINVAL);
+    }
+    Ok(AllocRequest {
+        pages: offsets::pages_for_size(args.size)?,
+        align_order: args.align_order,
+        strategy: Strategy::from_abi(args.strategy, params::default_strategy())?,
+        persist: args.flags & abi::ALLOC_PERSIST != 0,
+        prot: args.prot,
+    })
+}
+
+/// Allocates a block; with `map_through`, also maps it into the caller (ALLOC_MAP).
+fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
+    let (mut reader, mut writer) = user_slice::<abi::AllocArgs>(user).reader_writer();
+    let mut args: abi::AllocArgs = reader.read()?;
+    let request = parse_alloc(&args, map_through.is_some())?;
+    if request.persist && !sys::caller_is_admin() {
+        return Err(EPERM);
+    }
+    let bytes = offsets::bytes_of_pages(request.pages)?;
+    let (file_counter, owner) = if request.persist {
+        (None, Owner::Module)
+    } else {
+        (Some(me.counter()), Owner::File(me.key()))
+    };
+    let charge = Charge::new(file_counter, bytes, params::max_bytes_per_file(), params::max_bytes_total())?;
+    let pages = CmaPages::alloc(request.pages, request.align_order).inspect_err(|e| {
+        if sys::log_ratelimit_ok() {
+            pr_info!("CMA allocation of {} pages failed: {:?}\n", request.pages, e);
+        }
+    })?;
+    let id = registry::next_id()?;
+    let block = Block::new(id, request.strategy, owner, me.tgid(), pages, charge)?;
+
+    args.size = block.size();
+    args.strategy = block.strategy().to_abi();
+    args.id = id;
+    args.offset = block.offset();
+    if let Some(file) = map_through {
+        // The mmap handler finds the unpublished block through `pending`.
+        me.set_pending(block.clone_arc());
+        let mapped = vma::map_into_current(file, request.pages << crate::cma::PAGE_SHIFT, request.prot, block.offset());
+        me.clear_pending();
+        args.addr = mapped? as u64;
+        if let Err(e) = writer.write(&args) {
+            // The VMA holds the only other reference; unmapping it frees the block.
+            let _ = vma::unmap_from_current(args.addr as usize, block.size() as usize);
+            return Err(e);
+        }
+    } else {
+        writer.write(&args)?;
+    }
+    // Published only now that userspace has its handle.
+    registry::publish(block);
+    Ok(())
+}
+
+fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
+    let args: abi::FreeArgs = user_slice::<abi::FreeArgs>(user).reader().read()?;
+    if args.pad0 != 0 || args.reserved != [0; 2] || (args.addr != 0) != unmap {
+        return Err(EINVAL);
+    }
+    if unmap {
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let found = vma::mapping_at(mm, args.addr as usize).ok_or(EINVAL)?;
+        if found.block.id() != args.id || !found.block.visible_to(me.key()) {
+            return Err(EINVAL);
+        }
+        vma::unmap_from_current(args.addr as usize, found.len)?;
+    }
+    let block = registry::unpublish(args.id, me.key())?;
+    // Still mapped: the VMAs' references keep the pages until the last munmap.
+    drop(block);
+    Ok(())
+}
+
+fn info(me: &OpenFile, user: UserPtr) -> Result {
+    let (mut reader, mut writer) = user_slice::<abi::BlockInfo>(user).reader_writer();
+    let args: abi::BlockInfo = reader.read()?;
+    if args.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    let block = registry::lookup(args.id, me.key())?;
+    writer.write(&block.info(sys::caller_is_admin()))
+}
+
+fn list(me: &OpenFile, user: UserPtr) -> Result {
+    let (mut reader, mut writer) = user_slice::<abi::ListArgs>(user).reader_writer();
+    let mut args: abi::ListArgs = reader.read()?;
+    if args.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    let show_phys = sys::caller_is_admin();
+    // Collected under the lock, copied out after it: a user copy may fault into mmap paths.
+    let mut infos = KVec::new();
+    let mut result = Ok(());
+    registry::for_each_visible(me.key(), |block| {
+        if result.is_ok() {
+            result = infos.push(block.info(show_phys), GFP_KERNEL).map_err(Error::from);
+        }
+    });
+    result?;
+    args.count = u32::try_from(infos.len()).map_err(|_| EOVERFLOW)?;
+    let shown = infos.len().min(args.capacity as usize);
+    if shown > 0 {
+        let entries = UserPtr::from_addr(usize::try_from(args.entries).map_err(|_| EFAULT)?);
+        let mut out = UserSlice::new(entries, shown * core::mem::size_of::<abi::BlockInfo>()).writer();
+        for info in &infos[..shown] {
+            out.write(info)?;
+        }
+    }
+    writer.write(&args)
+}
+
+fn stat(me: &OpenFile, user: UserPtr) -> Result {
+    let (mut reader, mut writer) = user_slice::<abi::StatArgs>(user).reader_writer();
+    let args: abi::StatArgs = reader.read()?;
+    if args.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    let counter = me.counter();
+    writer.write(&abi::StatArgs {
+        abi_version: abi::ABI_VERSION,
+        default_strategy: params::default_strategy(),
+        page_size: crate::cma::PAGE_SIZE as u64,
+        max_bytes_per_file: params::max_bytes_per_file(),
+        max_bytes_total: params::max_bytes_total(),
+        bytes_total: charge::TOTAL.bytes(),
+        bytes_file: counter.bytes(),
+        blocks_total: charge::TOTAL.blocks(),
+        blocks_file: counter.blocks(),
+        reserved: [0; 2],
+    })
+}

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! How a block's pages reach userspace page tables.
+
+use crate::abi;
+use kernel::prelude::*;
+
+/// The mapping strategy of a block, fixed at allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Strategy {
+    /// `remap_pfn_range` of the whole range inside `mmap`: no faults later.
+    Remap,
+    /// One `vmf_insert_pfn` per fault on a `VM_PFNMAP` VMA.
+    Fault,
+    /// One `vm_insert_page` per fault on a `VM_MIXEDMAP` VMA: real page references, so GUP works.
+    Page,
+}
+
+impl Strategy {
+    /// Decodes an ABI value; `STRATEGY_DEFAULT` resolves to `default`.
+    pub(crate) fn from_abi(value: u32, default: u32) -> Result<Self> {
+        let value = if value == abi::STRATEGY_DEFAULT { default } else { value };
+        match value {
+            abi::STRATEGY_REMAP => Ok(Self::Remap),
+            abi::STRATEGY_FAULT => Ok(Self::Fault),
+            abi::STRATEGY_PAGE => Ok(Self::Page),
+            _ => Err(EINVAL),
+        }
+    }
+
+    /// The ABI value.
+    pub(crate) fn to_abi(self) -> u32 {
+        match self {
+            Self::Remap => abi::STRATEGY_REMAP,
+            Self::Fault => abi::STRATEGY_FAULT,
+            Self::Page => abi::STRATEGY_PAGE,
+        }
+    }
+
+    /// A short name for logs, debugfs and fdinfo.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Remap => "remap",
+            Self::Fault => "fault",
+            Self::Page => "page",
+        }
+    }
+}

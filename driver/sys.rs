@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Small facts about the calling task that the Rust abstractions do not offer yet.
+
+use kernel::bindings;
+
+
+
+/// Whether the caller has `CAP_SYS_ADMIN` (audited, as `capable()` is).
+pub(crate) fn caller_is_admin() -> bool {
+    // SAFETY: `capable` only reads the current task's credentials.
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) }
+}
+
+/// Whether a log line may be printed now (the kernel's shared printk rate limit), so that a
+/// caller looping on a failing ioctl cannot flood the log.
+pub(crate) fn log_ratelimit_ok() -> bool {
+    // SAFETY: The name is a static C string; the call only updates the shared limiter.
+    unsafe { bindings::__printk_ratelimit(c"cmamap".as_ptr().cast()) != 0 }
+}

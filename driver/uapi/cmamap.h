@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * cmamap userspace ABI: physically contiguous CMA blocks mapped through /dev/cmamap.
+ *
+ * The Rust view of this ABI is userspace/cmamap-abi/src/abi.rs; host tests keep the two
+ * identical (sizes, offsets, ioctl numbers). Every struct has fixed-width fields, explicit
+ * padding and reserved words that must be zero on input.
+ */
+#ifndef _UAPI_CMAMAP_H
+#define _UAPI_CMAMAP_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define CMAMAP_IOC_MAGIC 0xBB /* free in Documentation/userspace-api/ioctl/ioctl-number.rst */
+#define CMAMAP_ABI_VERSION 1
+
+/* Mapping strategies, chosen per block at allocation. */
+#define CMAMAP_STRATEGY_DEFAULT 0 /* the module parameter default_strategy */
+#define CMAMAP_STRATEGY_REMAP 1   /* remap_pfn_range of the whole range in mmap */
+#define CMAMAP_STRATEGY_FAULT 2   /* one PFN inserted per fault (VM_PFNMAP) */
+#define CMAMAP_STRATEGY_PAGE 3    /* vm_insert_page per fault (VM_MIXEDMAP): GUP works */
+
+/* Allocation flags. */
+#define CMAMAP_ALLOC_PERSIST (1U << 0) /* owned by the module, not the file; CAP_SYS_ADMIN */
+#define CMAMAP_ALLOC_FLAGS_ALL (CMAMAP_ALLOC_PERSIST)
+
+/* Owners reported by info. */
+#define CMAMAP_OWNER_THIS_FILE 1 /* allocated through the file the caller used */
+#define CMAMAP_OWNER_MODULE 2    /* a PERSIST block */
+
+/* Largest alignment order accepted (2^10 pages = 4 MiB with 4 KiB pages). */
+#define CMAMAP_MAX_ALIGN_ORDER 10
+
+/* CMAMAP_IOC_ALLOC and CMAMAP_IOC_ALLOC_MAP. */
+struct cmamap_alloc {
+	__u64 size;        /* in: bytes (rounded up to pages); out: rounded size */
+	__u32 flags;       /* in: CMAMAP_ALLOC_* */
+	__u32 strategy;    /* in: CMAMAP_STRATEGY_*; out: the strategy used */
+	__u32 align_order; /* in: alignment as a page order, 0..CMAMAP_MAX_ALIGN_ORDER */
+	__u32 id;          /* out: the block's handle */
+	__u64 offset;      /* out: the mmap offset that selects the block */
+	__u64 addr;        /* out: the user address (ALLOC_MAP only); must be 0 on input */
+	__u32 prot;        /* in: ALLOC_MAP: PROT_READ and/or PROT_WRITE; ALLOC: must be 0 */
+	__u32 pad0;        /* must be 0 */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* CMAMAP_IOC_FREE and CMAMAP_IOC_UNMAP_FREE. */
+struct cmamap_free {
+	__u32 id;          /* in: the block's handle */
+	__u32 pad0;        /* must be 0 */
+	__u64 addr;        /* in: UNMAP_FREE: the address ALLOC_MAP returned; FREE: must be 0 */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* CMAMAP_IOC_INFO, and each entry of CMAMAP_IOC_LIST. */
+struct cmamap_info {
+	__u32 id;          /* in: the block's handle */
+	__u32 flags;       /* out: CMAMAP_ALLOC_* */
+	__u64 size;        /* out: bytes */
+	__u64 offset;      /* out: mmap offset */
+	__u64 phys_addr;   /* out: physical address; 0 unless the caller has CAP_SYS_ADMIN */
+	__u32 strategy;    /* out: CMAMAP_STRATEGY_* */
+	__u32 map_count;   /* out: live VMAs that map the block */
+	__u32 owner;       /* out: CMAMAP_OWNER_* */
+	__s32 owner_tgid;  /* out: process that allocated it */
+	__u64 reserved[2]; /* must be 0 on input; 0 on output */
+};
+
+/* CMAMAP_IOC_LIST: the blocks the caller can reach (this file's and PERSIST ones). */
+struct cmamap_list {
+	__u64 entries;     /* in: user pointer to struct cmamap_info[capacity], may be 0 */
+	__u32 capacity;    /* in: entries available */
+	__u32 count;       /* out: blocks reachable; min(count, capacity) were written */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* CMAMAP_IOC_STAT: device-wide figures and limits. */
+struct cmamap_stat {
+	__u32 abi_version;      /* out: CMAMAP_ABI_VERSION */
+	__u32 default_strategy; /* out: CMAMAP_STRATEGY_* */
+	__u64 page_size;        /* out */
+	__u64 max_bytes_per_file; /* out: module parameter */
+	__u64 max_bytes_total;  /* out: module parameter */
+	__u64 bytes_total;      /* out: bytes held by all live blocks */
+	__u64 bytes_file;       /* out: bytes charged to the caller's file */
+	__u32 blocks_total;     /* out */
+	__u32 blocks_file;      /* out */
+	__u64 reserved[2];      /* must be 0 on input; 0 on output */
+};
+
+#define CMAMAP_IOC_ALLOC _IOWR(CMAMAP_IOC_MAGIC, 0x00, struct cmamap_alloc)
+#define CMAMAP_IOC_FREE _IOW(CMAMAP_IOC_MAGIC, 0x01, struct cmamap_free)
+#define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
+#define CMAMAP_IOC_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x03, struct cmamap_list)
+#define CMAMAP_IOC_ALLOC_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x04, struct cmamap_alloc)
+#define CMAMAP_IOC_UNMAP_FREE _IOW(CMAMAP_IOC_MAGIC, 0x05, struct cmamap_free)
+#define CMAMAP_IOC_STAT _IOWR(CMAMAP_IOC_MAGIC, 0x06, struct cmamap_stat)
+
+#endif /* _UAPI_CMAMAP_H */

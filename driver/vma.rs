@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `vm_operations_struct` glue: installing a block into a VMA, the fault handler, and the
+//! reference that every VMA holds on its block.
+//!
+//! One of the two modules with `unsafe` (the other is `cma`). The pattern follows
+//! `drivers/android/binder/page_range.rs`: a static ops table, raw writes through
+//! `vma.as_ptr()` while the VMA is new, and `vm_ops` identity checks before trusting
+//! `vm_private_data`.
+//!
+//! # Invariants
+//!
+//! A VMA whose `vm_ops` is [`CMAMAP_VM_OPS`] has a `vm_private_data` made by `Arc::into_raw` of
+//! the `Block` it maps, owned by that VMA: `open` takes one more for a copied VMA (fork, split,
+//! mremap) and `close` gives it back. So a block outlives every VMA that maps it.
+
+use crate::{block::Block, cma::PAGE_SIZE, strategy::Strategy};
+use core::ffi::c_void;
+use kernel::{
+    bindings,
+    mm::{
+        virt::{flags, VmaNew, VmaRef},
+        MmWithUser,
+    },
+    error::to_result,
+    prelude::*,
+    sync::{Arc, ArcBorrow},
+};
+
+const MAP_SHARED: usize = 0x01;
+
+extern "C" {
+    fn cmamap_vma_set_flags(vma: *mut c_void, flags: bindings::vm_flags_t);
+}
+
+struct AssertSync<T>(T);
+// SAFETY: The ops table is never written after its constant initialization.
+unsafe impl<T> Sync for AssertSync<T> {}
+
+static CMAMAP_VM_OPS: AssertSync<bindings::vm_operations_struct> =
+    AssertSync(bindings::vm_operations_struct {
+        open: Some(vma_open),
+        close: Some(vma_close),
+        fault: Some(vma_fault),
+        ..pin_init::zeroed()
+    });
+
+/// The page offset of the VMA (`vm_pgoff`): which block and where in it.
+pub(crate) fn pgoff(vma: &VmaRef) -> u64 {
+    // SAFETY: `vm_pgoff` of a VMA we were handed is stable while we hold it.
+    unsafe { (*vma.as_ptr()).vm_pgoff as u64 }
+}
+
+/// Maps pages `first_page..` of `block` into the new `vma` with the block's strategy and
+/// hands one reference of `block` to the VMA.
+pub(crate) fn install(vma: &VmaNew, block: Arc<Block>, first_page: usize) -> Result {
+    let len = vma.end() - vma.start();
+    match block.strategy() {
+        Strategy::Remap => {
+            let pfn = block.pages().first_pfn() + first_page;
+            // SAFETY: The VMA is new and write-locked; the PFNs are the block's own pages,
+            // which `check_inside` proved cover `len` bytes, and which outlive the VMA since
+            // it owns a reference to the block. It sets VM_IO|VM_PFNMAP|VM_DONTEXPAND.
+            let ret = unsafe {
+                bindings::remap_pfn_range(
+                    vma.as_ptr(),
+                    vma.start() as _,
+                    pfn as _,
+                    len,
+                    (*vma.as_ptr()).vm_page_prot,
+                )
+            };
+            to_result(ret)?;
+        }
+        Strategy::Fault => {
+            let set = flags::PFNMAP | flags::IO | bindings::VM_DONTEXPAND as bindings::vm_flags_t;
+            // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
+            // `vmf_insert_pfn` requires, and MAP_PRIVATE was refused before this point.
+            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), set | bindings::VM_DONTDUMP as bindings::vm_flags_t) };
+        }
+        Strategy::Page => {
+            // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so GUP
+            // users (O_DIRECT, io_uring, vmsplice) can pin the pages.
+            vma.set_mixedmap();
+            vma.set_dontexpand();
+        }
+    }
+    block.mapped();
+    let private = Arc::into_raw(block).cast_mut().cast::<c_void>();
+    // SAFETY: The VMA is new and not yet visible to other threads. INVARIANT: the ops and the
+    // reference are set together, after every fallible step.
+    unsafe {
+        (*vma.as_ptr()).vm_private_data = private;
+        (*vma.as_ptr()).vm_ops = &CMAMAP_VM_OPS.0;
+    }
+    Ok(())
+}
+
+/// The block that our VMA `vma` maps, or `None` if `vma` is not ours.
+fn block_of(vma: &VmaRef) -> Option<ArcBorrow<'_, Block>> {
+    // SAFETY: Reading `vm_ops` of a live VMA is safe.
+    let ops = unsafe { (*vma.as_ptr()).vm_ops };
+    if !core::ptr::eq(ops, &CMAMAP_VM_OPS.0) {
+        return None;
+    }
+    // SAFETY: By the invariants our VMAs own an `Arc<Block>` in `vm_private_data`, valid for as
+    // long as the VMA, which outlives the borrow of `vma`.
+    Some(unsafe { ArcBorrow::from_raw((*vma.as_ptr()).vm_private_data.cast::<Block>()) })
+}
+
+/// A whole-block mapping found at a user address.
+pub(crate) struct FoundMapping {
+    pub(crate) block: Arc<Block>,
+    pub(crate) len: usize,
+}
+
+/// The cmamap VMA that starts exactly at `addr` in `mm` and maps a block from its first page.
+pub(crate) fn mapping_at(mm: &MmWithUser, addr: usize) -> Option<FoundMapping> {
+    let guard = mm.mmap_read_lock();
+    let vma = guard.vma_lookup(addr)?;
+    let block = block_of(vma)?;
+    if vma.start() != addr || pgoff(vma) != block.first_pgoff() {
+        return None;
+    }
+    Some(FoundMapping { block: block.into(), len: vma.end() - vma.start() })
+}
+
+/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would.
+pub(crate) fn map_into_current(file: &kernel::fs::File, len: usize, prot: u32, offset: u64) -> Result<usize> {
+    // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself and
+    // runs our `mmap` handler. It returns an address or a negative errno.
+    let addr = unsafe {
+        bindings::vm_mmap(
+            file.as_ptr(),
+            0,
+            len as _,
+            prot as _,
+            MAP_SHARED,
+            offset as _,
+        )
+    };
+    let as_signed = addr as isize;
+    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
+        return Err(Error::from_errno(as_signed as i32));
+    }
+    Ok(addr as usize)
+}
+
+/// Unmaps `len` bytes at `addr` from the current process.
+pub(crate) fn unmap_from_current(addr: usize, len: usize) -> Result {
+    // SAFETY: `vm_munmap` validates the range itself and takes the mmap lock.
+    to_result(unsafe { bindings::vm_munmap(addr as _, len) })
+}
+
+/// Called when a VMA is copied (fork, split, mremap).
+///
+/// # Safety
+///
+/// Called by the mm with a VMA that carries our ops, so by the invariants it owns an
+/// `Arc<Block>` reference.
+unsafe extern "C" fn vma_open(vma: *mut bindings::vm_area_struct) {
+    // SAFETY: The VMA is live and ours.
+    let vma = unsafe { VmaRef::from_raw(vma) };
+    if let Some(block) = block_of(vma) {
+        let block: Arc<Block> = block.into();
+        block.mapped();
+        // INVARIANT: The copy owns the new reference.
+        let _ = Arc::into_raw(block);
+    }
+}
+
+/// Called when a VMA goes away.
+///
+/// # Safety
+///
+/// As for [`vma_open`]; the VMA's reference is given back here, exactly once.
+unsafe extern "C" fn vma_close(vma: *mut bindings::vm_area_struct) {
+    // SAFETY: The VMA is live and ours until this returns.
+    let vma_ref = unsafe { VmaRef::from_raw(vma) };
+    if block_of(vma_ref).is_none() {
+        return;
+    }
+    // SAFETY: By the invariants `vm_private_data` holds the VMA's own reference; we take it
+    // back once. The VMA is never used again, so nothing reads the pointer afterwards.
+    let block = unsafe { Arc::<Block>::from_raw((*vma).vm_private_data.cast::<Block>()) };
+    block.unmapped();
+    // Dropping the last reference returns the pages to CMA: no VMA maps them any more.
+    drop(block);
+}
+
+/// Inserts the one page that faulted.
+///
+/// # Safety
+///
+/// Called by the mm with a valid `vmf` whose VMA carries our ops.
+unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    // SAFETY: The mm hands us a valid `vmf` for the duration of the call.
+    let (raw_vma, pgoff, address) = unsafe {
+        let fault = &(*vmf).__bindgen_anon_1;
+        (fault.vma, fault.pgoff as u64, fault.address as usize)
+    };
+    // SAFETY: The faulting VMA is live while its fault is handled.
+    let vma = unsafe { VmaRef::from_raw(raw_vma) };
+    let Some(block) = block_of(vma) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    };
+    let Some(index) = pgoff.checked_sub(block.first_pgoff()).and_then(|i| usize::try_from(i).ok()) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    };
+    let Some(page) = block.pages().page_ptr(index) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    };
+    match block.strategy() {
+        Strategy::Fault => {
+            let pfn = block.pages().first_pfn() + index;
+            // SAFETY: The VMA is PFNMAP (set in `install`), shared, and `address` is inside it.
+            // The PFN is the block's, which the VMA keeps alive.
+            unsafe { bindings::vmf_insert_pfn(raw_vma, address as _, pfn as _) }
+        }
+        Strategy::Page => {
+            // SAFETY: The VMA is MIXEDMAP (set in `install`) and `address` is inside it; the
+            // page is the block's and gets its own reference from `vm_insert_page`.
+            match unsafe { bindings::vm_insert_page(raw_vma, address as _, page) } {
+                // EBUSY: another thread won the race to the same page.
+                0 => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+                e if e == -(bindings::EBUSY as i32) => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+                e if e == -(bindings::ENOMEM as i32) => bindings::vm_fault_reason_VM_FAULT_OOM,
+                _ => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+            }
+        }
+        // `remap` populated everything in `mmap`; a fault means the address was zapped.
+        Strategy::Remap => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+    }
+}
+
+const _: () = assert!(PAGE_SIZE == 4096, "offsets and tests assume 4 KiB pages");

@@ -1,0 +1,64 @@
+# Shared shell helpers for cmamap's scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+CMAMAP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The cache lives outside the clone so that fresh clones (CI's too) reuse kernels.
+CMAMAP_CACHE=${CMAMAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cmamap}
+KERNEL_SERIES=${KERNEL_SERIES:-7.3}
+LLVM_SUFFIX=${LLVM_SUFFIX:--19}
+BINDGEN_VERSION=${BINDGEN_VERSION:-0.71.1}
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+_step_t0=$(date +%s)
+_step_name=""
+
+# Prints a step header; the previous step's elapsed time is printed when the next one starts.
+step() {
+    step_done
+    _step_name=$1
+    _step_start=$(date +%s)
+    printf '==> %s\n' "$_step_name"
+}
+
+step_done() {
+    if [ -n "$_step_name" ]; then
+        local now
+        now=$(date +%s)
+        printf '    done: %s (%ss, %ss total)\n' "$_step_name" "$((now - _step_start))" "$((now - _step_t0))"
+        _step_name=""
+    fi
+}
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# The unpacked kernel source tree, or empty when it is not there yet.
+kernel_src_dir() {
+    local d
+    for d in "$CMAMAP_CACHE"/src/linux-source-"$KERNEL_SERIES"; do
+        [ -f "$d/Makefile" ] && { echo "$d"; return 0; }
+    done
+    return 0
+}
+
+# The cache key of a kernel built from fragment $1: kernel version, fragment, toolchain.
+kernel_key() {
+    local fragment=$1 src
+    src=$(kernel_src_dir)
+    [ -n "$src" ] || die "kernel source missing; run scripts/setup.sh"
+    {
+        make -s -C "$src" kernelversion 2>/dev/null
+        cat "$CMAMAP_ROOT/qemu/base.config" "$fragment"
+        clang$LLVM_SUFFIX --version | head -1
+        rustc --version
+        bindgen --version
+    } | sha256sum | cut -c1-16
+}
+
+kernel_build_dir() {
+    local flavour=$1
+    echo "$CMAMAP_CACHE/kernels/$flavour-$(kernel_key "$CMAMAP_ROOT/qemu/$flavour.config")"
+}

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note
+
+//! The cmamap ABI in Rust, shared verbatim by the driver (through `#[path]`) and userspace.
+//!
+//! It mirrors `driver/uapi/cmamap.h`; host tests compile the header and compare sizes, offsets
+//! and ioctl numbers. This file must stay `core`-only so that the kernel crate can include it.
+
+/// The ioctl type byte; free in `Documentation/userspace-api/ioctl/ioctl-number.rst`.
+pub const IOC_MAGIC: u32 = 0xBB;
+/// Bumped on any incompatible change.
+pub const ABI_VERSION: u32 = 1;
+
+/// Use the module parameter `default_strategy`.
+pub const STRATEGY_DEFAULT: u32 = 0;
+/// `remap_pfn_range` of the whole range inside `mmap`.
+pub const STRATEGY_REMAP: u32 = 1;
+/// One PFN inserted per fault (`VM_PFNMAP`).
+pub const STRATEGY_FAULT: u32 = 2;
+/// `vm_insert_page` per fault (`VM_MIXEDMAP`), so that GUP works.
+pub const STRATEGY_PAGE: u32 = 3;
+
+/// The block is owned by the module, not by the file; needs `CAP_SYS_ADMIN`.
+pub const ALLOC_PERSIST: u32 = 1 << 0;
+/// Every allocation flag this ABI version knows.
+pub const ALLOC_FLAGS_ALL: u32 = ALLOC_PERSIST;
+
+/// The block was allocated through the caller's open file.
+pub const OWNER_THIS_FILE: u32 = 1;
+/// A `PERSIST` block, owned by the module.
+pub const OWNER_MODULE: u32 = 2;
+
+/// Largest alignment order accepted.
+pub const MAX_ALIGN_ORDER: u32 = 10;
+
+/// Argument of `IOC_ALLOC` and `IOC_ALLOC_MAP`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AllocArgs {
+    /// In: bytes (rounded up to pages). Out: the rounded size.
+    pub size: u64,
+    /// In: `ALLOC_*` flags.
+    pub flags: u32,
+    /// In: `STRATEGY_*`. Out: the strategy used.
+    pub strategy: u32,
+    /// In: alignment as a page order.
+    pub align_order: u32,
+    /// Out: the block's handle.
+    pub id: u32,
+    /// Out: the mmap offset that selects the block.
+    pub offset: u64,
+    /// Out: the user address (`IOC_ALLOC_MAP` only). Must be 0 on input.
+    pub addr: u64,
+    /// In: `IOC_ALLOC_MAP`: `PROT_READ` and/or `PROT_WRITE`. `IOC_ALLOC`: must be 0.
+    pub prot: u32,
+    /// Must be 0.
+    pub pad0: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_FREE` and `IOC_UNMAP_FREE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FreeArgs {
+    /// In: the block's handle.
+    pub id: u32,
+    /// Must be 0.
+    pub pad0: u32,
+    /// In: `IOC_UNMAP_FREE`: the address `IOC_ALLOC_MAP` returned. `IOC_FREE`: must be 0.
+    pub addr: u64,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_INFO`, and each entry of `IOC_LIST`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// In: the block's handle.
+    pub id: u32,
+    /// Out: `ALLOC_*` flags.
+    pub flags: u32,
+    /// Out: bytes.
+    pub size: u64,
+    /// Out: mmap offset.
+    pub offset: u64,
+    /// Out: physical address; 0 unless the caller has `CAP_SYS_ADMIN`.
+    pub phys_addr: u64,
+    /// Out: `STRATEGY_*`.
+    pub strategy: u32,
+    /// Out: live VMAs that map the block.
+    pub map_count: u32,
+    /// Out: `OWNER_*`.
+    pub owner: u32,
+    /// Out: the process that allocated it.
+    pub owner_tgid: i32,
+    /// Must be 0 on input; 0 on output.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_LIST`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListArgs {
+    /// In: user pointer to `BlockInfo[capacity]`; may be 0.
+    pub entries: u64,
+    /// In: entries available.
+    pub capacity: u32,
+    /// Out: blocks reachable; `min(count, capacity)` were written.
+    pub count: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_STAT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatArgs {
+    /// Out: `ABI_VERSION`.
+    pub abi_version: u32,
+    /// Out: `STRATEGY_*`.
+    pub default_strategy: u32,
+    /// Out: the page size.
+    pub page_size: u64,
+    /// Out: module parameter `max_bytes_per_file`.
+    pub max_bytes_per_file: u64,
+    /// Out: module parameter `max_bytes_total`.
+    pub max_bytes_total: u64,
+    /// Out: bytes held by all live blocks.
+    pub bytes_total: u64,
+    /// Out: bytes charged to the caller's file.
+    pub bytes_file: u64,
+    /// Out: live blocks.
+    pub blocks_total: u32,
+    /// Out: blocks charged to the caller's file.
+    pub blocks_file: u32,
+    /// Must be 0 on input; 0 on output.
+    pub reserved: [u64; 2],
+}
+
+const IOC_WRITE: u32 = 1;
+const IOC_READ: u32 = 2;
+
+const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
+    (dir << 30) | ((size as u32) << 16) | (IOC_MAGIC << 8) | nr
+}
+
+/// Allocates a block.
+pub const IOC_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x00, core::mem::size_of::<AllocArgs>());
+/// Frees a block (deferred to the last munmap while it is mapped).
+pub const IOC_FREE: u32 = ioc(IOC_WRITE, 0x01, core::mem::size_of::<FreeArgs>());
+/// Describes one block.
+pub const IOC_INFO: u32 = ioc(IOC_READ | IOC_WRITE, 0x02, core::mem::size_of::<BlockInfo>());
+/// Describes every block the caller can reach.
+pub const IOC_LIST: u32 = ioc(IOC_READ | IOC_WRITE, 0x03, core::mem::size_of::<ListArgs>());
+/// Allocates a block and maps it into the caller.
+pub const IOC_ALLOC_MAP: u32 = ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<AllocArgs>());
+/// Unmaps what `IOC_ALLOC_MAP` mapped and frees the block.
+pub const IOC_UNMAP_FREE: u32 = ioc(IOC_WRITE, 0x05, core::mem::size_of::<FreeArgs>());
+/// Device-wide figures and limits.
+pub const IOC_STAT: u32 = ioc(IOC_READ | IOC_WRITE, 0x06, core::mem::size_of::<StatArgs>());
+
+/// log2 of the mmap offset space each block owns (64 GiB), in the style of DRM fake offsets.
+pub const OFFSET_SHIFT: u32 = 36;
+/// Highest block id; keeps every offset below 2^63 so that it fits a positive `off_t`.
+pub const MAX_ID: u32 = (1 << (63 - OFFSET_SHIFT)) - 1;
+
+/// The mmap offset of block `id`.
+pub const fn offset_of_id(id: u32) -> u64 {
+    (id as u64) << OFFSET_SHIFT
+}
+
+/// The block id that an mmap offset selects, and the byte offset inside that block.
+pub const fn id_of_offset(offset: u64) -> (u32, u64) {
+    ((offset >> OFFSET_SHIFT) as u32, offset & ((1u64 << OFFSET_SHIFT) - 1))
+}
