@@ -3,7 +3,11 @@
 //! The ABI shared with userspace: the very file that `userspace/cmamap-abi` compiles, plus
 //! the byte-level promises the kernel's user-copy helpers need.
 
-#[allow(dead_code, unreachable_pub, reason = "the shared ABI is public for userspace")]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the shared ABI is public for userspace"
+)]
 #[path = "../userspace/cmamap-abi/src/abi.rs"]
 mod shared;
 pub(crate) use shared::*;

@@ -127,7 +127,11 @@ impl Block {
     pub(crate) fn info(&self, show_phys: bool) -> abi::BlockInfo {
         abi::BlockInfo {
             id: self.id,
-            flags: if self.owner == Owner::Module { abi::ALLOC_PERSIST } else { 0 },
+            flags: if self.owner == Owner::Module {
+                abi::ALLOC_PERSIST
+            } else {
+                0
+            },
             size: self.size(),
             offset: self.offset(),
             phys_addr: if show_phys { self.pages.phys_addr() } else { 0 },

@@ -29,7 +29,10 @@ fn charged_total(current: u64, add: u64, limit: u64) -> Option<u64> {
 
 impl Counter {
     pub(crate) const fn new() -> Self {
-        Self { bytes: Atomic::new(0), blocks: Atomic::new(0) }
+        Self {
+            bytes: Atomic::new(0),
+            blocks: Atomic::new(0),
+        }
     }
 
     /// Bytes charged.

@@ -73,7 +73,12 @@ impl CmaPages {
         // SAFETY: `first` is a valid lowmem page.
         let base = unsafe { cmamap_page_address(first) }.cast::<u8>();
         // INVARIANT: `first` heads `count` pages from `cma_alloc(area)`; `base` maps them.
-        Ok(Self { area, first, base, count })
+        Ok(Self {
+            area,
+            first,
+            base,
+            count,
+        })
     }
 
     /// The number of pages.
@@ -104,29 +109,35 @@ impl CmaPages {
     /// Copies up to `len` bytes from byte `offset` of the block into `dest`.
     ///
     /// Returns the bytes copied; fewer than asked when `dest` faults.
-    pub(crate) fn copy_to_user(&self, offset: usize, len: usize, dest: &mut IovIterDest<'_>) -> usize {
+    pub(crate) fn copy_to_user(
+        &self,
+        offset: usize,
+        len: usize,
+        dest: &mut IovIterDest<'_>,
+    ) -> usize {
         let Some(len) = self.clamp(offset, len) else {
             return 0;
         };
         // SAFETY: `clamp` keeps `offset..offset+len` inside the block, which `base` maps. The
         // copy tolerates concurrent userspace writes through a mapping, as read(2) on any
         // shared memory does.
-        unsafe {
-            bindings::_copy_to_iter(self.base.add(offset).cast(), len, dest.as_raw())
-        }
+        unsafe { bindings::_copy_to_iter(self.base.add(offset).cast(), len, dest.as_raw()) }
     }
 
     /// Copies up to `len` bytes from `src` to byte `offset` of the block.
     ///
     /// Returns the bytes copied; fewer than asked when `src` faults.
-    pub(crate) fn copy_from_user(&self, offset: usize, len: usize, src: &mut IovIterSource<'_>) -> usize {
+    pub(crate) fn copy_from_user(
+        &self,
+        offset: usize,
+        len: usize,
+        src: &mut IovIterSource<'_>,
+    ) -> usize {
         let Some(len) = self.clamp(offset, len) else {
             return 0;
         };
         // SAFETY: As in `copy_to_user`; the destination is inside the block.
-        unsafe {
-            bindings::_copy_from_iter(self.base.add(offset).cast(), len, src.as_raw())
-        }
+        unsafe { bindings::_copy_from_iter(self.base.add(offset).cast(), len, src.as_raw()) }
     }
 
     /// `len` cut to the end of the block, or `None` when `offset` is at or past it.

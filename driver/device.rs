@@ -33,6 +33,10 @@ impl PinnedDrop for CmamapModule {
             debug_assert!(block.owner() == Owner::Module);
             true
         });
-        pr_info!("unloaded; returned {} blocks, {} bytes to CMA\n", blocks, bytes);
+        pr_info!(
+            "unloaded; returned {} blocks, {} bytes to CMA\n",
+            blocks,
+            bytes
+        );
     }
 }

@@ -63,7 +63,12 @@ impl OpenFile {
 
     /// The block with `id` that this file may use: published, or being mapped by ALLOC_MAP.
     fn find_block(&self, id: u32) -> Result<Arc<Block>> {
-        let pending = self.pending.lock().as_ref().filter(|b| b.id() == id).cloned();
+        let pending = self
+            .pending
+            .lock()
+            .as_ref()
+            .filter(|b| b.id() == id)
+            .cloned();
         match pending {
             Some(block) => Ok(block),
             None => registry::lookup(id, self.key),
@@ -145,7 +150,11 @@ impl MiscDevice for OpenFile {
         seq_print!(m, "cmamap-blocks:\t{}\n", me.counter.blocks());
         seq_print!(m, "cmamap-bytes:\t{}\n", me.counter.bytes());
         registry::for_each_visible(me.key, |block| {
-            let owner = if block.owner() == Owner::Module { "module" } else { "file" };
+            let owner = if block.owner() == Owner::Module {
+                "module"
+            } else {
+                "file"
+            };
             seq_print!(
                 m,
                 "cmamap-block:\tid={} size={} strategy={} maps={} owner={}\n",

@@ -89,10 +89,19 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     } else {
         (Some(me.counter()), Owner::File(me.key()))
     };
-    let charge = Charge::new(file_counter, bytes, params::max_bytes_per_file(), params::max_bytes_total())?;
+    let charge = Charge::new(
+        file_counter,
+        bytes,
+        params::max_bytes_per_file(),
+        params::max_bytes_total(),
+    )?;
     let pages = CmaPages::alloc(request.pages, request.align_order).inspect_err(|e| {
         if sys::log_ratelimit_ok() {
-            pr_info!("CMA allocation of {} pages failed: {:?}\n", request.pages, e);
+            pr_info!(
+                "CMA allocation of {} pages failed: {:?}\n",
+                request.pages,
+                e
+            );
         }
     })?;
     let id = registry::next_id()?;
@@ -105,7 +114,12 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     if let Some(file) = map_through {
         // The mmap handler finds the unpublished block through `pending`.
         me.set_pending(block.clone_arc());
-        let mapped = vma::map_into_current(file, request.pages << crate::cma::PAGE_SHIFT, request.prot, block.offset());
+        let mapped = vma::map_into_current(
+            file,
+            request.pages << crate::cma::PAGE_SHIFT,
+            request.prot,
+            block.offset(),
+        );
         me.clear_pending();
         args.addr = mapped? as u64;
         if let Err(e) = writer.write(&args) {
@@ -163,7 +177,9 @@ fn list(me: &OpenFile, user: UserPtr) -> Result {
     let mut result = Ok(());
     registry::for_each_visible(me.key(), |block| {
         if result.is_ok() {
-            result = infos.push(block.info(show_phys), GFP_KERNEL).map_err(Error::from);
+            result = infos
+                .push(block.info(show_phys), GFP_KERNEL)
+                .map_err(Error::from);
         }
     });
     result?;
@@ -171,7 +187,8 @@ fn list(me: &OpenFile, user: UserPtr) -> Result {
     let shown = infos.len().min(args.capacity as usize);
     if shown > 0 {
         let entries = UserPtr::from_addr(usize::try_from(args.entries).map_err(|_| EFAULT)?);
-        let mut out = UserSlice::new(entries, shown * core::mem::size_of::<abi::BlockInfo>()).writer();
+        let mut out =
+            UserSlice::new(entries, shown * core::mem::size_of::<abi::BlockInfo>()).writer();
         for info in &infos[..shown] {
             out.write(info)?;
         }

@@ -42,7 +42,11 @@ pub(crate) fn map_window(pgoff: u64, len: usize) -> Result<MapWindow> {
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
-    Ok(MapWindow { id, first_page, pages: len / PAGE_SIZE })
+    Ok(MapWindow {
+        id,
+        first_page,
+        pages: len / PAGE_SIZE,
+    })
 }
 
 impl MapWindow {
@@ -87,7 +91,14 @@ mod tests {
     fn map_window_decodes_id_and_page() {
         let pgoff = (abi::offset_of_id(7) >> PAGE_SHIFT) + 3;
         let window = map_window(pgoff, 2 * PAGE_SIZE).unwrap();
-        assert_eq!(window, MapWindow { id: 7, first_page: 3, pages: 2 });
+        assert_eq!(
+            window,
+            MapWindow {
+                id: 7,
+                first_page: 3,
+                pages: 2
+            }
+        );
         assert_eq!(window.check_inside(5), Ok(()));
         assert_eq!(window.check_inside(4), Err(EINVAL));
     }
@@ -95,7 +106,11 @@ mod tests {
     #[test]
     fn map_window_refuses_overflow() {
         assert_eq!(map_window(u64::MAX, PAGE_SIZE).err(), Some(EINVAL));
-        let window = MapWindow { id: 1, first_page: usize::MAX, pages: 1 };
+        let window = MapWindow {
+            id: 1,
+            first_page: usize::MAX,
+            pages: 1,
+        };
         assert_eq!(window.check_inside(usize::MAX), Err(EINVAL));
     }
 

@@ -90,7 +90,11 @@ fn take_first(mut matches: impl FnMut(&Block) -> bool) -> Option<ListArc<Block>>
 /// sleep.
 pub(crate) fn for_each_visible(file_key: u64, mut f: impl FnMut(&Block)) {
     let blocks = BLOCKS.lock();
-    for block in blocks.list.iter().filter(|block| block.visible_to(file_key)) {
+    for block in blocks
+        .list
+        .iter()
+        .filter(|block| block.visible_to(file_key))
+    {
         f(&block);
     }
 }

@@ -19,7 +19,11 @@ pub(crate) enum Strategy {
 impl Strategy {
     /// Decodes an ABI value; `STRATEGY_DEFAULT` resolves to `default`.
     pub(crate) fn from_abi(value: u32, default: u32) -> Result<Self> {
-        let value = if value == abi::STRATEGY_DEFAULT { default } else { value };
+        let value = if value == abi::STRATEGY_DEFAULT {
+            default
+        } else {
+            value
+        };
         match value {
             abi::STRATEGY_REMAP => Ok(Self::Remap),
             abi::STRATEGY_FAULT => Ok(Self::Fault),

@@ -4,8 +4,6 @@
 
 use kernel::bindings;
 
-
-
 /// Whether the caller has `CAP_SYS_ADMIN` (audited, as `capable()` is).
 pub(crate) fn caller_is_admin() -> bool {
     // SAFETY: `capable` only reads the current task's credentials.

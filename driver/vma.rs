@@ -18,11 +18,11 @@ use crate::{block::Block, cma::PAGE_SIZE, strategy::Strategy};
 use core::ffi::c_void;
 use kernel::{
     bindings,
+    error::to_result,
     mm::{
         virt::{flags, VmaNew, VmaRef},
         MmWithUser,
     },
-    error::to_result,
     prelude::*,
     sync::{Arc, ArcBorrow},
 };
@@ -76,7 +76,12 @@ pub(crate) fn install(vma: &VmaNew, block: Arc<Block>, first_page: usize) -> Res
             let set = flags::PFNMAP | flags::IO | bindings::VM_DONTEXPAND as bindings::vm_flags_t;
             // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
             // `vmf_insert_pfn` requires, and MAP_PRIVATE was refused before this point.
-            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), set | bindings::VM_DONTDUMP as bindings::vm_flags_t) };
+            unsafe {
+                cmamap_vma_set_flags(
+                    vma.as_ptr().cast(),
+                    set | bindings::VM_DONTDUMP as bindings::vm_flags_t,
+                )
+            };
         }
         Strategy::Page => {
             // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so GUP
@@ -122,11 +127,19 @@ pub(crate) fn mapping_at(mm: &MmWithUser, addr: usize) -> Option<FoundMapping> {
     if vma.start() != addr || pgoff(vma) != block.first_pgoff() {
         return None;
     }
-    Some(FoundMapping { block: block.into(), len: vma.end() - vma.start() })
+    Some(FoundMapping {
+        block: block.into(),
+        len: vma.end() - vma.start(),
+    })
 }
 
 /// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would.
-pub(crate) fn map_into_current(file: &kernel::fs::File, len: usize, prot: u32, offset: u64) -> Result<usize> {
+pub(crate) fn map_into_current(
+    file: &kernel::fs::File,
+    len: usize,
+    prot: u32,
+    offset: u64,
+) -> Result<usize> {
     // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself and
     // runs our `mmap` handler. It returns an address or a negative errno.
     let addr = unsafe {
@@ -204,7 +217,10 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     let Some(block) = block_of(vma) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let Some(index) = pgoff.checked_sub(block.first_pgoff()).and_then(|i| usize::try_from(i).ok()) else {
+    let Some(index) = pgoff
+        .checked_sub(block.first_pgoff())
+        .and_then(|i| usize::try_from(i).ok())
+    else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
     let Some(page) = block.pages().page_ptr(index) else {

@@ -146,15 +146,27 @@ const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {
 }
 
 /// Allocates a block.
-pub const IOC_ALLOC: u32 = ioc(IOC_READ | IOC_WRITE, 0x00, core::mem::size_of::<AllocArgs>());
+pub const IOC_ALLOC: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x00,
+    core::mem::size_of::<AllocArgs>(),
+);
 /// Frees a block (deferred to the last munmap while it is mapped).
 pub const IOC_FREE: u32 = ioc(IOC_WRITE, 0x01, core::mem::size_of::<FreeArgs>());
 /// Describes one block.
-pub const IOC_INFO: u32 = ioc(IOC_READ | IOC_WRITE, 0x02, core::mem::size_of::<BlockInfo>());
+pub const IOC_INFO: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x02,
+    core::mem::size_of::<BlockInfo>(),
+);
 /// Describes every block the caller can reach.
 pub const IOC_LIST: u32 = ioc(IOC_READ | IOC_WRITE, 0x03, core::mem::size_of::<ListArgs>());
 /// Allocates a block and maps it into the caller.
-pub const IOC_ALLOC_MAP: u32 = ioc(IOC_READ | IOC_WRITE, 0x04, core::mem::size_of::<AllocArgs>());
+pub const IOC_ALLOC_MAP: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x04,
+    core::mem::size_of::<AllocArgs>(),
+);
 /// Unmaps what `IOC_ALLOC_MAP` mapped and frees the block.
 pub const IOC_UNMAP_FREE: u32 = ioc(IOC_WRITE, 0x05, core::mem::size_of::<FreeArgs>());
 /// Device-wide figures and limits.
@@ -172,5 +184,8 @@ pub const fn offset_of_id(id: u32) -> u64 {
 
 /// The block id that an mmap offset selects, and the byte offset inside that block.
 pub const fn id_of_offset(offset: u64) -> (u32, u64) {
-    ((offset >> OFFSET_SHIFT) as u32, offset & ((1u64 << OFFSET_SHIFT) - 1))
+    (
+        (offset >> OFFSET_SHIFT) as u32,
+        offset & ((1u64 << OFFSET_SHIFT) - 1),
+    )
 }

@@ -1,1 +1,39 @@
-fn main() {}
+//! `cmamap`: a command-line front end to /dev/cmamap.
+
+mod args;
+mod commands;
+mod error;
+mod json;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::commands::Ctx;
+
+fn main() -> ExitCode {
+    // clap exits by itself: status 2 for usage errors, 0 for --help and --version.
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        device: cli.device,
+        json: cli.json,
+    };
+    let result = match &cli.command {
+        Command::Alloc(cmd) => commands::alloc(&ctx, cmd),
+        Command::Free(cmd) => commands::free(&ctx, cmd),
+        Command::Info(cmd) => commands::info(&ctx, cmd),
+        Command::List => commands::list(&ctx),
+        Command::Map(cmd) => commands::map(&ctx, cmd),
+        Command::Share(cmd) => commands::share(&ctx, cmd),
+        Command::Stat => commands::stat(&ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cmamap: {err}");
+            ExitCode::from(1)
+        }
+    }
+}

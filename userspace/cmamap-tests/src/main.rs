@@ -1,1 +1,165 @@
-fn main() {}
+//! `cmamap-test`: the in-VM test suite of the cmamap driver. Runs as root with the module loaded
+//! and prints KTAP on stdout; exits 0 iff no test failed.
+
+#[macro_use]
+mod check;
+mod child;
+mod cma;
+mod ctx;
+mod ktap;
+mod suite;
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cmamap::Device;
+
+use crate::check::Outcome;
+use crate::ctx::Ctx;
+use crate::ktap::{Ktap, Verdict};
+
+const USAGE: &str = "\
+Usage: cmamap-test [OPTIONS] [FILTER...]
+
+Runs the cmamap driver tests and prints KTAP. A test runs when its name contains any FILTER
+(all tests without one). Each test must leave CmaFree and the driver's block count as it found
+them.
+
+Options:
+  --list                   Print the test names and exit
+  --device PATH            The device node [default: /dev/cmamap]
+  --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
+                           for kernels that place other movable pages in CMA [default: 0]
+  -h, --help               Print this help
+";
+
+struct Options {
+    list: bool,
+    device: PathBuf,
+    cma_tolerance_kib: u64,
+    filters: Vec<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        list: false,
+        device: PathBuf::from(cmamap::DEFAULT_PATH),
+        cma_tolerance_kib: 0,
+        filters: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--list" => options.list = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--device" => {
+                options.device = args.next().ok_or("--device needs a PATH")?.into();
+            }
+            "--cma-tolerance-kb" => {
+                let value = args.next().ok_or("--cma-tolerance-kb needs a number")?;
+                options.cma_tolerance_kib = value
+                    .parse()
+                    .map_err(|_| format!("--cma-tolerance-kb: not a number: {value}"))?;
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
+            filter => options.filters.push(filter.to_owned()),
+        }
+    }
+    Ok(options)
+}
+
+thread_local! {
+    // Where the last panic happened; the default hook would print to stderr, away from KTAP.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        let message = cmamap::process::panic_message(info.payload());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("panic: {message}{place}")));
+    }));
+}
+
+fn run_case(case: &suite::Case, ctx: &Ctx) -> Verdict {
+    match panic::catch_unwind(AssertUnwindSafe(|| case.run(ctx))) {
+        Ok(Ok(Outcome::Pass)) => Verdict::Ok,
+        Ok(Ok(Outcome::Skip(reason))) => Verdict::Skip(reason),
+        Ok(Err(failure)) => Verdict::NotOk(failure.0),
+        Err(payload) => Verdict::NotOk(
+            LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| format!("panic: {}", cmamap::process::panic_message(&*payload))),
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("cmamap-test: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let cases: Vec<suite::Case> = suite::cases()
+        .into_iter()
+        .filter(|case| {
+            options.filters.is_empty() || options.filters.iter().any(|f| case.name.contains(f))
+        })
+        .collect();
+    if options.list {
+        for case in &cases {
+            println!("{}", case.name);
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    install_panic_hook();
+    let ctx = Ctx {
+        device: options.device,
+        page: cmamap::page_size(),
+        root: nix::unistd::geteuid().is_root(),
+        cma_tolerance_kib: options.cma_tolerance_kib,
+    };
+    let mut ktap = Ktap::start(cases.len());
+    // A file of our own for STAT between tests; it never holds blocks.
+    let watcher = match Device::open_path(&ctx.device) {
+        Ok(dev) => Some(dev),
+        Err(err) => {
+            ktap.diag(&format!("cannot open the device for leak checks: {err}"));
+            None
+        }
+    };
+    if cma::cma_free_kib().is_none() {
+        ktap.diag("/proc/meminfo has no CmaFree: CMA leak checks are off");
+    }
+    if !ctx.root {
+        ktap.diag("not root: tests that need CAP_SYS_ADMIN will skip");
+    }
+
+    for case in &cases {
+        let before = cma::snapshot(watcher.as_ref());
+        let verdict = run_case(case, &ctx);
+        let leak = cma::settle(&before, watcher.as_ref(), ctx.cma_tolerance_kib);
+        let verdict = match (verdict, leak) {
+            (verdict, Ok(())) => verdict,
+            (Verdict::NotOk(reason), Err(leak)) => Verdict::NotOk(format!("{reason}\n{leak}")),
+            (_, Err(leak)) => Verdict::NotOk(leak),
+        };
+        ktap.result(&case.name, verdict);
+    }
+    if ktap.finish() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,103 @@
+# cmamap: top-level build. `make help` lists the targets.
+#
+# The module builds out of tree against KDIR (or KERNEL_SRC): a configured and built,
+# Rust-enabled kernel tree. Without one, the project's own cached debug kernel is used and
+# built on first use (scripts/build-kernel.sh).
+
+LLVM ?= -19
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+KDIR ?= $(KERNEL_SRC)
+OUT := $(CURDIR)/out
+TARGET := x86_64-unknown-linux-gnu
+GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
+CARGO_JOBS ?= $(shell nproc)
+# Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
+RUN_ARGS ?=
+OPS ?= 10000
+
+# The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
+kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
+kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$(1) && \
+	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(1) LLVM=$(LLVM) ARCH=x86_64
+
+.PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
+	fmt test run shell selftest-pipeline clean rust-analyzer help
+
+all: module
+
+help:
+	@echo "make            build cmamap.ko against KDIR (default: the cached debug kernel)"
+	@echo "make run        set up, build, boot the VM and run the narrated demo"
+	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
+	@echo "make shell      boot the VM into a shell with the module loaded"
+	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
+	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
+	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
+
+setup:
+	@scripts/setup.sh
+
+kernel:
+	@scripts/build-kernel.sh debug >/dev/null
+
+kernel-plain:
+	@scripts/build-kernel.sh plain >/dev/null
+
+module:
+	@$(call kbuild,debug) $(if $(CLIPPY),CLIPPY=1) modules
+	@cp $(OUT)/mod-debug/cmamap.ko $(CURDIR)/cmamap.ko
+	@echo "built $(CURDIR)/cmamap.ko"
+
+module-plain:
+	@$(call kbuild,plain) modules
+
+rust-analyzer:
+	@$(call kbuild,debug) rust-analyzer
+	@echo "wrote rust-project.json"
+
+# Static glibc binaries: the guest has no libc.
+userspace:
+	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
+		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) --bins -q
+	@echo "built guest tools in $(GUEST_BIN)"
+
+host-test:
+	@cd userspace && cargo test --locked -j$(CARGO_JOBS) -q 2>&1 | grep -vE '^$$|^running 0 tests|0 passed; 0 failed' || true
+	@cd userspace && cargo test --locked -j$(CARGO_JOBS) -q >/dev/null 2>&1 || \
+		{ echo "host tests failed"; cd userspace && cargo test --locked -q; exit 1; }
+
+fmt:
+	@rustfmt --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
+	@cd userspace && cargo fmt
+
+clippy:
+	@$(MAKE) --no-print-directory module CLIPPY=1
+	@cd userspace && cargo clippy --locked -q --all-targets -- -D warnings
+
+check:
+	@rustfmt --check --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
+	@cd userspace && cargo fmt --check
+	@$(MAKE) --no-print-directory clippy
+	@$(MAKE) --no-print-directory host-test
+	@echo "check: rustfmt, clippy and host tests clean"
+
+selftest-pipeline: setup
+	@scripts/selftest-pipeline.sh
+
+test: setup
+	@$(MAKE) --no-print-directory module userspace host-test
+	@scripts/selftest-pipeline.sh
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-test
+
+run: setup
+	@$(MAKE) --no-print-directory module userspace
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-demo
+
+shell: setup
+	@$(MAKE) --no-print-directory module userspace
+	@qemu/run.sh --shell --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS)
+
+clean:
+	@rm -rf $(OUT) cmamap.ko rust-project.json
+	@cd userspace && cargo clean -q

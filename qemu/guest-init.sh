@@ -1,0 +1,73 @@
+#!/bin/busybox sh
+# PID 1 of the cmamap test VM (busybox ash). Loads the module, runs the command, unloads,
+# checks kmemleak, and reports everything on the result channel /dev/ttyS1, which the host
+# trusts only if it ends with CMAMAP-DONE.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmp /tmp
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+set -o pipefail
+. /etc/cmamap-run.conf
+
+RESULT=/dev/ttyS1
+KMEMLEAK=/sys/kernel/debug/kmemleak
+cma_free() { awk '/^CmaFree:/ {print $2}' /proc/meminfo; }
+report() { echo "$*" >>/tmp/result; }
+: >/tmp/result
+
+# kmemleak: no background scans, and forget everything the boot left behind.
+if [ -e $KMEMLEAK ]; then
+    echo scan=off >$KMEMLEAK
+    echo clear >$KMEMLEAK
+fi
+report "CMAMAP-CMAFREE-BEFORE $(cma_free)"
+
+if [ -n "$MODULE" ]; then
+    # shellcheck disable=SC2086
+    if ! insmod /lib/cmamap.ko $MODPARAMS; then
+        report "CMAMAP-INSMOD-FAILED"
+    fi
+fi
+
+if [ "$MODE" = shell ]; then
+    echo "cmamap VM: module loaded; /bin has the tools. Exit the shell to power off."
+    setsid cttyhack sh -l
+    rc=0
+else
+    echo "cmamap VM: running: $(cat /etc/cmamap-cmd.sh | tail -n 1)"
+    sh /etc/cmamap-cmd.sh 2>&1 | tee /tmp/cmd.out
+    rc=$?
+fi
+
+if [ -n "$MODULE" ] && grep -q '^cmamap ' /proc/modules; then
+    rmmod cmamap || report "CMAMAP-RMMOD-FAILED"
+fi
+if [ -e $KMEMLEAK ]; then
+    # Objects younger than 5 s are never reported; scan twice so that grey ones settle.
+    sleep 6
+    echo scan >$KMEMLEAK
+    echo scan >$KMEMLEAK
+    cat $KMEMLEAK >/tmp/kmemleak
+fi
+report "CMAMAP-CMAFREE-AFTER $(cma_free)"
+{
+    cat /tmp/result
+    echo "CMAMAP-OUTPUT-BEGIN"
+    cat /tmp/cmd.out 2>/dev/null
+    echo "CMAMAP-OUTPUT-END"
+    echo "CMAMAP-KMEMLEAK-BEGIN"
+    cat /tmp/kmemleak 2>/dev/null
+    echo "CMAMAP-KMEMLEAK-END"
+    echo "CMAMAP-DMESG-BEGIN"
+    dmesg
+    echo "CMAMAP-DMESG-END"
+    echo "CMAMAP-TAINT $(cat /proc/sys/kernel/tainted)"
+    echo "CMAMAP-RC $rc"
+    echo "CMAMAP-DONE"
+} >$RESULT
+sync
+reboot -f

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Boots a cmamap test kernel in QEMU with the module and the static userspace tools, runs a
+# command (default: the test suite) and gives a verdict that trusts only the guest's own
+# report on the second serial port, never QEMU's exit code.
+#
+#   qemu/run.sh [options] [-- CMD ARGS...]
+#     --kernel BZIMAGE     kernel image (default: the cached kernel of --flavour)
+#     --flavour F          debug (default) or plain
+#     --module KO          module to insmod (default: ./cmamap.ko); --no-module to skip
+#     --modparams "A=B"    module parameters
+#     --bin DIR            static binaries copied to the guest's /bin (repeatable)
+#     --file SRC[:DEST]    extra file copied into the guest (repeatable)
+#     --timeout SECONDS    whole-run limit (default 1200)
+#     --append ARGS        extra kernel command line
+#     --shell              interactive shell with the module loaded
+#     --out DIR            where logs go (default: ./out/vm)
+#     --accel tcg|kvm|auto (default: $CMAMAP_ACCEL or auto: KVM only if a probe boot works)
+#     --quiet              do not stream the console
+# Exit status: 0 only if the command passed, the guest reported back, and the kernel log has
+# no splat, no bad taint, no kmemleak report and CMA came back to its baseline.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+flavour=debug kernel="" module="$CMAMAP_ROOT/cmamap.ko" modparams="" timeout_s=1200
+append="" mode=run out="$CMAMAP_ROOT/out/vm" accel=${CMAMAP_ACCEL:-auto} quiet=0
+bins=() files=() cmd=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --kernel) kernel=$2; shift 2 ;;
+    --flavour) flavour=$2; shift 2 ;;
+    --module) module=$2; shift 2 ;;
+    --no-module) module=""; shift ;;
+    --modparams) modparams=$2; shift 2 ;;
+    --bin) bins+=("$2"); shift 2 ;;
+    --file) files+=("$2"); shift 2 ;;
+    --timeout) timeout_s=$2; shift 2 ;;
+    --append) append=$2; shift 2 ;;
+    --shell) mode=shell; shift ;;
+    --out) out=$2; shift 2 ;;
+    --accel) accel=$2; shift 2 ;;
+    --quiet) quiet=1; shift ;;
+    --) shift; cmd=("$@"); break ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+[ ${#cmd[@]} -gt 0 ] || cmd=(/bin/cmamap-test)
+if [ -z "$kernel" ]; then
+    kernel="$(kernel_build_dir "$flavour")/arch/x86/boot/bzImage"
+fi
+[ -f "$kernel" ] || die "kernel image $kernel missing; run scripts/build-kernel.sh $flavour"
+[ -z "$module" ] || [ -f "$module" ] || die "module $module missing; run make"
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing; run scripts/setup.sh"
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static ||
+    busybox=/bin/busybox
+[ -x "$busybox" ] || die "busybox missing; run scripts/setup.sh (busybox-static)"
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+# --- The initramfs -------------------------------------------------------------------------
+root="$out/initramfs"
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,lib,etc,proc,sys,dev,tmp,root}
+cp "$busybox" "$root/bin/busybox"
+cp "$CMAMAP_ROOT/qemu/guest-init.sh" "$root/init"
+chmod +x "$root/init"
+[ -z "$module" ] || cp "$module" "$root/lib/cmamap.ko"
+for dir in "${bins[@]}"; do
+    for f in "$dir"/*; do
+        [ -f "$f" ] && [ -x "$f" ] && cp "$f" "$root/bin/"
+    done
+done
+for spec in "${files[@]}"; do
+    src=${spec%%:*}
+    dest=${spec#*:}
+    [ "$dest" != "$spec" ] || dest="/root/$(basename "$src")"
+    [ -e "$src" ] || die "--file $src does not exist"
+    mkdir -p "$root/$(dirname "$dest")"
+    cp -r "$src" "$root/$dest"
+done
+echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
+echo "nobody:x:65534:65534:nobody:/:/bin/sh" >>"$root/etc/passwd"
+{
+    printf 'MODE=%s\n' "$mode"
+    printf 'MODULE=%s\n' "${module:+yes}"
+    printf 'MODPARAMS=%q\n' "$modparams"
+} >"$root/etc/cmamap-run.conf"
+{
+    echo "cd /root"
+    printf '%q ' "${cmd[@]}"
+    echo
+} >"$root/etc/cmamap-cmd.sh"
+(cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
+
+# --- Accelerator ----------------------------------------------------------------------------
+qemu_base=(qemu-system-x86_64 -machine pc -cpu max,la57=off -m 3G -smp 2 -nodefaults -display none
+    -no-reboot -kernel "$kernel")
+
+# KVM hangs or aborts on some hosts: use it only after a short probe boot reported back.
+probe_kvm() {
+    local key cache probe
+    [ -w /dev/kvm ] || return 1
+    key=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo none)
+    cache="$CMAMAP_CACHE/kvm-probe-$key"
+    [ -f "$cache" ] && { [ "$(cat "$cache")" = ok ]; return; }
+    probe="$out/probe"
+    rm -rf "$probe" && mkdir -p "$probe/root/bin" "$probe/root/dev"
+    cp "$busybox" "$probe/root/bin/busybox"
+    printf '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs d /dev\necho KVM-PROBE-OK >/dev/ttyS1\n/bin/busybox reboot -f\n' >"$probe/root/init"
+    chmod +x "$probe/root/init"
+    (cd "$probe/root" && find . | cpio -o -H newc --quiet) >"$probe/initramfs.cpio"
+    timeout 20 "${qemu_base[@]}" -accel kvm -initrd "$probe/initramfs.cpio" \
+        -append "console=ttyS0 panic=-1" -serial null -serial "file:$probe/result" \
+        >/dev/null 2>&1 || true
+    if grep -q KVM-PROBE-OK "$probe/result" 2>/dev/null; then
+        echo ok >"$cache"
+    else
+        echo fail >"$cache"
+        return 1
+    fi
+}
+case $accel in
+kvm) ;;
+tcg) ;;
+auto) if probe_kvm; then accel=kvm; else accel=tcg; fi ;;
+*) die "--accel must be tcg, kvm or auto" ;;
+esac
+echo "cmamap VM: kernel $(basename "$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")"), accel $accel, logs in $out"
+echo "$accel" >"$out/accel"
+
+# --- Boot -------------------------------------------------------------------------------------
+cmdline="console=ttyS0 loglevel=5 kunit.enable=1 kunit.autorun=1 cma=512M debug_pagealloc=on panic=-1 oops=panic"
+cmdline+=" panic_on_warn=0 rdinit=/init $append"
+result="$out/result.txt" console="$out/console.log"
+rm -f "$result" "$console"
+qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio" -append "$cmdline")
+start=$(date +%s)
+status=0
+if [ "$mode" = shell ]; then
+    "${qemu[@]}" -chardev "stdio,id=con,signal=off,logfile=$console" -serial chardev:con \
+        -serial "file:$result" || status=$?
+    exit "$status"
+fi
+if [ "$quiet" = 1 ]; then
+    qemu+=(-serial "file:$console" -serial "file:$result")
+    timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null >/dev/null 2>&1 || status=$?
+else
+    qemu+=(-chardev "stdio,id=con,signal=off,logfile=$console" -serial chardev:con
+        -serial "file:$result")
+    timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null || status=$?
+fi
+elapsed=$(($(date +%s) - start))
+
+# --- Verdict ----------------------------------------------------------------------------------
+exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"

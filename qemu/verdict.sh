@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Judges one VM run from its logs: qemu/verdict.sh OUT_DIR QEMU_STATUS ELAPSED TIMEOUT.
+# OUT_DIR holds console.log (serial 0) and result.txt (serial 1, written by guest-init.sh).
+# Prints the test results and the VM checks; the last line is "N passed, N failed, N skipped".
+# Exits 0 only if every test and every check passed.
+set -uo pipefail
+
+out=$1 qemu_status=$2 elapsed=$3 timeout_s=$4
+result="$out/result.txt" console="$out/console.log"
+touch "$result" "$console"
+
+section() { # section NAME: the lines between CMAMAP-NAME-BEGIN and CMAMAP-NAME-END
+    tr -d '\r' <"$result" | awk -v b="CMAMAP-$1-BEGIN" -v e="CMAMAP-$1-END" '$0==e{p=0} p{print} $0==b{p=1}'
+}
+field() { grep -a "^CMAMAP-$1 " "$result" | tail -n 1 | cut -d' ' -f2- | tr -d '\r'; }
+
+pass=0 fail=0 skip=0
+check() { # check NAME OK [DETAIL]
+    if [ "$2" = 1 ]; then
+        pass=$((pass + 1))
+        echo "ok - vm: $1"
+    else
+        fail=$((fail + 1))
+        echo "not ok - vm: $1${3:+ # $3}"
+    fi
+}
+
+echo "== VM results (accel $(cat "$out/accel" 2>/dev/null || echo ?), ${elapsed}s)"
+
+# Tests reported by the command, in KTAP (top level only; subtests are the command's business).
+output=$(section OUTPUT)
+t_pass=$(grep -cE '^ok [0-9]+' <<<"$output" | tr -d ' ')
+t_skip=$(grep -cE '^ok [0-9]+.*# SKIP' <<<"$output" | tr -d ' ')
+t_fail=$(grep -cE '^not ok [0-9]+' <<<"$output" | tr -d ' ')
+t_pass=$((t_pass - t_skip))
+grep -E '^not ok [0-9]+|^ok [0-9]+.*# SKIP' <<<"$output" | sed 's/^/  /'
+
+# KUnit cases of the module's own suites (cmamap_*), indented KTAP in the kernel log.
+dmesg_log=$(section DMESG | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ?//')
+kunit_log=$(awk '/# Subtest: cmamap/ {s=1} s {print} s && /^(not )?ok [0-9]+ cmamap/ {s=0}' <<<"$dmesg_log")
+k_pass=$(grep -cE '^ +ok [0-9]+' <<<"$kunit_log" | tr -d ' ')
+k_fail=$(grep -cE '^ *not ok [0-9]+' <<<"$kunit_log" | tr -d ' ')
+grep -E '^ *not ok [0-9]+' <<<"$kunit_log" | sed 's/^ */  kunit: /'
+echo "  command: $t_pass passed, $t_fail failed, $t_skip skipped; kunit: $k_pass passed, $k_fail failed"
+pass=$((t_pass + k_pass)) fail=$((t_fail + k_fail)) skip=$t_skip
+
+# VM-level checks.
+timed_out=0
+[ "$qemu_status" = 124 ] || [ "$qemu_status" = 137 ] && timed_out=1
+check "guest finished within ${timeout_s}s" $((1 - timed_out)) "QEMU killed after ${timeout_s}s"
+done_marker=0
+grep -aq '^CMAMAP-DONE' "$result" && done_marker=1
+check "guest reported back on the result channel" $done_marker "no CMAMAP-DONE: guest panicked, hung or died"
+
+rc=$(field RC)
+check "command exited 0" "$([ "$rc" = 0 ] && echo 1 || echo 0)" "exit status ${rc:-none}"
+check "insmod and rmmod succeeded" "$(grep -aqE '^CMAMAP-(INSMOD|RMMOD)-FAILED' "$result" && echo 0 || echo 1)" \
+    "$(grep -aoE '^CMAMAP-(INSMOD|RMMOD)-FAILED' "$result" | tr '\n' ' ')"
+
+# Splats: scan kernel lines of the console (they survive a panic) and the full dmesg.
+splat_re='BUG:|WARNING:|INFO:|general protection fault|kernel BUG at|Kernel panic|panicked at|UBSAN:|invalid opcode:|KASAN|possible circular locking|suspected memory leak|Oops'
+splats=$( {
+    grep -aE '^\[ *[0-9]+\.[0-9]+\]' "$console" | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ?//'
+    echo "$dmesg_log"
+} | grep -aE "$splat_re" | sort -u)
+if [ -n "$splats" ]; then
+    check "no kernel splat" 0 "$(wc -l <<<"$splats") splat line(s)"
+    sed 's/^/    /' <<<"$splats" | head -20
+else
+    check "no kernel splat" 1
+fi
+
+# Taint: B (bad page), D (died), W (warning), L (soft lockup) are failures; O, E, N are not.
+taint=$(field TAINT)
+letters=""
+if [ -n "$taint" ]; then
+    names=PFSRMBUDAWCIOELKXTNJ
+    for ((bit = 0; bit < ${#names}; bit++)); do
+        ((taint >> bit & 1)) && letters+=${names:bit:1}
+    done
+fi
+bad_taint=$(tr -cd 'BDWL' <<<"$letters")
+check "taint has none of B, D, W, L" "$([ -n "$taint" ] && [ -z "$bad_taint" ] && echo 1 || echo 0)" \
+    "taint ${taint:-unknown} ($letters)"
+
+# kmemleak after rmmod.
+leaks=$(section KMEMLEAK)
+check "kmemleak clean after rmmod" "$([ "$done_marker" = 1 ] && ! grep -q 'unreferenced object' <<<"$leaks" && echo 1 || echo 0)" \
+    "$(grep -c 'unreferenced object' <<<"$leaks") leak(s)"
+grep -q 'unreferenced object' <<<"$leaks" && sed 's/^/    /' <<<"$leaks" | head -30
+
+# CMA accounting: CmaFree is back where it was before insmod.
+before=$(field CMAFREE-BEFORE) after=$(field CMAFREE-AFTER)
+check "CmaFree back to baseline (${before:-?} kB before insmod, ${after:-?} kB after rmmod)" \
+    "$([ -n "$before" ] && [ "$before" = "$after" ] && echo 1 || echo 0)"
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" = 0 ]

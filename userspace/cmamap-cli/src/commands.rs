@@ -1,0 +1,396 @@
+//! The subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command as Process;
+use std::time::Duration;
+
+use cmamap::units::format_size;
+use cmamap::{meminfo, pattern, process, AllocRequest, Device, Info, Prot, Stat};
+
+use crate::args::{AllocCmd, IdCmd, MapCmd, ShareCmd};
+use crate::error::CliError;
+use crate::json::{Object, Value};
+use crate::report;
+
+type Result<T = ()> = std::result::Result<T, CliError>;
+
+/// Options shared by every subcommand.
+pub struct Ctx {
+    pub device: PathBuf,
+    pub json: bool,
+}
+
+impl Ctx {
+    fn open(&self) -> Result<Device> {
+        Ok(Device::open_path(&self.device)?)
+    }
+
+    fn open_readonly(&self) -> Result<Device> {
+        Ok(Device::open_path_readonly(&self.device)?)
+    }
+
+    /// Prints a line of narration in text mode only.
+    fn say(&self, line: impl AsRef<str>) {
+        if !self.json {
+            println!("{}", line.as_ref());
+        }
+    }
+}
+
+fn info_json(info: &Info) -> Object {
+    Object::new()
+        .field("id", info.id)
+        .field("size", info.size)
+        .field("strategy", info.strategy.to_string())
+        .field("offset", info.offset)
+        .field("phys_addr", info.phys_addr)
+        .field("persistent", info.is_persistent())
+        .field("owner", info.owner.to_string())
+        .field("owner_tgid", info.owner_tgid)
+        .field("map_count", info.map_count)
+}
+
+fn stat_json(stat: &Stat) -> Object {
+    Object::new()
+        .field("abi_version", stat.abi_version)
+        .field("default_strategy", stat.default_strategy.to_string())
+        .field("page_size", stat.page_size)
+        .field("max_bytes_per_file", stat.max_bytes_per_file)
+        .field("max_bytes_total", stat.max_bytes_total)
+        .field("bytes_total", stat.bytes_total)
+        .field("blocks_total", stat.blocks_total)
+        .field("bytes_file", stat.bytes_file)
+        .field("blocks_file", stat.blocks_file)
+}
+
+pub fn alloc(ctx: &Ctx, cmd: &AllocCmd) -> Result {
+    let dev = ctx.open()?;
+    let request = AllocRequest::new(cmd.size)
+        .strategy(cmd.strategy)
+        .align_order(cmd.align_order)
+        .persist(cmd.persist);
+    let block = dev.alloc(&request)?;
+    let info = block.info()?;
+    if ctx.json {
+        let out = info_json(&info)
+            .field("freed_at_exit", !info.is_persistent())
+            .field("hold_seconds", cmd.hold);
+        println!("{out}");
+    } else {
+        println!(
+            "allocated block {}: {}, strategy {}, mmap offset {:#x}",
+            info.id,
+            report::size_text(info.size),
+            info.strategy,
+            info.offset
+        );
+        println!("  phys addr: {}", report::phys_text(info.phys_addr));
+        if info.is_persistent() {
+            println!(
+                "  persistent: lives until `cmamap free {}` or rmmod",
+                info.id
+            );
+        }
+    }
+    if let Some(seconds) = cmd.hold {
+        ctx.say(format!(
+            "holding block {} for {seconds} s (Ctrl-C releases it early)",
+            info.id
+        ));
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(Duration::from_secs(seconds));
+    } else if !info.is_persistent() && !ctx.json {
+        eprintln!(
+            "note: block {} belongs to this command's open file and is freed as it exits; \
+             use --persist to keep it, or --hold SECONDS to keep it for a while",
+            info.id
+        );
+    }
+    // A persistent block stays; a file-owned one is freed here (closing would free it too).
+    drop(block);
+    Ok(())
+}
+
+pub fn free(ctx: &Ctx, cmd: &IdCmd) -> Result {
+    let dev = ctx.open()?;
+    dev.free(cmd.id)?;
+    if ctx.json {
+        println!("{}", Object::new().field("freed", cmd.id));
+    } else {
+        println!("freed block {}", cmd.id);
+    }
+    Ok(())
+}
+
+pub fn info(ctx: &Ctx, cmd: &IdCmd) -> Result {
+    let dev = ctx.open_readonly()?;
+    let info = dev.info(cmd.id)?;
+    if ctx.json {
+        println!("{}", info_json(&info));
+    } else {
+        print!("{}", report::aligned(&report::info_lines(&info), ""));
+    }
+    Ok(())
+}
+
+pub fn list(ctx: &Ctx) -> Result {
+    let dev = ctx.open_readonly()?;
+    let infos = dev.list()?;
+    if ctx.json {
+        let blocks: Vec<Value> = infos.iter().map(|i| info_json(i).into()).collect();
+        println!("{}", Object::new().field("blocks", blocks));
+    } else if infos.is_empty() {
+        println!("no blocks (a new open file reaches only persistent blocks)");
+    } else {
+        print!("{}", report::list_table(&infos));
+    }
+    Ok(())
+}
+
+pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
+    let writes = cmd.fill.is_some() || cmd.pattern;
+    // Read-only when only reading: the driver then refuses writable mappings for us.
+    let dev = if writes {
+        ctx.open()?
+    } else {
+        ctx.open_readonly()?
+    };
+    let block = dev.block(cmd.id)?;
+    let length = cmd
+        .length
+        .unwrap_or_else(|| block.size().saturating_sub(cmd.offset));
+    if length == 0 {
+        return Err(CliError::Other(format!(
+            "map: nothing to map: offset {:#x} is at or past the end of block {} ({})",
+            cmd.offset,
+            cmd.id,
+            report::size_text(block.size())
+        )));
+    }
+    let length = usize::try_from(length)
+        .map_err(|_| CliError::Other("map: length does not fit in memory".to_owned()))?;
+    let prot = if writes { Prot::ReadWrite } else { Prot::Read };
+    let mut mapping = block.map_range(cmd.offset, length, prot)?;
+    let seed = cmd.seed.unwrap_or(u64::from(cmd.id));
+    ctx.say(format!(
+        "block {}: mapped {} at block offset {:#x} (address {:#x}, {prot})",
+        cmd.id,
+        report::size_text(length as u64),
+        cmd.offset,
+        mapping.addr()
+    ));
+
+    let mut filled = Value::Null;
+    if let Some(byte) = cmd.fill {
+        mapping.as_mut_slice().fill(byte);
+        ctx.say(format!("  filled with {byte:#04x}"));
+        filled = format!("{byte:#04x}").into();
+    } else if cmd.pattern {
+        pattern::fill(mapping.as_mut_slice(), seed, cmd.offset);
+        ctx.say(format!("  filled with the test pattern, seed {seed}"));
+        filled = "pattern".into();
+    }
+
+    let checked = if let Some(byte) = cmd.verify {
+        pattern::check_filled(mapping.as_slice(), byte, cmd.offset).map(|()| true)
+    } else if cmd.verify_pattern {
+        pattern::check(mapping.as_slice(), seed, cmd.offset).map(|()| true)
+    } else {
+        Ok(false)
+    };
+    let verified =
+        checked.map_err(|mismatch| CliError::Verify(format!("block {}: {mismatch}", cmd.id)))?;
+    if verified {
+        ctx.say(format!(
+            "  verified {}: OK",
+            report::size_text(length as u64)
+        ));
+    }
+
+    if let Some(dump) = cmd.dump {
+        let shown = (dump as usize).min(length);
+        if !ctx.json {
+            print!(
+                "{}",
+                report::hexdump(&mapping.as_slice()[..shown], cmd.offset)
+            );
+        }
+    }
+
+    if ctx.json {
+        let out = Object::new()
+            .field("id", cmd.id)
+            .field("offset", cmd.offset)
+            .field("length", length)
+            .field("address", format!("{:#x}", mapping.addr()))
+            .field("prot", prot.to_string())
+            .field("filled", filled)
+            .field("seed", seed)
+            .field("verified", verified);
+        println!("{out}");
+    }
+    Ok(())
+}
+
+pub fn share(ctx: &Ctx, cmd: &ShareCmd) -> Result {
+    if cmd.persist {
+        share_persistent(ctx, cmd)
+    } else {
+        share_with_child(ctx, cmd)
+    }
+}
+
+/// A forked child shares the parent's open file, so it reaches the parent's file-owned block.
+fn share_with_child(ctx: &Ctx, cmd: &ShareCmd) -> Result {
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(cmd.size).strategy(cmd.strategy))?;
+    let mut mapping = block.map(Prot::ReadWrite)?;
+    let (parent_seed, child_seed) = (1, 2);
+    ctx.say(format!(
+        "allocated block {}: {}, strategy {}",
+        block.id(),
+        format_size(block.size()),
+        block.strategy()
+    ));
+    pattern::fill(mapping.as_mut_slice(), parent_seed, 0);
+    ctx.say(format!(
+        "parent {}: mapped it at {:#x} and wrote pattern {parent_seed}",
+        std::process::id(),
+        mapping.addr()
+    ));
+
+    let quiet = ctx.json;
+    let child = process::spawn_child(|| {
+        let mut own = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+        pattern::check(own.as_slice(), parent_seed, 0)
+            .map_err(|m| format!("child: the parent's pattern: {m}"))?;
+        pattern::fill(own.as_mut_slice(), child_seed, 0);
+        if !quiet {
+            println!(
+                "child {}: mapped the block through the inherited file at {:#x}, verified the \
+                 parent's pattern, wrote pattern {child_seed}",
+                std::process::id(),
+                own.addr()
+            );
+        }
+        Ok(())
+    })
+    .map_err(|e| CliError::Other(format!("fork: {e}")))?;
+    let child_pid = child.pid();
+    child
+        .wait()
+        .map_err(|e| CliError::Other(format!("waitpid: {e}")))?
+        .map_err(CliError::Verify)?;
+
+    pattern::check(mapping.as_slice(), child_seed, 0)
+        .map_err(|m| CliError::Verify(format!("parent: the child's pattern: {m}")))?;
+    ctx.say("parent: sees the child's pattern through its own mapping: OK");
+    let id = block.id();
+    drop(mapping);
+    block.free()?;
+    ctx.say(format!("freed block {id}"));
+    if ctx.json {
+        let out = Object::new()
+            .field("id", id)
+            .field("size", cmd.size)
+            .field("child_pid", child_pid)
+            .field("verified", true);
+        println!("{out}");
+    }
+    Ok(())
+}
+
+/// A persistent block is reachable from any open file: a new `cmamap map` process opens the
+/// device itself and checks the pattern.
+fn share_persistent(ctx: &Ctx, cmd: &ShareCmd) -> Result {
+    let dev = ctx.open()?;
+    let request = AllocRequest::new(cmd.size)
+        .strategy(cmd.strategy)
+        .persist(true);
+    let mut block = dev.alloc(&request)?;
+    // Free it on every path out, errors included.
+    block.set_free_on_drop(true);
+    let id = block.id();
+    let seed = u64::from(id);
+    {
+        let mut mapping = block.map(Prot::ReadWrite)?;
+        pattern::fill(mapping.as_mut_slice(), seed, 0);
+    }
+    ctx.say(format!(
+        "allocated persistent block {id}: {}, strategy {}; wrote pattern {seed} and unmapped it",
+        format_size(block.size()),
+        block.strategy()
+    ));
+
+    let exe = std::env::current_exe().map_err(|e| CliError::Other(format!("current_exe: {e}")))?;
+    let mut child = Process::new(&exe);
+    child
+        .arg("--device")
+        .arg(&ctx.device)
+        .args(["map", &id.to_string(), "--verify-pattern", "--seed"])
+        .arg(seed.to_string());
+    if ctx.json {
+        child.arg("--json");
+    }
+    ctx.say(format!(
+        "running an unrelated process: {} --device {} map {id} --verify-pattern --seed {seed}",
+        exe.display(),
+        ctx.device.display()
+    ));
+    let output = child
+        .output()
+        .map_err(|e| CliError::Other(format!("spawn {}: {e}", exe.display())))?;
+    let _ = std::io::stderr().write_all(&output.stderr);
+    let child_stdout = String::from_utf8_lossy(&output.stdout);
+    if !ctx.json {
+        for line in child_stdout.lines() {
+            println!("  | {line}");
+        }
+    }
+    if !output.status.success() {
+        return Err(CliError::Verify(format!(
+            "the other process could not verify block {id} ({})",
+            output.status
+        )));
+    }
+    block.free()?;
+    ctx.say(format!("freed block {id}"));
+    if ctx.json {
+        let out = Object::new()
+            .field("id", id)
+            .field("size", cmd.size)
+            .field("persistent", true)
+            .field("reader", Value::Raw(child_stdout.trim().to_owned()))
+            .field("verified", true);
+        println!("{out}");
+    }
+    Ok(())
+}
+
+pub fn stat(ctx: &Ctx) -> Result {
+    let dev = ctx.open_readonly()?;
+    let stat = dev.stat()?;
+    let cma = meminfo::read();
+    if ctx.json {
+        let (total, free) = match &cma {
+            Ok(cma) => (Some(cma.total_kib * 1024), Some(cma.free_kib * 1024)),
+            Err(_) => (None, None),
+        };
+        let out = stat_json(&stat)
+            .field("cma_total", total)
+            .field("cma_free", free);
+        println!("{out}");
+        return Ok(());
+    }
+    let mut lines = report::stat_lines(&stat);
+    match &cma {
+        Ok(cma) => {
+            lines.push(("CmaTotal", format_size(cma.total_kib * 1024)));
+            lines.push(("CmaFree", format_size(cma.free_kib * 1024)));
+        }
+        Err(err) => lines.push(("CMA", format!("not reported: {err}"))),
+    }
+    print!("{}", report::aligned(&lines, ""));
+    Ok(())
+}

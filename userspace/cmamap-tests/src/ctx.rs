@@ -1,0 +1,110 @@
+//! What every test gets: the device path, the page size, whether it runs as root, and small
+//! helpers shared by the suites.
+
+use std::path::PathBuf;
+
+use cmamap::{Device, Errno};
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::unistd::{Gid, Uid};
+
+use crate::check::{skip, Failure, Step, TestResult};
+
+/// The uid and gid of `nobody`, set without a passwd lookup (the guest has no NSS).
+pub const NOBODY: u32 = 65534;
+
+pub struct Ctx {
+    pub device: PathBuf,
+    pub page: usize,
+    pub root: bool,
+    pub cma_tolerance_kib: u64,
+}
+
+impl Ctx {
+    pub fn open(&self) -> Result<Device, Failure> {
+        Device::open_path(&self.device).step("open")
+    }
+
+    pub fn open_readonly(&self) -> Result<Device, Failure> {
+        Device::open_path_readonly(&self.device).step("open read-only")
+    }
+
+    /// `n` pages in bytes.
+    pub fn pages(&self, n: usize) -> u64 {
+        (n * self.page) as u64
+    }
+
+    /// A skip verdict when the test needs root and does not have it.
+    pub fn needs_root(&self) -> Option<TestResult> {
+        (!self.root).then(|| skip("needs root (CAP_SYS_ADMIN)"))
+    }
+}
+
+/// Frees a persistent block through a fresh open when dropped, so a failing test leaves no
+/// module-owned block behind.
+pub struct PersistGuard {
+    device: PathBuf,
+    id: Option<u32>,
+}
+
+impl PersistGuard {
+    pub fn new(ctx: &Ctx, id: u32) -> Self {
+        Self {
+            device: ctx.device.clone(),
+            id: Some(id),
+        }
+    }
+
+    /// The test freed the block itself.
+    pub fn disarm(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for PersistGuard {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            if let Ok(dev) = Device::open_path(&self.device) {
+                let _ = dev.free(id);
+            }
+        }
+    }
+}
+
+/// Minor faults of this process so far.
+pub fn minor_fault_count() -> Result<i64, Failure> {
+    Ok(getrusage(UsageWho::RUSAGE_SELF)
+        .step("getrusage")?
+        .minor_page_faults())
+}
+
+/// The effective capability set from /proc/self/status.
+pub fn effective_caps() -> Result<u64, Failure> {
+    let status = std::fs::read_to_string("/proc/self/status").step("read /proc/self/status")?;
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .ok_or_else(|| Failure::new("/proc/self/status has no CapEff"))?;
+    u64::from_str_radix(hex.trim(), 16).step("parse CapEff")
+}
+
+/// Becomes `nobody`. Moving every uid away from 0 clears the permitted and effective
+/// capabilities (no SECBIT_KEEP_CAPS), which the check confirms.
+pub fn drop_privileges() -> Result<(), Failure> {
+    nix::unistd::setgroups(&[]).step("setgroups")?;
+    let gid = Gid::from_raw(NOBODY);
+    nix::unistd::setresgid(gid, gid, gid).step("setresgid")?;
+    let uid = Uid::from_raw(NOBODY);
+    nix::unistd::setresuid(uid, uid, uid).step("setresuid")?;
+    let caps = effective_caps()?;
+    if caps != 0 {
+        return Err(Failure::new(format!(
+            "still has capabilities {caps:#x} after setresuid({NOBODY})"
+        )));
+    }
+    Ok(())
+}
+
+/// True for the errors a CMA allocation gives when memory is short or fragmented.
+pub fn is_cma_shortage(errno: Errno) -> bool {
+    matches!(errno, Errno::ENOMEM | Errno::EBUSY)
+}

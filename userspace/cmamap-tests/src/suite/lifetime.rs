@@ -1,0 +1,91 @@
+//! Block memory outlives its id (FREE while mapped) and its file (close while mapped), and goes
+//! back to CMA exactly at the last munmap.
+
+use cmamap::{pattern, AllocRequest, Errno, Prot, Strategy};
+
+use crate::check::{expect_errno, pass, Failure, TestResult};
+use crate::cma;
+use crate::ctx::Ctx;
+
+const SIZE: u64 = 1 << 20;
+
+/// Fails unless CMA still holds the block: CmaFree at least half the block below `base`.
+fn ensure_still_held(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
+    if let (Some(base), Some(now)) = (base, cma::cma_free_kib()) {
+        let half_block = SIZE / 1024 / 2;
+        ensure!(
+            now + half_block <= base + ctx.cma_tolerance_kib,
+            "{when}: CmaFree is {now} kB, {base} kB before ALLOC: the memory went back to CMA \
+             while still mapped"
+        );
+    }
+    Ok(())
+}
+
+fn ensure_returned(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
+    if let Some(base) = base {
+        if let Err(now) = cma::wait_for_cma_free(base, ctx.cma_tolerance_kib) {
+            fail!("{when}: CmaFree is {now} kB, {base} kB before ALLOC");
+        }
+    }
+    Ok(())
+}
+
+pub fn free_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let base = cma::cma_free_kib();
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
+    let (id, offset) = (block.id(), block.offset());
+    // Written with pwrite so that (for fault and page) the mapping first touches the pages
+    // after the FREE.
+    block.pwrite(0, &pattern::generate(SIZE as usize, 21, 0))?;
+    let mut mapping = block.map(Prot::ReadWrite)?.detach();
+    block.free()?;
+
+    expect_errno(dev.info(id), Errno::ENOENT, "INFO after FREE")?;
+    expect_errno(dev.free(id), Errno::ENOENT, "second FREE")?;
+    expect_errno(
+        dev.map(offset, ctx.page, Prot::Read),
+        Errno::EINVAL,
+        "new mmap after FREE",
+    )?;
+    let mut buf = [0u8; 8];
+    expect_errno(
+        dev.pread(offset, &mut buf),
+        Errno::EINVAL,
+        "pread after FREE",
+    )?;
+
+    pattern::check(mapping.as_slice(), 21, 0)
+        .map_err(|m| Failure::new(format!("old data after FREE: {m}")))?;
+    pattern::fill(mapping.as_mut_slice(), 22, 0);
+    pattern::check(mapping.as_slice(), 22, 0)
+        .map_err(|m| Failure::new(format!("new data after FREE: {m}")))?;
+    ensure_still_held(ctx, base, "after FREE, still mapped")?;
+
+    drop(mapping);
+    ensure_returned(ctx, base, "after the last munmap")?;
+    pass()
+}
+
+pub fn close_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let base = cma::cma_free_kib();
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
+    block.pwrite(0, &pattern::generate(SIZE as usize, 23, 0))?;
+    let mut mapping = block.map(Prot::ReadWrite)?.detach();
+    // The file's release frees the block; the mapping keeps the memory.
+    block.into_raw_id();
+    drop(dev);
+
+    pattern::check(mapping.as_slice(), 23, 0)
+        .map_err(|m| Failure::new(format!("data after close: {m}")))?;
+    pattern::fill(mapping.as_mut_slice(), 24, 0);
+    pattern::check(mapping.as_slice(), 24, 0)
+        .map_err(|m| Failure::new(format!("new data after close: {m}")))?;
+    ensure_still_held(ctx, base, "after close, still mapped")?;
+
+    drop(mapping);
+    ensure_returned(ctx, base, "after the last munmap")?;
+    pass()
+}

@@ -1,0 +1,202 @@
+//! The table of tests. Each entry is one function; a per-strategy entry runs once for each of
+//! remap, fault and page, named `<name>_<strategy>`.
+
+mod alloc_map;
+mod device;
+mod gup;
+mod lifecycle;
+mod lifetime;
+mod mapping;
+mod persist;
+mod sharing;
+pub mod validation;
+
+use cmamap::Strategy;
+
+use crate::check::TestResult;
+use crate::ctx::Ctx;
+
+type Plain = fn(&Ctx) -> TestResult;
+type PerStrategy = fn(&Ctx, Strategy) -> TestResult;
+
+enum Kind {
+    Plain(Plain),
+    PerStrategy(PerStrategy),
+}
+
+struct Entry {
+    name: &'static str,
+    kind: Kind,
+}
+
+const fn plain(name: &'static str, run: Plain) -> Entry {
+    Entry {
+        name,
+        kind: Kind::Plain(run),
+    }
+}
+
+const fn per_strategy(name: &'static str, run: PerStrategy) -> Entry {
+    Entry {
+        name,
+        kind: Kind::PerStrategy(run),
+    }
+}
+
+const TABLE: &[Entry] = &[
+    // The device and the driver's self-description.
+    plain("device_node_opens", device::device_node_opens),
+    plain("stat_reports_abi_version", device::stat_reports_abi_version),
+    plain("module_params_match_stat", device::module_params_match_stat),
+    plain("debugfs_lists_blocks", device::debugfs_lists_blocks),
+    // Argument validation.
+    plain("unknown_ioctl_enotty", validation::unknown_ioctl_enotty),
+    plain(
+        "alloc_reserved_nonzero_einval",
+        validation::alloc_reserved_nonzero_einval,
+    ),
+    plain(
+        "free_reserved_nonzero_einval",
+        validation::free_reserved_nonzero_einval,
+    ),
+    plain(
+        "info_list_stat_reserved_einval",
+        validation::info_list_stat_reserved_einval,
+    ),
+    plain(
+        "alloc_unknown_flags_einval",
+        validation::alloc_unknown_flags_einval,
+    ),
+    plain(
+        "alloc_bad_strategy_einval",
+        validation::alloc_bad_strategy_einval,
+    ),
+    plain(
+        "alloc_align_order_too_big_einval",
+        validation::alloc_align_order_too_big_einval,
+    ),
+    plain("alloc_size_zero_einval", validation::alloc_size_zero_einval),
+    plain(
+        "alloc_size_overflow_einval",
+        validation::alloc_size_overflow_einval,
+    ),
+    plain("alloc_huge_size_enospc", validation::alloc_huge_size_enospc),
+    plain(
+        "per_file_limit_is_cumulative",
+        validation::per_file_limit_is_cumulative,
+    ),
+    plain(
+        "alloc_unaligned_size_rounded_up",
+        validation::alloc_unaligned_size_rounded_up,
+    ),
+    plain("bad_pointer_efault", validation::bad_pointer_efault),
+    // Allocation, description and release.
+    plain(
+        "alloc_info_list_free_roundtrip",
+        lifecycle::alloc_info_list_free_roundtrip,
+    ),
+    plain("double_free_enoent", lifecycle::double_free_enoent),
+    plain("unknown_id_enoent", lifecycle::unknown_id_enoent),
+    plain("ids_not_reused", lifecycle::ids_not_reused),
+    plain("other_file_id_enoent", lifecycle::other_file_id_enoent),
+    plain("close_releases_blocks", lifecycle::close_releases_blocks),
+    per_strategy("block_is_zeroed", lifecycle::block_is_zeroed),
+    plain("stat_tracks_usage", lifecycle::stat_tracks_usage),
+    plain(
+        "default_strategy_resolves",
+        lifecycle::default_strategy_resolves,
+    ),
+    plain(
+        "align_order_is_honoured",
+        lifecycle::align_order_is_honoured,
+    ),
+    plain("cma_free_tracks_blocks", lifecycle::cma_free_tracks_blocks),
+    // Mapping.
+    per_strategy("map_roundtrip", mapping::map_roundtrip),
+    per_strategy("minor_faults", mapping::minor_faults),
+    plain("mmap_past_end_einval", mapping::mmap_past_end_einval),
+    plain(
+        "mmap_unknown_block_einval",
+        mapping::mmap_unknown_block_einval,
+    ),
+    plain("mmap_private_einval", mapping::mmap_private_einval),
+    plain(
+        "readonly_fd_refuses_write",
+        mapping::readonly_fd_refuses_write,
+    ),
+    plain("pread_pwrite_bounds", mapping::pread_pwrite_bounds),
+    per_strategy("mremap_grow_fails", mapping::mremap_grow_fails),
+    // Memory outliving its id or its file.
+    per_strategy("free_while_mapped", lifetime::free_while_mapped),
+    per_strategy("close_while_mapped", lifetime::close_while_mapped),
+    // Sharing between processes.
+    per_strategy("fork_shares_block", sharing::fork_shares_block),
+    plain("scm_rights_passes_file", sharing::scm_rights_passes_file),
+    // Persistent blocks and privileges.
+    plain(
+        "persist_visible_to_other_opens",
+        persist::persist_visible_to_other_opens,
+    ),
+    plain(
+        "persist_needs_cap_sys_admin",
+        persist::persist_needs_cap_sys_admin,
+    ),
+    plain(
+        "phys_addr_needs_cap_sys_admin",
+        persist::phys_addr_needs_cap_sys_admin,
+    ),
+    // ALLOC_MAP and UNMAP_FREE.
+    per_strategy("alloc_map_roundtrip", alloc_map::alloc_map_roundtrip),
+    plain(
+        "alloc_map_bad_prot_einval",
+        alloc_map::alloc_map_bad_prot_einval,
+    ),
+    plain(
+        "unmap_free_wrong_addr_einval",
+        alloc_map::unmap_free_wrong_addr_einval,
+    ),
+    // get_user_pages.
+    per_strategy("vmsplice_gup", gup::vmsplice_gup),
+];
+
+/// One runnable test.
+pub struct Case {
+    pub name: String,
+    run: Runner,
+}
+
+enum Runner {
+    Plain(Plain),
+    Strategy(PerStrategy, Strategy),
+}
+
+impl Case {
+    pub fn run(&self, ctx: &Ctx) -> TestResult {
+        match self.run {
+            Runner::Plain(run) => run(ctx),
+            Runner::Strategy(run, strategy) => run(ctx, strategy),
+        }
+    }
+}
+
+/// Every test, per-strategy entries expanded, in table order.
+pub fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for entry in TABLE {
+        match entry.kind {
+            Kind::Plain(run) => cases.push(Case {
+                name: entry.name.to_owned(),
+                run: Runner::Plain(run),
+            }),
+            Kind::PerStrategy(run) => {
+                for strategy in Strategy::CONCRETE {
+                    cases.push(Case {
+                        name: format!("{}_{strategy}", entry.name),
+                        run: Runner::Strategy(run, strategy),
+                    });
+                }
+            }
+        }
+    }
+    cases
+}

@@ -1,0 +1,108 @@
+//! Sharing blocks between processes: fork (inherited file) and SCM_RIGHTS (passed file).
+
+use std::os::fd::AsFd;
+
+use cmamap::process::{recv_fd, send_fd};
+use cmamap::{pattern, AllocRequest, Device, Owner, Prot, Strategy};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::check::{pass, Failure, Step, TestResult};
+use crate::child;
+use crate::ctx::Ctx;
+
+pub fn fork_shares_block(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let dev = ctx.open()?;
+    let size = ctx.pages(8);
+    let block = dev.alloc(&AllocRequest::new(size).strategy(strategy))?;
+    let mut parent_map = block.map(Prot::ReadWrite)?;
+    pattern::fill(parent_map.as_mut_slice(), 31, 0);
+    let parent_view = &parent_map;
+
+    child::run(|| {
+        pattern::check(parent_view.as_slice(), 31, 0)
+            .map_err(|m| Failure::new(format!("inherited mapping: {m}")))?;
+        let info = block.info().step("INFO through the inherited file")?;
+        ensure_eq!(info.owner, Owner::ThisFile, "owner seen by the child");
+        let mut own = block.map(Prot::ReadWrite).step("the child's own mmap")?;
+        pattern::check(own.as_slice(), 31, 0)
+            .map_err(|m| Failure::new(format!("the child's own mapping: {m}")))?;
+        pattern::fill(own.as_mut_slice(), 32, 0);
+        Ok(())
+    })?;
+
+    pattern::check(parent_map.as_slice(), 32, 0)
+        .map_err(|m| Failure::new(format!("the child's writes seen by the parent: {m}")))?;
+    // The child's exit closed only its copy of the descriptor.
+    block.info().step("INFO after the child exited")?;
+    drop(parent_map);
+    block.free()?;
+    pass()
+}
+
+/// What the parent sends along with the descriptor.
+const MESSAGE_LEN: usize = 4 + 8 + 8;
+
+fn encode(id: u32, offset: u64, size: u64) -> [u8; MESSAGE_LEN] {
+    let mut message = [0u8; MESSAGE_LEN];
+    message[..4].copy_from_slice(&id.to_le_bytes());
+    message[4..12].copy_from_slice(&offset.to_le_bytes());
+    message[12..].copy_from_slice(&size.to_le_bytes());
+    message
+}
+
+fn decode(message: &[u8; MESSAGE_LEN]) -> (u32, u64, u64) {
+    let id = u32::from_le_bytes(message[..4].try_into().unwrap());
+    let offset = u64::from_le_bytes(message[4..12].try_into().unwrap());
+    let size = u64::from_le_bytes(message[12..].try_into().unwrap());
+    (id, offset, size)
+}
+
+pub fn scm_rights_passes_file(ctx: &Ctx) -> TestResult {
+    let (parent_sock, child_sock) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .step("socketpair")?;
+
+    // Forked before the device is opened: the child reaches it only through the message.
+    let receiver = child::spawn(|| {
+        let mut message = [0u8; MESSAGE_LEN];
+        let (fd, len) = recv_fd(child_sock.as_fd(), &mut message).step("recvmsg")?;
+        ensure_eq!(len, MESSAGE_LEN, "message length");
+        let (id, offset, size) = decode(&message);
+        let dev = Device::from_fd(fd);
+        let info = dev.info(id).step("INFO through the received file")?;
+        ensure_eq!(
+            info.owner,
+            Owner::ThisFile,
+            "owner seen through the received file"
+        );
+        let mut mapping = dev
+            .map(offset, size as usize, Prot::ReadWrite)
+            .step("mmap through the received file")?;
+        pattern::check(mapping.as_slice(), 41, 0)
+            .map_err(|m| Failure::new(format!("sender's data: {m}")))?;
+        pattern::fill(mapping.as_mut_slice(), 42, 0);
+        Ok(())
+    })?;
+    drop(child_sock);
+
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(4)).strategy(Strategy::Page))?;
+    let mut mapping = block.map(Prot::ReadWrite)?;
+    pattern::fill(mapping.as_mut_slice(), 41, 0);
+    send_fd(
+        parent_sock.as_fd(),
+        dev.as_fd(),
+        &encode(block.id(), block.offset(), block.size()),
+    )
+    .step("sendmsg")?;
+    child::wait(receiver)?;
+    pattern::check(mapping.as_slice(), 42, 0)
+        .map_err(|m| Failure::new(format!("receiver's writes: {m}")))?;
+    drop(mapping);
+    block.free()?;
+    pass()
+}

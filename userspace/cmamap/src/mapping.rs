@@ -1,0 +1,424 @@
+//! Mappings of blocks: `mmap` by offset, and the driver-made mappings of `IOC_ALLOC_MAP`.
+//!
+//! Soundness rests on the driver's promise that a mapping's memory stays valid until it is
+//! unmapped, even after its block is freed or its file closed. Slices handed out here alias
+//! memory that other mappings and processes may write; use them between synchronisation points
+//! (such as `waitpid`), or the volatile accessors when another party writes concurrently.
+
+use std::marker::PhantomData;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{self, MRemapFlags, MapFlags, ProtFlags};
+
+use crate::abi;
+use crate::device::{to_off_t, Device};
+use crate::error::{Context, Error, Result};
+use crate::raw;
+use crate::strategy::{Prot, Strategy};
+
+/// `MAP_SHARED` or `MAP_PRIVATE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// `MAP_SHARED`: the only kind the driver supports.
+    Shared,
+    /// `MAP_PRIVATE`: the driver refuses it with `EINVAL`.
+    Private,
+}
+
+impl Sharing {
+    fn flags(self) -> MapFlags {
+        match self {
+            Sharing::Shared => MapFlags::MAP_SHARED,
+            Sharing::Private => MapFlags::MAP_PRIVATE,
+        }
+    }
+}
+
+/// What a deliberately wrong `IOC_UNMAP_FREE` did.
+#[derive(Debug)]
+pub enum Probe<T> {
+    /// The driver refused, as it should; the handle comes back intact.
+    Refused(T, Error),
+    /// The driver accepted: the handle was torn down, since part of it may be gone.
+    Accepted,
+}
+
+/// A mapping of (part of) a block; unmapped on drop.
+///
+/// The lifetime ties it to the [`crate::Block`] or [`Device`] it came from; [`Mapping::detach`]
+/// lifts that, since the memory outlives both.
+#[derive(Debug)]
+pub struct Mapping<'a> {
+    ptr: NonNull<u8>,
+    len: usize,
+    prot: Prot,
+    _source: PhantomData<&'a ()>,
+}
+
+fn prot_flags(prot: Prot) -> ProtFlags {
+    ProtFlags::from_bits_truncate(prot.bits())
+}
+
+impl<'a> Mapping<'a> {
+    pub(crate) fn new(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        prot: Prot,
+        sharing: Sharing,
+    ) -> Result<Self> {
+        let length = NonZeroUsize::new(len).ok_or(Error::new("mmap", Errno::EINVAL))?;
+        let offset = to_off_t("mmap", offset)?;
+        // SAFETY: no MAP_FIXED, so the kernel picks a free range and no existing memory changes.
+        let ptr =
+            unsafe { mman::mmap(None, length, prot_flags(prot), sharing.flags(), fd, offset) }
+                .context("mmap")?;
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+            prot,
+            _source: PhantomData,
+        })
+    }
+
+    /// The start address.
+    pub fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
+    /// A raw pointer to the start.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// A raw mutable pointer to the start.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: mappings are at least one page.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The protection it was mapped (or last `protect`ed) with.
+    pub fn prot(&self) -> Prot {
+        self.prot
+    }
+
+    /// The mapped bytes.
+    ///
+    /// # Panics
+    ///
+    /// If the mapping is not readable.
+    pub fn as_slice(&self) -> &[u8] {
+        assert!(self.prot.readable(), "mapping is not readable");
+        // SAFETY: `ptr..ptr+len` is mapped readable for as long as `self` lives (the driver keeps
+        // block memory valid until munmap), and `&self` prevents mutation through this mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The mapped bytes, writable.
+    ///
+    /// # Panics
+    ///
+    /// If the mapping is not readable and writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        assert!(
+            self.prot.readable() && self.prot.writable(),
+            "mapping is not readable and writable"
+        );
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only slice of this mapping.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Reads byte `index` with a volatile load, so that the access (and its page fault)
+    /// really happens.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is out of range.
+    pub fn read_volatile(&self, index: usize) -> u8 {
+        assert!(index < self.len, "index {index} out of range");
+        // SAFETY: in bounds of a live mapping.
+        unsafe { self.ptr.as_ptr().add(index).read_volatile() }
+    }
+
+    /// Writes byte `index` with a volatile store.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is out of range or the mapping is not writable.
+    pub fn write_volatile(&mut self, index: usize, value: u8) {
+        assert!(index < self.len, "index {index} out of range");
+        assert!(self.prot.writable(), "mapping is not writable");
+        // SAFETY: in bounds of a live, writable mapping; `&mut self` excludes slices of it.
+        unsafe { self.ptr.as_ptr().add(index).write_volatile(value) }
+    }
+
+    /// Drops the borrow of the block or device: the driver keeps the memory valid until munmap
+    /// even after the block is freed or its file is closed.
+    pub fn detach(self) -> Mapping<'static> {
+        let detached = Mapping {
+            ptr: self.ptr,
+            len: self.len,
+            prot: self.prot,
+            _source: PhantomData,
+        };
+        std::mem::forget(self);
+        detached
+    }
+
+    /// Resizes with `mremap(MREMAP_MAYMOVE)`; the driver refuses to grow its mappings.
+    pub fn resize(&mut self, new_len: usize) -> Result<()> {
+        if new_len == 0 {
+            return Err(Error::new("mremap", Errno::EINVAL));
+        }
+        // SAFETY: the range is this mapping's; on success the old range is gone and `self` takes
+        // the new one, on failure nothing changed. `&mut self` excludes outstanding slices.
+        let ptr = unsafe {
+            mman::mremap(
+                self.ptr.cast(),
+                self.len,
+                new_len,
+                MRemapFlags::MREMAP_MAYMOVE,
+                None,
+            )
+        }
+        .context("mremap")?;
+        self.ptr = ptr.cast();
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Changes the protection with `mprotect`.
+    pub fn protect(&mut self, prot: Prot) -> Result<()> {
+        // SAFETY: the range is this mapping's, and `&mut self` excludes outstanding slices, so no
+        // reference outlives a protection change.
+        unsafe { mman::mprotect(self.ptr.cast(), self.len, prot_flags(prot)) }
+            .context("mprotect")?;
+        self.prot = prot;
+        Ok(())
+    }
+
+    /// Asks `IOC_UNMAP_FREE` to release this plain `mmap` mapping as if `IOC_ALLOC_MAP` had made
+    /// it; the driver must refuse with `EINVAL`. Tests use it.
+    pub fn probe_unmap_free(self, dev: &Device, id: u32) -> Probe<Self> {
+        let args = abi::FreeArgs {
+            id,
+            addr: self.addr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: the address is this mapping's start, which `self` owns; if the driver unmaps it
+        // we tear `self` down below without touching the memory.
+        match unsafe { raw::unmap_free(dev.as_fd(), &args) } {
+            Err(errno) => Probe::Refused(self, Error::new("CMAMAP_IOC_UNMAP_FREE", errno)),
+            Ok(()) => {
+                // munmap of an already unmapped range succeeds and leaves nothing behind.
+                drop(self);
+                Probe::Accepted
+            }
+        }
+    }
+}
+
+impl Drop for Mapping<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the range is this mapping's and no slice of it outlives `self`.
+        let _ = unsafe { mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A block that `IOC_ALLOC_MAP` allocated and mapped in one step; `IOC_UNMAP_FREE` releases
+/// both when it drops (a persistent one is only unmapped).
+#[derive(Debug)]
+pub struct MappedBlock<'dev> {
+    dev: &'dev Device,
+    id: u32,
+    offset: u64,
+    size: u64,
+    strategy: Strategy,
+    flags: u32,
+    // Always Some until drop or an explicit release takes it.
+    mapping: Option<Mapping<'dev>>,
+}
+
+impl<'dev> MappedBlock<'dev> {
+    pub(crate) fn from_alloc_map(dev: &'dev Device, args: &abi::AllocArgs) -> Result<Self> {
+        let prot = match args.prot as i32 {
+            p if p == libc::PROT_READ => Prot::Read,
+            p if p == libc::PROT_WRITE => Prot::Write,
+            _ => Prot::ReadWrite,
+        };
+        let ptr = NonNull::new(args.addr as *mut u8);
+        let len = usize::try_from(args.size).ok();
+        let (Some(ptr), Some(len)) = (ptr, len) else {
+            // The driver reported success without a usable mapping: free what we can.
+            let _ = dev.free(args.id);
+            return Err(Error::new("CMAMAP_IOC_ALLOC_MAP", Errno::EPROTO));
+        };
+        Ok(Self {
+            dev,
+            id: args.id,
+            offset: args.offset,
+            size: args.size,
+            strategy: Strategy::from_raw(args.strategy),
+            flags: args.flags,
+            mapping: Some(Mapping {
+                ptr,
+                len,
+                prot,
+                _source: PhantomData,
+            }),
+        })
+    }
+
+    fn mapping_ref(&self) -> &Mapping<'dev> {
+        self.mapping.as_ref().expect("mapping present until drop")
+    }
+
+    fn mapping_mut(&mut self) -> &mut Mapping<'dev> {
+        self.mapping.as_mut().expect("mapping present until drop")
+    }
+
+    /// The block's handle.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The mmap offset that selects the block (other processes can map it by this).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes, a whole number of pages.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The strategy the driver resolved.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// True for a module-owned (`PERSIST`) block.
+    pub fn is_persistent(&self) -> bool {
+        self.flags & abi::ALLOC_PERSIST != 0
+    }
+
+    /// The device it came from.
+    pub fn device(&self) -> &'dev Device {
+        self.dev
+    }
+
+    /// The address the driver mapped the block at.
+    pub fn addr(&self) -> usize {
+        self.mapping_ref().addr()
+    }
+
+    /// The mapping, for its accessors.
+    pub fn mapping(&self) -> &Mapping<'dev> {
+        self.mapping_ref()
+    }
+
+    /// The mapped block.
+    pub fn as_slice(&self) -> &[u8] {
+        self.mapping_ref().as_slice()
+    }
+
+    /// The mapped block, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.mapping_mut().as_mut_slice()
+    }
+
+    /// Volatile read of byte `index`.
+    pub fn read_volatile(&self, index: usize) -> u8 {
+        self.mapping_ref().read_volatile(index)
+    }
+
+    /// Volatile write of byte `index`.
+    pub fn write_volatile(&mut self, index: usize, value: u8) {
+        self.mapping_mut().write_volatile(index, value)
+    }
+
+    /// `IOC_UNMAP_FREE` now, reporting the error that `Drop` would swallow. On error the handle
+    /// is dropped, which unmaps and frees by other means.
+    pub fn unmap_free(mut self) -> Result<()> {
+        let mapping = self.mapping.take().expect("mapping present until drop");
+        match self.unmap_free_at(&mapping, self.id, 0) {
+            Ok(()) => {
+                // The driver unmapped it; do not munmap a range that may be reused already.
+                std::mem::forget(mapping);
+                Ok(())
+            }
+            Err(err) => {
+                drop(mapping);
+                let _ = self.dev.free(self.id);
+                Err(err)
+            }
+        }
+    }
+
+    /// Asks `IOC_UNMAP_FREE` with block `id` and the address `delta` bytes into this mapping;
+    /// when that is not (this block, its start) the driver must refuse with `EINVAL`. Tests use
+    /// it.
+    ///
+    /// # Panics
+    ///
+    /// If `delta` is not inside the mapping.
+    pub fn probe_unmap_free(mut self, id: u32, delta: usize) -> Probe<Self> {
+        let mapping = self.mapping.take().expect("mapping present until drop");
+        assert!(delta < mapping.len(), "delta must stay inside the mapping");
+        match self.unmap_free_at(&mapping, id, delta) {
+            Err(err) => {
+                self.mapping = Some(mapping);
+                Probe::Refused(self, err)
+            }
+            Ok(()) => {
+                // Whatever the driver unmapped, munmap of the whole range cleans up the rest.
+                drop(mapping);
+                let _ = self.dev.free(self.id);
+                Probe::Accepted
+            }
+        }
+    }
+
+    fn unmap_free_at(&self, mapping: &Mapping<'_>, id: u32, delta: usize) -> Result<()> {
+        let args = abi::FreeArgs {
+            id,
+            addr: (mapping.addr() + delta) as u64,
+            ..Default::default()
+        };
+        // SAFETY: the address lies inside `mapping`, which the callers own and stop using (or
+        // drop) when the driver accepts; no slice of it is alive during the call.
+        unsafe { raw::unmap_free(self.dev.as_fd(), &args) }.context("CMAMAP_IOC_UNMAP_FREE")
+    }
+}
+
+impl Drop for MappedBlock<'_> {
+    fn drop(&mut self) {
+        let Some(mapping) = self.mapping.take() else {
+            return;
+        };
+        if self.is_persistent() {
+            // The module owns the block; only our mapping goes.
+            drop(mapping);
+            return;
+        }
+        match self.unmap_free_at(&mapping, self.id, 0) {
+            Ok(()) => std::mem::forget(mapping),
+            Err(_) => {
+                drop(mapping);
+                let _ = self.dev.free(self.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The ioctls of `/dev/cmamap`, one function each.
+//!
+//! The request numbers come from [`crate::abi`], so the C header, the driver and this crate
+//! share one definition (a host test compares them with the header). The `ioc_*` functions are
+//! the bare `nix` wrappers; the functions without the prefix are safe because each passes a
+//! pointer to a whole argument struct that the kernel reads and writes only up to the size
+//! encoded in the request number.
+//!
+//! The `*_probe` functions pass deliberately bad arguments for the test suite, in a way that
+//! stays memory-safe even against a driver that wrongly accepts them.
+
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+
+use nix::errno::Errno;
+use nix::sys::mman::{self, MapFlags, ProtFlags};
+
+use crate::abi;
+
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_ALLOC`.
+    ioc_alloc,
+    abi::IOC_ALLOC,
+    abi::AllocArgs
+);
+nix::ioctl_write_ptr_bad!(
+    /// `CMAMAP_IOC_FREE`.
+    ioc_free,
+    abi::IOC_FREE,
+    abi::FreeArgs
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_INFO`.
+    ioc_info,
+    abi::IOC_INFO,
+    abi::BlockInfo
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_LIST`.
+    ioc_list,
+    abi::IOC_LIST,
+    abi::ListArgs
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_ALLOC_MAP`.
+    ioc_alloc_map,
+    abi::IOC_ALLOC_MAP,
+    abi::AllocArgs
+);
+nix::ioctl_write_ptr_bad!(
+    /// `CMAMAP_IOC_UNMAP_FREE`.
+    ioc_unmap_free,
+    abi::IOC_UNMAP_FREE,
+    abi::FreeArgs
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_STAT`.
+    ioc_stat,
+    abi::IOC_STAT,
+    abi::StatArgs
+);
+
+/// The name of an ioctl request, for error messages.
+pub fn request_name(request: u32) -> &'static str {
+    match request {
+        abi::IOC_ALLOC => "CMAMAP_IOC_ALLOC",
+        abi::IOC_FREE => "CMAMAP_IOC_FREE",
+        abi::IOC_INFO => "CMAMAP_IOC_INFO",
+        abi::IOC_LIST => "CMAMAP_IOC_LIST",
+        abi::IOC_ALLOC_MAP => "CMAMAP_IOC_ALLOC_MAP",
+        abi::IOC_UNMAP_FREE => "CMAMAP_IOC_UNMAP_FREE",
+        abi::IOC_STAT => "CMAMAP_IOC_STAT",
+        _ => "ioctl",
+    }
+}
+
+/// The argument size encoded in an ioctl request number.
+pub const fn request_size(request: u32) -> usize {
+    ((request >> 16) & 0x3fff) as usize
+}
+
+/// `CMAMAP_IOC_ALLOC`: allocates a block described by `args` and fills in its out fields.
+pub fn alloc(fd: BorrowedFd<'_>, args: &mut abi::AllocArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive AllocArgs; the kernel copies at most its size.
+    unsafe { ioc_alloc(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_ALLOC_MAP`: allocates a block and maps it; `args.addr` receives the address.
+///
+/// Safe because the driver places the mapping at a free address of its choice: no existing
+/// memory changes. The caller owns the new mapping and must release it with
+/// [`unmap_free`] or `munmap`.
+pub fn alloc_map(fd: BorrowedFd<'_>, args: &mut abi::AllocArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive AllocArgs; the kernel copies at most its size, and the
+    // mapping it creates does not overlap memory that Rust code uses.
+    unsafe { ioc_alloc_map(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_FREE`: frees block `args.id` (deferred to the last munmap while mapped).
+pub fn free(fd: BorrowedFd<'_>, args: &abi::FreeArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live FreeArgs that the kernel only reads; FREE never unmaps memory.
+    unsafe { ioc_free(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_UNMAP_FREE`: unmaps the mapping at `args.addr` and frees block `args.id`.
+///
+/// # Safety
+///
+/// `args.addr` may be unmapped: the caller must own whatever lives there and must not touch it
+/// afterwards.
+pub unsafe fn unmap_free(fd: BorrowedFd<'_>, args: &abi::FreeArgs) -> nix::Result<()> {
+    // SAFETY: the caller guarantees that unmapping `args.addr` harms no live reference.
+    unsafe { ioc_unmap_free(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_INFO`: describes block `args.id`.
+pub fn info(fd: BorrowedFd<'_>, args: &mut abi::BlockInfo) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive BlockInfo; the kernel copies at most its size.
+    unsafe { ioc_info(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_STAT`: device-wide figures.
+pub fn stat(fd: BorrowedFd<'_>, args: &mut abi::StatArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive StatArgs; the kernel copies at most its size.
+    unsafe { ioc_stat(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_LIST` into `entries`: returns the number of reachable blocks, of which
+/// `min(count, entries.len())` were written.
+pub fn list(fd: BorrowedFd<'_>, entries: &mut [abi::BlockInfo]) -> nix::Result<u32> {
+    let capacity = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+    let mut args = abi::ListArgs {
+        entries: if entries.is_empty() {
+            0
+        } else {
+            entries.as_mut_ptr() as u64
+        },
+        capacity,
+        ..Default::default()
+    };
+    // SAFETY: `args` is live; `entries` points to `capacity` writable BlockInfo that nothing else
+    // borrows during the call, and the driver writes at most `capacity` of them.
+    unsafe { ioc_list(fd.as_raw_fd(), &mut args) }?;
+    Ok(args.count)
+}
+
+/// `CMAMAP_IOC_LIST` with caller-built arguments whose `entries` pointer is 0, so the driver
+/// only counts. Tests use it to check the validation of the other fields.
+///
+/// # Panics
+///
+/// If `args.entries` is not 0: a caller-chosen pointer could make the kernel write anywhere.
+pub fn list_count_with(fd: BorrowedFd<'_>, args: &mut abi::ListArgs) -> nix::Result<()> {
+    assert_eq!(args.entries, 0, "list_count_with passes no entries buffer");
+    // SAFETY: `args` is live and exclusive; with a null entries pointer the kernel writes only
+    // `args` itself.
+    unsafe { ioc_list(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// Issues an arbitrary `request` with a pointer to `buf`, for tests of unknown requests.
+///
+/// # Panics
+///
+/// If `buf` is shorter than the size encoded in `request`.
+pub fn ioctl_with_buffer(fd: BorrowedFd<'_>, request: u32, buf: &mut [u8]) -> nix::Result<i32> {
+    assert!(
+        buf.len() >= request_size(request),
+        "buffer shorter than the request's encoded size"
+    );
+    // SAFETY: `buf` is live and exclusive, and at least as large as the size the request
+    // encodes, which bounds what a driver copies.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            request as nix::sys::ioctl::ioctl_num_type,
+            buf.as_mut_ptr(),
+        )
+    };
+    Errno::result(ret)
+}
+
+/// An anonymous `PROT_NONE` mapping: an address that the kernel can neither read nor write, so
+/// handing it to an ioctl must yield `EFAULT`, whatever the driver would do with it.
+pub struct InaccessibleRegion {
+    addr: NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl InaccessibleRegion {
+    /// Reserves at least `len` bytes (whole pages, at least one).
+    pub fn new(len: usize) -> nix::Result<Self> {
+        let page = crate::page_size();
+        let len = len.max(1).div_ceil(page) * page;
+        let length = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice overlaps nothing.
+        let addr = unsafe {
+            mman::mmap_anonymous(None, length, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE)
+        }?;
+        Ok(Self { addr, len })
+    }
+
+    /// The region's address, for an ioctl argument.
+    pub fn addr(&self) -> u64 {
+        self.addr.as_ptr() as u64
+    }
+
+    /// The region's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a region has at least one page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for InaccessibleRegion {
+    fn drop(&mut self) {
+        // SAFETY: the region was mapped by `new`, and nothing refers into it.
+        let _ = unsafe { mman::munmap(self.addr, self.len) };
+    }
+}
+
+/// Issues `request` with its argument pointer aimed at a `PROT_NONE` page: expect `EFAULT`.
+pub fn ioctl_with_inaccessible_arg_probe(fd: BorrowedFd<'_>, request: u32) -> nix::Result<i32> {
+    let region = InaccessibleRegion::new(request_size(request))?;
+    // SAFETY: the argument points to a PROT_NONE region that the kernel cannot access; nothing
+    // in this process can be read or changed through it.
+    let ret = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            request as nix::sys::ioctl::ioctl_num_type,
+            region.addr() as *mut libc::c_void,
+        )
+    };
+    Errno::result(ret)
+}
+
+/// `CMAMAP_IOC_LIST` with a valid `ListArgs` whose `entries` points at a `PROT_NONE` region of
+/// `capacity` entries: expect `EFAULT` when at least one block is reachable.
+pub fn list_into_inaccessible_probe(fd: BorrowedFd<'_>, capacity: u32) -> nix::Result<u32> {
+    let bytes = capacity as usize * std::mem::size_of::<abi::BlockInfo>();
+    let region = InaccessibleRegion::new(bytes)?;
+    let mut args = abi::ListArgs {
+        entries: region.addr(),
+        capacity,
+        ..Default::default()
+    };
+    // SAFETY: `args` is live and exclusive; the entries pointer aims at a PROT_NONE region large
+    // enough for `capacity` entries, which the kernel cannot write.
+    unsafe { ioc_list(fd.as_raw_fd(), &mut args) }?;
+    Ok(args.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::*;
+
+    // nix computes _IOWR/_IOW independently of cmamap-abi's own encoder: both must agree.
+    #[test]
+    fn request_numbers_match_nix_encoding() {
+        let magic = abi::IOC_MAGIC;
+        let cases: [(u32, u64); 7] = [
+            (
+                abi::IOC_ALLOC,
+                nix::request_code_readwrite!(magic, 0x00, size_of::<abi::AllocArgs>()) as u64,
+            ),
+            (
+                abi::IOC_FREE,
+                nix::request_code_write!(magic, 0x01, size_of::<abi::FreeArgs>()) as u64,
+            ),
+            (
+                abi::IOC_INFO,
+                nix::request_code_readwrite!(magic, 0x02, size_of::<abi::BlockInfo>()) as u64,
+            ),
+            (
+                abi::IOC_LIST,
+                nix::request_code_readwrite!(magic, 0x03, size_of::<abi::ListArgs>()) as u64,
+            ),
+            (
+                abi::IOC_ALLOC_MAP,
+                nix::request_code_readwrite!(magic, 0x04, size_of::<abi::AllocArgs>()) as u64,
+            ),
+            (
+                abi::IOC_UNMAP_FREE,
+                nix::request_code_write!(magic, 0x05, size_of::<abi::FreeArgs>()) as u64,
+            ),
+            (
+                abi::IOC_STAT,
+                nix::request_code_readwrite!(magic, 0x06, size_of::<abi::StatArgs>()) as u64,
+            ),
+        ];
+        for (ours, theirs) in cases {
+            assert_eq!(ours as u64, theirs, "{}", request_name(ours));
+        }
+    }
+
+    #[test]
+    fn request_size_decodes_the_size_field() {
+        assert_eq!(request_size(abi::IOC_ALLOC), size_of::<abi::AllocArgs>());
+        assert_eq!(request_size(abi::IOC_STAT), size_of::<abi::StatArgs>());
+    }
+
+    #[test]
+    fn request_names() {
+        assert_eq!(request_name(abi::IOC_UNMAP_FREE), "CMAMAP_IOC_UNMAP_FREE");
+        assert_eq!(request_name(0), "ioctl");
+    }
+
+    #[test]
+    fn inaccessible_region_rounds_to_pages() {
+        let region = InaccessibleRegion::new(1).unwrap();
+        assert_eq!(region.len(), crate::page_size());
+        assert_ne!(region.addr(), 0);
+    }
+}
