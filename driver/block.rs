@@ -32,6 +32,8 @@ pub(crate) struct Block {
     pages: CmaPages,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
+    /// The address ALLOC_MAP mapped the block at, or 0: only that mapping may UNMAP_FREE.
+    alloc_map_addr: Atomic<usize>,
     _charge: Charge,
     #[pin]
     links: ListLinks,
@@ -62,6 +64,7 @@ impl Block {
                 owner_tgid,
                 pages,
                 map_count: Atomic::new(0),
+                alloc_map_addr: Atomic::new(0),
                 _charge: charge,
                 links <- ListLinks::new(),
             }),
@@ -79,6 +82,20 @@ impl Block {
 
     pub(crate) fn owner(&self) -> Owner {
         self.owner
+    }
+
+    pub(crate) fn owner_tgid(&self) -> i32 {
+        self.owner_tgid
+    }
+
+    /// Records where ALLOC_MAP mapped the block.
+    pub(crate) fn set_alloc_map_addr(&self, addr: usize) {
+        self.alloc_map_addr.store(addr, Relaxed);
+    }
+
+    /// Where ALLOC_MAP mapped the block, if it did.
+    pub(crate) fn alloc_map_addr(&self) -> Option<usize> {
+        Some(self.alloc_map_addr.load(Relaxed)).filter(|&addr| addr != 0)
     }
 
     pub(crate) fn pages(&self) -> &CmaPages {

@@ -6,6 +6,9 @@
 #include <linux/highmem.h>
 #include <linux/mm.h>
 #include <linux/sched.h>
+#include <linux/slab.h>
+
+#include "cmamap_glue.h"
 
 unsigned long cmamap_page_to_pfn(const struct page *page)
 {
@@ -36,4 +39,24 @@ void cmamap_zero_pfns(unsigned long pfn, unsigned long count)
 void cmamap_vma_set_flags(struct vm_area_struct *vma, vm_flags_t flags)
 {
 	vm_flags_set(vma, flags);
+}
+
+/*
+ * Deliberate faults for scripts/selftest-pipeline.sh, which proves that the VM runner fails a
+ * run on a kernel warning or a leak. Compiled in only with CMAMAP_INJECT=-DCMAMAP_INJECT_*.
+ */
+void cmamap_selftest_inject(void)
+{
+#ifdef CMAMAP_INJECT_WARN
+	WARN_ON(1);
+#endif
+#ifdef CMAMAP_INJECT_LEAK
+	/* Several objects: a stale copy of one pointer on a cached stack must not hide them all. */
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (!kmalloc(128 + i, GFP_KERNEL))
+			break;
+	pr_info("cmamap: selftest: leaked %d objects\n", i);
+#endif
 }

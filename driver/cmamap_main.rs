@@ -15,6 +15,7 @@ mod abi;
 mod block;
 mod charge;
 mod cma;
+mod debugfs;
 mod device;
 mod file;
 mod ioctl;

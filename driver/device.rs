@@ -2,8 +2,9 @@
 
 //! The module: registers `/dev/cmamap` and returns every remaining block at `rmmod`.
 
-use crate::{block::Owner, file::OpenFile, registry};
+use crate::{block::Owner, debugfs::BlocksView, file::OpenFile, registry, sys};
 use kernel::{
+    debugfs::{Dir, File},
     miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
 };
@@ -13,13 +14,20 @@ use kernel::{
 pub(crate) struct CmamapModule {
     #[pin]
     misc: MiscDeviceRegistration<OpenFile>,
+    _debugfs: Dir,
+    #[pin]
+    _blocks_file: File<BlocksView>,
 }
 
 impl kernel::InPlaceModule for CmamapModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         registry::init();
+        sys::selftest_inject();
+        let debugfs = Dir::new(c"cmamap");
         try_pin_init!(Self {
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
+            _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
+            _debugfs: debugfs,
         })
     }
 }

@@ -31,7 +31,6 @@ static NEXT_FILE_KEY: Atomic<u64> = Atomic::new(1);
 #[pin_data]
 pub(crate) struct OpenFile {
     key: u64,
-    tgid: i32,
     counter: Arc<Counter>,
     /// The block that ALLOC_MAP is mapping before it is published.
     #[pin]
@@ -41,10 +40,6 @@ pub(crate) struct OpenFile {
 impl OpenFile {
     pub(crate) fn key(&self) -> u64 {
         self.key
-    }
-
-    pub(crate) fn tgid(&self) -> i32 {
-        self.tgid
     }
 
     pub(crate) fn counter(&self) -> Arc<Counter> {
@@ -96,7 +91,6 @@ impl MiscDevice for OpenFile {
         KBox::try_pin_init(
             try_pin_init!(Self {
                 key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
-                tgid: kernel::current!().tgid(),
                 counter,
                 pending <- new_mutex!(None, "OpenFile::pending"),
             }),

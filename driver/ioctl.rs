@@ -105,7 +105,8 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
         }
     })?;
     let id = registry::next_id()?;
-    let block = Block::new(id, request.strategy, owner, me.tgid(), pages, charge)?;
+    let tgid = kernel::current!().tgid();
+    let block = Block::new(id, request.strategy, owner, tgid, pages, charge)?;
 
     args.size = block.size();
     args.strategy = block.strategy().to_abi();
@@ -122,6 +123,7 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
         );
         me.clear_pending();
         args.addr = mapped? as u64;
+        block.set_alloc_map_addr(args.addr as usize);
         if let Err(e) = writer.write(&args) {
             // The VMA holds the only other reference; unmapping it frees the block.
             let _ = vma::unmap_from_current(args.addr as usize, block.size() as usize);
@@ -144,7 +146,15 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
         let found = vma::mapping_at(mm, args.addr as usize).ok_or(EINVAL)?;
-        if found.block.id() != args.id || !found.block.visible_to(me.key()) {
+        // Only the whole-block mapping that ALLOC_MAP made is undone here; plain mmaps are
+        // the caller's to munmap.
+        let block = &found.block;
+        let whole = found.len as u64 == block.size();
+        if block.id() != args.id
+            || !block.visible_to(me.key())
+            || !whole
+            || block.alloc_map_addr() != Some(args.addr as usize)
+        {
             return Err(EINVAL);
         }
         vma::unmap_from_current(args.addr as usize, found.len)?;

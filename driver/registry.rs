@@ -98,3 +98,11 @@ pub(crate) fn for_each_visible(file_key: u64, mut f: impl FnMut(&Block)) {
         f(&block);
     }
 }
+
+/// Calls `f` on every live block, under the lock; `f` must not sleep.
+pub(crate) fn for_each(mut f: impl FnMut(&Block)) {
+    let blocks = BLOCKS.lock();
+    for block in blocks.list.iter() {
+        f(&block);
+    }
+}

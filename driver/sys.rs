@@ -16,3 +16,14 @@ pub(crate) fn log_ratelimit_ok() -> bool {
     // SAFETY: The name is a static C string; the call only updates the shared limiter.
     unsafe { bindings::__printk_ratelimit(c"cmamap".as_ptr().cast()) != 0 }
 }
+
+extern "C" {
+    fn cmamap_selftest_inject();
+}
+
+/// Runs the deliberate faults that `scripts/selftest-pipeline.sh` compiles in; a no-op in
+/// every normal build.
+pub(crate) fn selftest_inject() {
+    // SAFETY: The C function takes no arguments and only warns or allocates.
+    unsafe { cmamap_selftest_inject() };
+}

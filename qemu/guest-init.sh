@@ -16,6 +16,9 @@ set -o pipefail
 RESULT=/dev/ttyS1
 KMEMLEAK=/sys/kernel/debug/kmemleak
 cma_free() { awk '/^CmaFree:/ {print $2}' /proc/meminfo; }
+# Exact CMA accounting: free pages of every CMA area, from the area's own bitmap counter
+# (CmaFree also moves with per-CPU free lists and movable allocations that borrow CMA).
+cma_available() { cat /sys/kernel/mm/cma/*/available_pages 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 report() { echo "$*" >>/tmp/result; }
 : >/tmp/result
 
@@ -25,6 +28,7 @@ if [ -e $KMEMLEAK ]; then
     echo clear >$KMEMLEAK
 fi
 report "CMAMAP-CMAFREE-BEFORE $(cma_free)"
+report "CMAMAP-CMA-AVAILABLE-BEFORE $(cma_available)"
 
 if [ -n "$MODULE" ]; then
     # shellcheck disable=SC2086
@@ -49,11 +53,15 @@ fi
 if [ -e $KMEMLEAK ]; then
     # Objects younger than 5 s are never reported; scan twice so that grey ones settle.
     sleep 6
+    # SLUB's per-CPU sheaves keep stale pointers to allocated objects, which hide leaks from
+    # kmemleak; shrinking every cache flushes them.
+    for shrink in /sys/kernel/slab/*/shrink; do echo 1 >"$shrink" 2>/dev/null; done
     echo scan >$KMEMLEAK
     echo scan >$KMEMLEAK
     cat $KMEMLEAK >/tmp/kmemleak
 fi
 report "CMAMAP-CMAFREE-AFTER $(cma_free)"
+report "CMAMAP-CMA-AVAILABLE-AFTER $(cma_available)"
 {
     cat /tmp/result
     echo "CMAMAP-OUTPUT-BEGIN"

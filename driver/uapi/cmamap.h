@@ -32,6 +32,13 @@
 /* Largest alignment order accepted (2^10 pages = 4 MiB with 4 KiB pages). */
 #define CMAMAP_MAX_ALIGN_ORDER 10
 
+/*
+ * Each block owns 2^CMAMAP_OFFSET_SHIFT bytes of mmap offset space (DRM-style fake offsets):
+ * block @id starts at offset (__u64)id << CMAMAP_OFFSET_SHIFT. Ids are never reused.
+ */
+#define CMAMAP_OFFSET_SHIFT 36
+#define CMAMAP_MAX_ID ((1U << (63 - CMAMAP_OFFSET_SHIFT)) - 1)
+
 /* CMAMAP_IOC_ALLOC and CMAMAP_IOC_ALLOC_MAP. */
 struct cmamap_alloc {
 	__u64 size;        /* in: bytes (rounded up to pages); out: rounded size */

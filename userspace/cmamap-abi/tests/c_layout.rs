@@ -102,6 +102,8 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_OWNER_THIS_FILE", OWNER_THIS_FILE as u64),
         ("CMAMAP_OWNER_MODULE", OWNER_MODULE as u64),
         ("CMAMAP_MAX_ALIGN_ORDER", MAX_ALIGN_ORDER as u64),
+        ("CMAMAP_OFFSET_SHIFT", OFFSET_SHIFT as u64),
+        ("CMAMAP_MAX_ID", MAX_ID as u64),
         ("CMAMAP_IOC_ALLOC", IOC_ALLOC as u64),
         ("CMAMAP_IOC_FREE", IOC_FREE as u64),
         ("CMAMAP_IOC_INFO", IOC_INFO as u64),

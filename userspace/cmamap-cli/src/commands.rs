@@ -162,10 +162,10 @@ pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
         .unwrap_or_else(|| block.size().saturating_sub(cmd.offset));
     if length == 0 {
         return Err(CliError::Other(format!(
-            "map: nothing to map: offset {:#x} is at or past the end of block {} ({})",
+            "map: nothing to map: offset {:#x} is at or past the end of block {}, which is {}",
             cmd.offset,
             cmd.id,
-            report::size_text(block.size())
+            format_size(block.size())
         )));
     }
     let length = usize::try_from(length)
@@ -377,9 +377,20 @@ pub fn stat(ctx: &Ctx) -> Result {
             Ok(cma) => (Some(cma.total_kib * 1024), Some(cma.free_kib * 1024)),
             Err(_) => (None, None),
         };
+        let areas: Vec<Value> = meminfo::cma_areas()
+            .iter()
+            .map(|area| {
+                Object::new()
+                    .field("name", area.name.as_str())
+                    .field("total_pages", area.total_pages)
+                    .field("available_pages", area.available_pages)
+                    .into()
+            })
+            .collect();
         let out = stat_json(&stat)
             .field("cma_total", total)
-            .field("cma_free", free);
+            .field("cma_free", free)
+            .field("cma_areas", areas);
         println!("{out}");
         return Ok(());
     }
@@ -390,6 +401,18 @@ pub fn stat(ctx: &Ctx) -> Result {
             lines.push(("CmaFree", format_size(cma.free_kib * 1024)));
         }
         Err(err) => lines.push(("CMA", format!("not reported: {err}"))),
+    }
+    for area in meminfo::cma_areas() {
+        let pages = |count: Option<u64>| count.map_or("?".to_owned(), |n| n.to_string());
+        lines.push((
+            "CMA area",
+            format!(
+                "{}: {} of {} pages available",
+                area.name,
+                pages(area.available_pages),
+                pages(area.total_pages)
+            ),
+        ));
     }
     print!("{}", report::aligned(&lines, ""));
     Ok(())

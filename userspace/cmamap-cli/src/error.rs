@@ -41,7 +41,9 @@ fn hint(op: &str, errno: Errno) -> Option<&'static str> {
         ("CMAMAP_IOC_ALLOC", Errno::ENOMEM | Errno::EBUSY) => {
             "not enough contiguous CMA memory; see CmaFree in `cmamap stat`"
         }
-        ("CMAMAP_IOC_ALLOC", Errno::EINVAL) => "bad size, strategy or alignment order (0 to 10)",
+        ("CMAMAP_IOC_ALLOC", Errno::EINVAL) => {
+            "bad size, strategy or alignment order; orders go from 0 to 10"
+        }
         _ => return None,
     };
     Some(hint)
@@ -82,7 +84,7 @@ mod tests {
              max_bytes_per_file or max_bytes_total limit; see `cmamap stat`)"
         );
         let err = CliError::from(cmamap::Error::new("pread", Errno::EIO));
-        assert_eq!(err.to_string(), "pread: EIO: I/O error");
+        assert_eq!(err.to_string(), "pread: EIO: Input/output error");
     }
 
     #[test]

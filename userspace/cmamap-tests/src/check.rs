@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use cmamap::Errno;
+use cmamap::{errno_name, Errno};
 
 /// Why a test failed; may span several lines (each becomes a KTAP diagnostic).
 #[derive(Debug)]
@@ -85,13 +85,19 @@ impl<T, E: Display> Step<T> for Result<T, E> {
 }
 
 /// Errors that carry an errno.
-pub trait HasErrno: Display {
+pub trait HasErrno {
     fn errno(&self) -> Errno;
+    /// How a failure message shows the error.
+    fn describe(&self) -> String;
 }
 
 impl HasErrno for cmamap::Error {
     fn errno(&self) -> Errno {
         cmamap::Error::errno(self)
+    }
+
+    fn describe(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -99,10 +105,14 @@ impl HasErrno for Errno {
     fn errno(&self) -> Errno {
         *self
     }
-}
 
-fn errno_name(errno: Errno) -> String {
-    format!("{errno:?}")
+    fn describe(&self) -> String {
+        format!(
+            "{} ({})",
+            errno_name(*self),
+            cmamap::errno_explanation(*self)
+        )
+    }
 }
 
 /// Passes when `result` failed with `expected`. Anything that unexpectedly succeeded is
@@ -115,7 +125,8 @@ pub fn expect_errno<T, E: HasErrno>(
     match result {
         Err(err) if err.errno() == expected => Ok(()),
         Err(err) => Err(Failure(format!(
-            "{what}: failed with {err}, expected {}",
+            "{what}: failed with {}, expected {}",
+            err.describe(),
             errno_name(expected)
         ))),
         Ok(_) => Err(Failure(format!(
@@ -123,6 +134,20 @@ pub fn expect_errno<T, E: HasErrno>(
             errno_name(expected)
         ))),
     }
+}
+
+/// Like [`expect_errno`] for an allocation: a block the driver wrongly handed out is freed even
+/// if it is persistent, so a failing check leaves nothing behind.
+pub fn expect_alloc_refused(
+    result: cmamap::Result<cmamap::Block<'_>>,
+    expected: Errno,
+    what: &str,
+) -> Result<(), Failure> {
+    let result = result.map(|mut block| {
+        block.set_free_on_drop(true);
+        block
+    });
+    expect_errno(result, expected, what)
 }
 
 /// Passes when `result` failed with any errno, which it returns.

@@ -21,16 +21,28 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn open(&self) -> Result<Device, Failure> {
-        Device::open_path(&self.device).step("open")
+        Ok(Device::open_path(&self.device)?)
     }
 
     pub fn open_readonly(&self) -> Result<Device, Failure> {
-        Device::open_path_readonly(&self.device).step("open read-only")
+        Ok(Device::open_path_readonly(&self.device)?)
     }
 
     /// `n` pages in bytes.
     pub fn pages(&self, n: usize) -> u64 {
         (n * self.page) as u64
+    }
+
+    /// `CmaFree` in KiB, settled (see [`crate::cma`]) through a file of its own.
+    pub fn cma_free_kib(&self) -> Option<u64> {
+        let flusher = Device::open_path(&self.device).ok();
+        crate::cma::cma_free_kib(flusher.as_ref())
+    }
+
+    /// Waits for `CmaFree` to come back to `target_kib`; returns the last reading otherwise.
+    pub fn wait_for_cma_free(&self, target_kib: u64) -> Result<u64, u64> {
+        let flusher = Device::open_path(&self.device).ok();
+        crate::cma::wait_for_cma_free(flusher.as_ref(), target_kib, self.cma_tolerance_kib)
     }
 
     /// A skip verdict when the test needs root and does not have it.

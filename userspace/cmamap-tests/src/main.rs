@@ -27,9 +27,14 @@ Runs the cmamap driver tests and prints KTAP. A test runs when its name contains
 (all tests without one). Each test must leave CmaFree and the driver's block count as it found
 them.
 
+Each test runs in a forked child, so a crash (SIGBUS from a fault handler, say) or a hang fails
+that test alone.
+
 Options:
   --list                   Print the test names and exit
   --device PATH            The device node [default: /dev/cmamap]
+  --timeout SECONDS        Fail a test that runs longer [default: 60]
+  --no-fork                Run tests in this process (for a debugger; no crash isolation)
   --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
                            for kernels that place other movable pages in CMA [default: 0]
   -h, --help               Print this help
@@ -37,6 +42,8 @@ Options:
 
 struct Options {
     list: bool,
+    fork: bool,
+    timeout_secs: u32,
     device: PathBuf,
     cma_tolerance_kib: u64,
     filters: Vec<String>,
@@ -45,6 +52,8 @@ struct Options {
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         list: false,
+        fork: true,
+        timeout_secs: 60,
         device: PathBuf::from(cmamap::DEFAULT_PATH),
         cma_tolerance_kib: 0,
         filters: Vec::new(),
@@ -53,6 +62,13 @@ fn parse_args() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--list" => options.list = true,
+            "--no-fork" => options.fork = false,
+            "--timeout" => {
+                let value = args.next().ok_or("--timeout needs SECONDS")?;
+                options.timeout_secs = value
+                    .parse()
+                    .map_err(|_| format!("--timeout: not a number: {value}"))?;
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -102,6 +118,38 @@ fn run_case(case: &suite::Case, ctx: &Ctx) -> Verdict {
     }
 }
 
+// How a forked test reports its verdict through the child's message.
+const SKIP_TAG: &str = "skip\n";
+const FAIL_TAG: &str = "fail\n";
+
+/// Runs `case` in a forked child with an alarm, so that a crash or a hang costs one test.
+fn run_case_forked(case: &suite::Case, ctx: &Ctx, timeout_secs: u32) -> Verdict {
+    let outcome = cmamap::process::run_in_child(|| {
+        // SIGALRM's default action ends the child; the parent reports it as a timeout.
+        nix::unistd::alarm::set(timeout_secs);
+        match run_case(case, ctx) {
+            Verdict::Ok => Ok(()),
+            Verdict::Skip(reason) => Err(format!("{SKIP_TAG}{reason}")),
+            Verdict::NotOk(reason) => Err(format!("{FAIL_TAG}{reason}")),
+        }
+    });
+    match outcome {
+        Ok(Ok(())) => Verdict::Ok,
+        Ok(Err(message)) => {
+            if let Some(reason) = message.strip_prefix(SKIP_TAG) {
+                Verdict::Skip(reason.to_owned())
+            } else if let Some(reason) = message.strip_prefix(FAIL_TAG) {
+                Verdict::NotOk(reason.to_owned())
+            } else if message.contains("SIGALRM") {
+                Verdict::NotOk(format!("timed out after {timeout_secs} s"))
+            } else {
+                Verdict::NotOk(format!("test process died: {message}"))
+            }
+        }
+        Err(err) => Verdict::NotOk(format!("fork: {err}")),
+    }
+}
+
 fn main() -> ExitCode {
     let options = match parse_args() {
         Ok(options) => options,
@@ -139,8 +187,11 @@ fn main() -> ExitCode {
             None
         }
     };
-    if cma::cma_free_kib().is_none() {
-        ktap.diag("/proc/meminfo has no CmaFree: CMA leak checks are off");
+    if cmamap::meminfo::cma_free_kib().is_err() {
+        ktap.diag("/proc/meminfo has no CmaFree: CmaFree leak checks are off");
+    }
+    if cmamap::meminfo::cma_available_pages().is_none() {
+        ktap.diag("no /sys/kernel/mm/cma/*/available_pages: exact CMA leak checks are off");
     }
     if !ctx.root {
         ktap.diag("not root: tests that need CAP_SYS_ADMIN will skip");
@@ -148,7 +199,11 @@ fn main() -> ExitCode {
 
     for case in &cases {
         let before = cma::snapshot(watcher.as_ref());
-        let verdict = run_case(case, &ctx);
+        let verdict = if options.fork {
+            run_case_forked(case, &ctx, options.timeout_secs)
+        } else {
+            run_case(case, &ctx)
+        };
         let leak = cma::settle(&before, watcher.as_ref(), ctx.cma_tolerance_kib);
         let verdict = match (verdict, leak) {
             (verdict, Ok(())) => verdict,

@@ -42,8 +42,8 @@ impl Error {
     }
 
     /// The C library's text for the errno, such as `No space left on device`.
-    pub fn explanation(&self) -> &'static str {
-        self.errno.desc()
+    pub fn explanation(&self) -> String {
+        explanation(self.errno)
     }
 }
 
@@ -51,6 +51,17 @@ impl Error {
 pub fn errno_name(errno: Errno) -> String {
     // nix derives Debug on the errno enum, which yields exactly the C constant's name.
     format!("{errno:?}")
+}
+
+/// The C library's `strerror` text for an errno (nix's own table differs, e.g. for ENOTTY).
+pub fn explanation(errno: Errno) -> String {
+    let code = errno as i32;
+    let text = std::io::Error::from_raw_os_error(code).to_string();
+    // std appends " (os error N)" to strerror's text.
+    match text.strip_suffix(&format!(" (os error {code})")) {
+        Some(bare) => bare.to_owned(),
+        None => text,
+    }
 }
 
 impl fmt::Display for Error {
@@ -105,6 +116,12 @@ mod tests {
         assert_eq!(err.op(), "CMAMAP_IOC_ALLOC");
         assert_eq!(err.errno_name(), "ENOSPC");
         assert_eq!(err.explanation(), "No space left on device");
+    }
+
+    #[test]
+    fn explanations_come_from_the_c_library() {
+        assert_eq!(explanation(Errno::ENOTTY), "Inappropriate ioctl for device");
+        assert_eq!(explanation(Errno::EINVAL), "Invalid argument");
     }
 
     #[test]

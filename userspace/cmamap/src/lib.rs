@@ -26,7 +26,7 @@ pub mod units;
 
 pub use block::Block;
 pub use device::{AllocRequest, Device, Info, Stat, DEFAULT_PATH};
-pub use error::{Error, Result};
+pub use error::{errno_name, explanation as errno_explanation, Error, Result};
 pub use mapping::{MappedBlock, Mapping, Probe, Sharing};
 pub use nix::errno::Errno;
 pub use strategy::{Owner, ParseStrategyError, Prot, Strategy};

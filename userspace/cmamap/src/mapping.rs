@@ -265,6 +265,8 @@ impl<'dev> MappedBlock<'dev> {
             let _ = dev.free(args.id);
             return Err(Error::new("CMAMAP_IOC_ALLOC_MAP", Errno::EPROTO));
         };
+        // ALLOC_MAP's contract: the driver mapped the whole block at `addr` in this process,
+        // and that mapping is now ours to use and to release.
         Ok(Self {
             dev,
             id: args.id,

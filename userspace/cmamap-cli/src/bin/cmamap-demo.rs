@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use cmamap::units::{format_size, parse_size, parse_u32, parse_u64};
-use cmamap::{meminfo, pattern, process, AllocRequest, Block, Device, Prot, Strategy};
+use cmamap::{meminfo, pattern, process, AllocRequest, Block, Device, Errno, Prot, Strategy};
 use nix::sys::resource::{getrusage, UsageWho};
 
 const DEBUGFS_BLOCKS: &str = "/sys/kernel/debug/cmamap/blocks";
@@ -62,21 +62,26 @@ fn minor_faults() -> Result<i64> {
         .map_err(|e| format!("getrusage: {e}"))
 }
 
-fn cma_free_kib() -> Option<u64> {
-    meminfo::cma_free_kib().ok()
+/// CmaFree with recently freed small chunks put back (see `meminfo::settled_cma_free_kib`).
+fn cma_free_kib(dev: &Device) -> Option<u64> {
+    meminfo::settled_cma_free_kib(dev).ok()
 }
 
-fn show_cma(label: &str) -> Option<u64> {
-    match meminfo::read() {
-        Ok(cma) => {
+fn show_cma(dev: &Device, label: &str) -> Option<u64> {
+    match (meminfo::read(), cma_free_kib(dev)) {
+        (Ok(cma), Some(free_kib)) => {
             println!(
                 "  {label}: CmaFree {} of CmaTotal {}",
-                format_size(cma.free_kib * 1024),
+                format_size(free_kib * 1024),
                 format_size(cma.total_kib * 1024)
             );
-            Some(cma.free_kib)
+            Some(free_kib)
         }
-        Err(err) => {
+        (Ok(_), None) => {
+            println!("  {label}: CmaFree unavailable");
+            None
+        }
+        (Err(err), _) => {
             println!("  {label}: CMA figures unavailable: {err}");
             None
         }
@@ -125,6 +130,59 @@ fn peer(device: &Path, id: u32, seed: u64, reply_seed: u64) -> Result {
     Ok(())
 }
 
+/// Step 5: a persistent block, checked and answered by a separate process that opens the
+/// device itself. Without CAP_SYS_ADMIN there is no persistent block, and the step says so.
+fn share_persistent<'dev>(
+    dev: &'dev Device,
+    device: &Path,
+    size: u64,
+) -> Result<Option<Block<'dev>>> {
+    let request = AllocRequest::new(size)
+        .strategy(Strategy::Page)
+        .persist(true);
+    let mut persistent = match dev.alloc(&request) {
+        Ok(block) => block,
+        Err(err) if err.errno() == Errno::EPERM => {
+            println!("  (skipped: PERSIST needs CAP_SYS_ADMIN; run the demo as root)");
+            return Ok(None);
+        }
+        Err(err) => return Err(err.to_string()),
+    };
+    // Freed on every way out, so a failed demo leaves nothing behind.
+    persistent.set_free_on_drop(true);
+    let (seed, reply) = (200, 201);
+    {
+        let mut mapping = persistent.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+        pattern::fill(mapping.as_mut_slice(), seed, 0);
+    }
+    println!(
+        "  allocated persistent block {} (owned by the module, visible to every opener), \
+         wrote pattern {seed}",
+        persistent.id()
+    );
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    println!(
+        "  starting {} peer {} (a new process)",
+        exe.display(),
+        persistent.id()
+    );
+    let _ = std::io::stdout().flush();
+    let status = Process::new(&exe)
+        .arg("--device")
+        .arg(device)
+        .args(["peer", &persistent.id().to_string()])
+        .args([seed.to_string(), reply.to_string()])
+        .status()
+        .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+    if !status.success() {
+        return Err(format!("the peer process failed ({status})"));
+    }
+    let read = persistent.read_all().map_err(|e| e.to_string())?;
+    pattern::check(&read, reply, 0).map_err(|m| format!("peer's reply: {m}"))?;
+    println!("  demo: read the peer's reply with pread: OK");
+    Ok(Some(persistent))
+}
+
 fn demo(device: &Path, size: u64) -> Result {
     println!("cmamap demo: physically contiguous CMA memory for user space");
 
@@ -132,7 +190,7 @@ fn demo(device: &Path, size: u64) -> Result {
     let dev = Device::open_path(device).map_err(|e| e.to_string())?;
     let stat = dev.stat().map_err(|e| e.to_string())?;
     print!("{}", report::aligned(&report::stat_lines(&stat), "  "));
-    let baseline = show_cma("baseline");
+    let baseline = show_cma(&dev, "baseline");
 
     step("2. Allocate one block per mapping strategy (IOC_ALLOC)");
     let mut blocks: Vec<Block<'_>> = Vec::new();
@@ -150,7 +208,7 @@ fn demo(device: &Path, size: u64) -> Result {
         );
         blocks.push(block);
     }
-    show_cma("after allocating");
+    show_cma(&dev, "after allocating");
 
     step("3. Map each block, write a pattern, read it back another way");
     let page = cmamap::page_size();
@@ -209,47 +267,10 @@ fn demo(device: &Path, size: u64) -> Result {
     drop(parent_map);
 
     step("5. Share a PERSIST block with an unrelated process");
-    let mut persistent = dev
-        .alloc(
-            &AllocRequest::new(size)
-                .strategy(Strategy::Page)
-                .persist(true),
-        )
-        .map_err(|e| e.to_string())?;
-    // Freed on every way out, so a failed demo leaves nothing behind.
-    persistent.set_free_on_drop(true);
-    let (seed, reply) = (200, 201);
-    {
-        let mut mapping = persistent.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-        pattern::fill(mapping.as_mut_slice(), seed, 0);
-    }
-    println!(
-        "  allocated persistent block {} (owned by the module, visible to every opener), wrote pattern {seed}",
-        persistent.id()
-    );
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    println!(
-        "  starting {} peer {} (a new process)",
-        exe.display(),
-        persistent.id()
-    );
-    let _ = std::io::stdout().flush();
-    let status = Process::new(&exe)
-        .arg("--device")
-        .arg(device)
-        .args(["peer", &persistent.id().to_string()])
-        .args([seed.to_string(), reply.to_string()])
-        .status()
-        .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
-    if !status.success() {
-        return Err(format!("the peer process failed ({status})"));
-    }
-    let read = persistent.read_all().map_err(|e| e.to_string())?;
-    pattern::check(&read, reply, 0).map_err(|m| format!("peer's reply: {m}"))?;
-    println!("  demo: read the peer's reply with pread: OK");
+    let persistent = share_persistent(&dev, device, size)?;
 
     step("6. The driver's view: IOC_INFO, IOC_LIST and debugfs");
-    for block in blocks.iter().chain(std::iter::once(&persistent)) {
+    for block in blocks.iter().chain(persistent.iter()) {
         let info = block.info().map_err(|e| e.to_string())?;
         println!("  block {}:", info.id);
         print!("{}", report::aligned(&report::info_lines(&info), "    "));
@@ -272,7 +293,7 @@ fn demo(device: &Path, size: u64) -> Result {
     }
 
     step("7. Free everything and check that CMA got its memory back");
-    for block in blocks.into_iter().chain(std::iter::once(persistent)) {
+    for block in blocks.into_iter().chain(persistent) {
         let id = block.id();
         block.free().map_err(|e| e.to_string())?;
         println!("  freed block {id}");
@@ -283,10 +304,10 @@ fn demo(device: &Path, size: u64) -> Result {
     };
     // Freeing is synchronous, but allow the counters a moment.
     let deadline = Instant::now() + Duration::from_secs(1);
-    let mut now = cma_free_kib();
+    let mut now = cma_free_kib(&dev);
     while now != Some(baseline) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
-        now = cma_free_kib();
+        now = cma_free_kib(&dev);
     }
     let now = now.ok_or("CmaFree vanished from /proc/meminfo")?;
     println!(

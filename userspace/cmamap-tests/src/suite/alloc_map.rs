@@ -3,12 +3,11 @@
 use cmamap::{abi, pattern, AllocRequest, Errno, Probe, Prot, Strategy};
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
-use crate::cma;
 use crate::ctx::Ctx;
 use crate::suite::validation::Spoiler;
 
 pub fn alloc_map_roundtrip(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = cma::cma_free_kib();
+    let base = ctx.cma_free_kib();
     let dev = ctx.open()?;
     let size = ctx.pages(4);
     let mut block = dev.alloc_map(&AllocRequest::new(size).strategy(strategy), Prot::ReadWrite)?;
@@ -45,7 +44,7 @@ pub fn alloc_map_roundtrip(ctx: &Ctx, strategy: Strategy) -> TestResult {
     block.unmap_free()?;
     expect_errno(dev.info(id), Errno::ENOENT, "INFO after UNMAP_FREE")?;
     if let Some(base) = base {
-        if let Err(now) = cma::wait_for_cma_free(base, ctx.cma_tolerance_kib) {
+        if let Err(now) = ctx.wait_for_cma_free(base) {
             fail!("CmaFree is {now} kB after UNMAP_FREE, {base} kB before ALLOC_MAP");
         }
     }
@@ -109,21 +108,31 @@ pub fn unmap_free_wrong_addr_einval(ctx: &Ctx) -> TestResult {
         "UNMAP_FREE of another block's id at this mapping",
     )?;
 
-    // A plain mmap of a plain ALLOC block was not made by ALLOC_MAP.
-    let plain = dev.alloc(&request)?;
-    let mapping = plain.map(Prot::ReadWrite)?;
-    let mapping = refused(
-        mapping.probe_unmap_free(&dev, plain.id()),
-        "UNMAP_FREE of an mmap mapping",
-    )?;
-    drop(mapping);
-    plain.free()?;
-
     // The refusals left everything intact.
     pattern::check(a.as_slice(), 62, 0)
         .map_err(|m| Failure::new(format!("mapping after refused UNMAP_FREEs: {m}")))?;
     ensure_eq!(dev.info(a.id())?.map_count, 1, "map_count after refusals");
     a.unmap_free()?;
     b.unmap_free()?;
+    pass()
+}
+
+pub fn unmap_free_plain_mmap_einval(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(4)))?;
+    // Neither a whole-block nor a partial mmap mapping was made by ALLOC_MAP.
+    for (what, pages) in [
+        ("a whole-block mmap mapping", 4),
+        ("a 2-page mmap mapping", 2),
+    ] {
+        let mapping = block.map_range(0, pages * ctx.page, Prot::ReadWrite)?;
+        let mapping = refused(
+            mapping.probe_unmap_free(&dev, block.id()),
+            &format!("UNMAP_FREE of {what}"),
+        )?;
+        drop(mapping);
+        block.info()?;
+    }
+    block.free()?;
     pass()
 }

@@ -3,7 +3,6 @@
 use cmamap::{abi, pattern, AllocRequest, Errno, Info, Owner, Prot, Strategy};
 
 use crate::check::{expect_errno, pass, skip, Failure, TestResult};
-use crate::cma;
 use crate::ctx::Ctx;
 
 fn check_fresh_info(ctx: &Ctx, info: &Info, size: u64, strategy: Strategy) -> Result<(), Failure> {
@@ -295,19 +294,19 @@ pub fn align_order_is_honoured(ctx: &Ctx) -> TestResult {
 }
 
 pub fn cma_free_tracks_blocks(ctx: &Ctx) -> TestResult {
-    let Some(base) = cma::cma_free_kib() else {
+    let Some(base) = ctx.cma_free_kib() else {
         return skip("/proc/meminfo has no CmaFree");
     };
     let dev = ctx.open()?;
     let size_kib = 1024;
     let block = dev.alloc(&AllocRequest::new(size_kib * 1024))?;
-    let during = cma::cma_free_kib().unwrap_or(base);
+    let during = ctx.cma_free_kib().unwrap_or(base);
     ensure!(
         during + size_kib <= base + ctx.cma_tolerance_kib,
         "CmaFree went from {base} kB to {during} kB for a {size_kib} kB block: not taken from CMA?"
     );
     block.free()?;
-    if let Err(now) = cma::wait_for_cma_free(base, ctx.cma_tolerance_kib) {
+    if let Err(now) = ctx.wait_for_cma_free(base) {
         fail!("CmaFree is {now} kB after FREE, {base} kB before ALLOC");
     }
     pass()

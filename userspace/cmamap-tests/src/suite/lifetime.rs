@@ -4,14 +4,13 @@
 use cmamap::{pattern, AllocRequest, Errno, Prot, Strategy};
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
-use crate::cma;
 use crate::ctx::Ctx;
 
 const SIZE: u64 = 1 << 20;
 
 /// Fails unless CMA still holds the block: CmaFree at least half the block below `base`.
 fn ensure_still_held(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
-    if let (Some(base), Some(now)) = (base, cma::cma_free_kib()) {
+    if let (Some(base), Some(now)) = (base, ctx.cma_free_kib()) {
         let half_block = SIZE / 1024 / 2;
         ensure!(
             now + half_block <= base + ctx.cma_tolerance_kib,
@@ -24,7 +23,7 @@ fn ensure_still_held(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Fai
 
 fn ensure_returned(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
     if let Some(base) = base {
-        if let Err(now) = cma::wait_for_cma_free(base, ctx.cma_tolerance_kib) {
+        if let Err(now) = ctx.wait_for_cma_free(base) {
             fail!("{when}: CmaFree is {now} kB, {base} kB before ALLOC");
         }
     }
@@ -32,7 +31,7 @@ fn ensure_returned(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failu
 }
 
 pub fn free_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = cma::cma_free_kib();
+    let base = ctx.cma_free_kib();
     let dev = ctx.open()?;
     let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
     let (id, offset) = (block.id(), block.offset());
@@ -69,7 +68,7 @@ pub fn free_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
 }
 
 pub fn close_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = cma::cma_free_kib();
+    let base = ctx.cma_free_kib();
     let dev = ctx.open()?;
     let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
     block.pwrite(0, &pattern::generate(SIZE as usize, 23, 0))?;

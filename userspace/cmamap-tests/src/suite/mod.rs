@@ -155,6 +155,10 @@ const TABLE: &[Entry] = &[
         "unmap_free_wrong_addr_einval",
         alloc_map::unmap_free_wrong_addr_einval,
     ),
+    plain(
+        "unmap_free_plain_mmap_einval",
+        alloc_map::unmap_free_plain_mmap_einval,
+    ),
     // get_user_pages.
     per_strategy("vmsplice_gup", gup::vmsplice_gup),
 ];

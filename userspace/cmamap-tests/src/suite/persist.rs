@@ -3,7 +3,7 @@
 
 use cmamap::{abi, pattern, AllocRequest, Errno, Owner, Prot, Strategy};
 
-use crate::check::{expect_errno, pass, Failure, Step, TestResult};
+use crate::check::{expect_alloc_refused, expect_errno, pass, Failure, Step, TestResult};
 use crate::child;
 use crate::ctx::{drop_privileges, Ctx, PersistGuard};
 
@@ -77,7 +77,7 @@ pub fn persist_needs_cap_sys_admin(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
     child::run(|| {
         drop_privileges()?;
-        expect_errno(
+        expect_alloc_refused(
             dev.alloc(&AllocRequest::new(ctx.pages(1)).persist(true)),
             Errno::EPERM,
             "PERSIST without CAP_SYS_ADMIN",

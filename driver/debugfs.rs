@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/sys/kernel/debug/cmamap/blocks`: every live block, one line each.
+
+use crate::{block::Owner, registry};
+use core::fmt;
+use kernel::debugfs::Writer;
+
+/// The contents of the `blocks` file, rendered from the registry on every read.
+pub(crate) struct BlocksView;
+
+impl Writer for BlocksView {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>6} {:>12} {:>10} {:>8} {:>5} {:>6} {:>7}",
+            "id", "size", "pfn", "strategy", "maps", "owner", "tgid"
+        )?;
+        let mut result = Ok(());
+        registry::for_each(|block| {
+            if result.is_err() {
+                return;
+            }
+            let owner = match block.owner() {
+                Owner::File(_) => "file",
+                Owner::Module => "module",
+            };
+            result = writeln!(
+                f,
+                "{:>6} {:>12} {:>#10x} {:>8} {:>5} {:>6} {:>7}",
+                block.id(),
+                block.size(),
+                block.pages().first_pfn(),
+                block.strategy().name(),
+                block.map_count(),
+                owner,
+                block.owner_tgid()
+            );
+        });
+        result
+    }
+}

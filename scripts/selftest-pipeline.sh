@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Proves that the VM runner fails a run for each kind of trouble, even when every test passes:
+#   1. a WARN_ON compiled into the module,   2. a leak compiled into the module (kmemleak),
+#   3. a failing test,                       4. a guest that hangs (timeout).
+# Each case must make qemu/run.sh exit non-zero with the expected check failing.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$CMAMAP_ROOT"
+
+kdir=${KDIR:-${KERNEL_SRC:-$(scripts/build-kernel.sh debug 2>/dev/null | tail -n 1)}}
+passing=(sh -c 'echo "KTAP version 1"; echo "1..1"; echo "ok 1 passes"')
+failures=0
+
+build_variant() { # build_variant NAME DEFINE: a module with a deliberate fault
+    local mo="$CMAMAP_ROOT/out/mod-inject-$1"
+    mkdir -p "$mo"
+    make -s -C "$kdir" M="$CMAMAP_ROOT" MO="$mo" LLVM="$LLVM_SUFFIX" ARCH=x86_64 \
+        CMAMAP_INJECT="-D$2" modules >/dev/null
+    echo "$mo/cmamap.ko"
+}
+
+expect_failure() { # expect_failure NAME EXPECTED_CHECK RUN_ARGS...
+    local name=$1 expected=$2 log="$CMAMAP_ROOT/out/selftest-$1.log"
+    shift 2
+    local t0=$SECONDS
+    if qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1; then
+        echo "not ok - pipeline: $name: the run passed but must fail (log: $log)"
+        failures=$((failures + 1))
+    elif ! grep -qF "$expected" "$log"; then
+        echo "not ok - pipeline: $name: failed, but not with '$expected' (log: $log)"
+        failures=$((failures + 1))
+    else
+        echo "ok - pipeline: $name fails the run ($((SECONDS - t0))s): $(grep -m1 -F "$expected" "$log" | sed 's/^ *//')"
+    fi
+}
+
+echo "== pipeline self-test: each deliberate fault must fail the VM run"
+warn_ko=$(build_variant warn CMAMAP_INJECT_WARN)
+leak_ko=$(build_variant leak CMAMAP_INJECT_LEAK)
+expect_failure warn-in-module "no kernel splat" --module "$warn_ko" -- "${passing[@]}"
+expect_failure leak-in-module "kmemleak clean after rmmod" --module "$leak_ko" -- "${passing[@]}"
+expect_failure failing-test "not ok 1 deliberately fails" --no-module -- \
+    sh -c 'echo "KTAP version 1"; echo "1..1"; echo "not ok 1 deliberately fails"; exit 1'
+expect_failure hanging-guest "guest finished within 30s" --no-module --timeout 30 -- sleep 100000
+[ "$failures" = 0 ] || die "pipeline self-test: $failures case(s) were not caught"
+echo "pipeline self-test: all 4 deliberate faults were caught"
