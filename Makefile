@@ -63,9 +63,11 @@ userspace:
 	@echo "built guest tools in $(GUEST_BIN)"
 
 host-test:
-	@cd userspace && cargo test --locked -j$(CARGO_JOBS) -q 2>&1 | grep -vE '^$$|^running 0 tests|0 passed; 0 failed' || true
-	@cd userspace && cargo test --locked -j$(CARGO_JOBS) -q >/dev/null 2>&1 || \
-		{ echo "host tests failed"; cd userspace && cargo test --locked -q; exit 1; }
+	@mkdir -p $(OUT)
+	@cd userspace && cargo test --locked -j$(CARGO_JOBS) -q >$(OUT)/host-test.log 2>&1 || \
+		{ cat $(OUT)/host-test.log; echo "host tests failed"; exit 1; }
+	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed, [0-9]+ failed$$/ {p += $$1; f += $$3} \
+		END {printf "host tests: %d passed, %d failed (log: out/host-test.log)\n", p, f}' $(OUT)/host-test.log
 
 fmt:
 	@rustfmt --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
