@@ -7,7 +7,9 @@
 use crate::{
     block::{Block, Owner},
     charge::Counter,
-    ioctl, offsets, registry, vma,
+    ioctl, offsets, registry,
+    strategy::Strategy,
+    vma,
 };
 use kernel::{
     fs::{File, Kiocb},
@@ -78,7 +80,8 @@ impl OpenFile {
         let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
         let block = self.find_block(window.id).map_err(|_| EINVAL)?;
         window.check_inside(block.pages().count())?;
-        vma::install(vma, block, window.first_page)
+        let strategy = Strategy::from_abi(window.view, block.strategy().to_abi())?;
+        vma::install(vma, block, strategy, window.first_page)
     }
 }
 

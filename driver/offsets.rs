@@ -8,11 +8,15 @@ use crate::cma::{PAGE_SHIFT, PAGE_SIZE};
 use kernel::prelude::*;
 
 /// The whole pages that hold `size` bytes. Zero and sizes whose rounding overflows are invalid.
+/// Sizes above [`abi::MAX_BLOCK_SIZE`] are over a limit (`ENOSPC`), as are the module's own.
 pub(crate) fn pages_for_size(size: u64) -> Result<usize> {
     if size == 0 {
         return Err(EINVAL);
     }
     let rounded = size.checked_add(PAGE_SIZE as u64 - 1).ok_or(EINVAL)?;
+    if rounded & !(PAGE_SIZE as u64 - 1) > abi::MAX_BLOCK_SIZE {
+        return Err(ENOSPC);
+    }
     usize::try_from(rounded >> PAGE_SHIFT).map_err(|_| EINVAL)
 }
 
@@ -26,6 +30,8 @@ pub(crate) fn bytes_of_pages(pages: usize) -> Result<u64> {
 pub(crate) struct MapWindow {
     /// The block's id.
     pub(crate) id: u32,
+    /// The view strategy asked for (`STRATEGY_DEFAULT`: the block's own).
+    pub(crate) view: u32,
     /// The first page of the block that the window maps.
     pub(crate) first_page: usize,
     /// The number of pages mapped.
@@ -37,13 +43,14 @@ pub(crate) struct MapWindow {
 /// Gives the block id and the page window; the caller checks the window against the block.
 pub(crate) fn map_window(pgoff: u64, len: usize) -> Result<MapWindow> {
     let offset = pgoff.checked_mul(PAGE_SIZE as u64).ok_or(EINVAL)?;
-    let (id, inner) = abi::id_of_offset(offset);
+    let (id, view, inner) = abi::view_of_offset(offset);
     let first_page = usize::try_from(inner >> PAGE_SHIFT).map_err(|_| EINVAL)?;
     if len == 0 || len % PAGE_SIZE != 0 {
         return Err(EINVAL);
     }
     Ok(MapWindow {
         id,
+        view,
         first_page,
         pages: len / PAGE_SIZE,
     })
@@ -83,8 +90,13 @@ mod tests {
         assert_eq!(pages_for_size(0), Err(EINVAL));
         assert_eq!(pages_for_size(u64::MAX), Err(EINVAL));
         assert_eq!(pages_for_size(u64::MAX - PAGE_SIZE as u64 + 2), Err(EINVAL));
-        // 0xfffffffffffff000 rounds to itself: valid arithmetic, refused later by the limits.
-        assert!(pages_for_size(0xffff_ffff_ffff_f000).is_ok());
+        // 0xfffffffffffff000 rounds to itself: valid arithmetic, but over the block limit.
+        assert_eq!(pages_for_size(0xffff_ffff_ffff_f000), Err(ENOSPC));
+        assert_eq!(
+            pages_for_size(abi::MAX_BLOCK_SIZE),
+            Ok((abi::MAX_BLOCK_SIZE >> PAGE_SHIFT) as usize)
+        );
+        assert_eq!(pages_for_size(abi::MAX_BLOCK_SIZE + 1), Err(ENOSPC));
     }
 
     #[test]
@@ -95,6 +107,7 @@ mod tests {
             window,
             MapWindow {
                 id: 7,
+                view: 0,
                 first_page: 3,
                 pages: 2
             }
@@ -108,10 +121,26 @@ mod tests {
         assert_eq!(map_window(u64::MAX, PAGE_SIZE).err(), Some(EINVAL));
         let window = MapWindow {
             id: 1,
+            view: 0,
             first_page: usize::MAX,
             pages: 1,
         };
         assert_eq!(window.check_inside(usize::MAX), Err(EINVAL));
+    }
+
+    #[test]
+    fn map_window_decodes_view() {
+        let pgoff = abi::view_offset(9, abi::STRATEGY_PAGE, 4 * PAGE_SIZE as u64) >> PAGE_SHIFT;
+        let window = map_window(pgoff, PAGE_SIZE).unwrap();
+        assert_eq!(
+            window,
+            MapWindow {
+                id: 9,
+                view: abi::STRATEGY_PAGE,
+                first_page: 4,
+                pages: 1
+            }
+        );
     }
 
     #[test]

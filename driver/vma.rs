@@ -51,11 +51,16 @@ pub(crate) fn pgoff(vma: &VmaRef) -> u64 {
     unsafe { (*vma.as_ptr()).vm_pgoff as u64 }
 }
 
-/// Maps pages `first_page..` of `block` into the new `vma` with the block's strategy and
-/// hands one reference of `block` to the VMA.
-pub(crate) fn install(vma: &VmaNew, block: Arc<Block>, first_page: usize) -> Result {
+/// Maps pages `first_page..` of `block` into the new `vma` with `strategy` (the block's own,
+/// or a view) and hands one reference of `block` to the VMA.
+pub(crate) fn install(
+    vma: &VmaNew,
+    block: Arc<Block>,
+    strategy: Strategy,
+    first_page: usize,
+) -> Result {
     let len = vma.end() - vma.start();
-    match block.strategy() {
+    match strategy {
         Strategy::Remap => {
             let pfn = block.pages().first_pfn() + first_page;
             // SAFETY: The VMA is new and write-locked; the PFNs are the block's own pages,
@@ -226,26 +231,23 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     let Some(page) = block.pages().page_ptr(index) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    match block.strategy() {
-        Strategy::Fault => {
-            let pfn = block.pages().first_pfn() + index;
-            // SAFETY: The VMA is PFNMAP (set in `install`), shared, and `address` is inside it.
-            // The PFN is the block's, which the VMA keeps alive.
-            unsafe { bindings::vmf_insert_pfn(raw_vma, address as _, pfn as _) }
+    // The VMA's flags say how it was set up: the block may be mapped through another view.
+    if vma.flags() & flags::MIXEDMAP != 0 {
+        // SAFETY: The VMA is MIXEDMAP (set in `install`) and `address` is inside it; the page
+        // is the block's and gets its own reference from `vm_insert_page`.
+        match unsafe { bindings::vm_insert_page(raw_vma, address as _, page) } {
+            // EBUSY: another thread won the race to the same page.
+            0 => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            e if e == -(bindings::EBUSY as i32) => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            e if e == -(bindings::ENOMEM as i32) => bindings::vm_fault_reason_VM_FAULT_OOM,
+            _ => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
         }
-        Strategy::Page => {
-            // SAFETY: The VMA is MIXEDMAP (set in `install`) and `address` is inside it; the
-            // page is the block's and gets its own reference from `vm_insert_page`.
-            match unsafe { bindings::vm_insert_page(raw_vma, address as _, page) } {
-                // EBUSY: another thread won the race to the same page.
-                0 => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
-                e if e == -(bindings::EBUSY as i32) => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
-                e if e == -(bindings::ENOMEM as i32) => bindings::vm_fault_reason_VM_FAULT_OOM,
-                _ => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
-            }
-        }
-        // `remap` populated everything in `mmap`; a fault means the address was zapped.
-        Strategy::Remap => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+    } else {
+        // `fault` views, and `remap` ones whose PTEs were zapped: the VMA is PFNMAP.
+        let pfn = block.pages().first_pfn() + index;
+        // SAFETY: The VMA is PFNMAP (set in `install` or by `remap_pfn_range`), shared, and
+        // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
+        unsafe { bindings::vmf_insert_pfn(raw_vma, address as _, pfn as _) }
     }
 }
 

@@ -39,6 +39,17 @@
 #define CMAMAP_OFFSET_SHIFT 36
 #define CMAMAP_MAX_ID ((1U << (63 - CMAMAP_OFFSET_SHIFT)) - 1)
 
+/*
+ * Bits CMAMAP_VIEW_SHIFT..CMAMAP_OFFSET_SHIFT-1 of the offset inside a block choose the
+ * strategy of one mapping (a view): 0 uses the block's own, CMAMAP_STRATEGY_* maps the same
+ * memory another way. Blocks are at most CMAMAP_MAX_BLOCK_SIZE bytes.
+ */
+#define CMAMAP_VIEW_SHIFT 34
+#define CMAMAP_MAX_BLOCK_SIZE (1ULL << CMAMAP_VIEW_SHIFT)
+#define CMAMAP_MMAP_OFFSET(id, view, byte_offset)                                            \
+	(((__u64)(id) << CMAMAP_OFFSET_SHIFT) | ((__u64)(view) << CMAMAP_VIEW_SHIFT) |         \
+	 (__u64)(byte_offset))
+
 /* CMAMAP_IOC_ALLOC and CMAMAP_IOC_ALLOC_MAP. */
 struct cmamap_alloc {
 	__u64 size;        /* in: bytes (rounded up to pages); out: rounded size */

@@ -177,15 +177,33 @@ pub const OFFSET_SHIFT: u32 = 36;
 /// Highest block id; keeps every offset below 2^63 so that it fits a positive `off_t`.
 pub const MAX_ID: u32 = (1 << (63 - OFFSET_SHIFT)) - 1;
 
+/// Bits `VIEW_SHIFT..OFFSET_SHIFT` of the offset inside a block choose the strategy of one
+/// mapping (a view): 0 uses the block's own, `STRATEGY_*` maps the same memory another way.
+pub const VIEW_SHIFT: u32 = 34;
+/// The largest block (16 GiB): the part of the offset below `VIEW_SHIFT`.
+pub const MAX_BLOCK_SIZE: u64 = 1 << VIEW_SHIFT;
+
 /// The mmap offset of block `id`.
 pub const fn offset_of_id(id: u32) -> u64 {
     (id as u64) << OFFSET_SHIFT
 }
 
-/// The block id that an mmap offset selects, and the byte offset inside that block.
+/// The mmap offset of byte `byte_offset` of block `id`, seen through the `view` strategy.
+pub const fn view_offset(id: u32, view: u32, byte_offset: u64) -> u64 {
+    offset_of_id(id) | ((view as u64) << VIEW_SHIFT) | byte_offset
+}
+
+/// The block id that an mmap offset selects, and the byte offset inside that block (for
+/// `pread`/`pwrite`, where view bits make the offset lie past the block's end).
 pub const fn id_of_offset(offset: u64) -> (u32, u64) {
     (
         (offset >> OFFSET_SHIFT) as u32,
         offset & ((1u64 << OFFSET_SHIFT) - 1),
     )
+}
+
+/// The block id, view strategy and byte offset that an mmap offset selects.
+pub const fn view_of_offset(offset: u64) -> (u32, u32, u64) {
+    let (id, inner) = id_of_offset(offset);
+    (id, (inner >> VIEW_SHIFT) as u32, inner & (MAX_BLOCK_SIZE - 1))
 }

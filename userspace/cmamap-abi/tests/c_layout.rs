@@ -104,6 +104,12 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_MAX_ALIGN_ORDER", MAX_ALIGN_ORDER as u64),
         ("CMAMAP_OFFSET_SHIFT", OFFSET_SHIFT as u64),
         ("CMAMAP_MAX_ID", MAX_ID as u64),
+        ("CMAMAP_VIEW_SHIFT", VIEW_SHIFT as u64),
+        ("CMAMAP_MAX_BLOCK_SIZE", MAX_BLOCK_SIZE),
+        (
+            "CMAMAP_MMAP_OFFSET(7, 3, 0x5000)",
+            view_offset(7, 3, 0x5000),
+        ),
         ("CMAMAP_IOC_ALLOC", IOC_ALLOC as u64),
         ("CMAMAP_IOC_FREE", IOC_FREE as u64),
         ("CMAMAP_IOC_INFO", IOC_INFO as u64),
