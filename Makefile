@@ -18,8 +18,9 @@ OPS ?= 10000
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
-kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$(1) && \
-	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(1) LLVM=$(LLVM) ARCH=x86_64
+# kbuild FLAVOUR [OUTPUT]: run Kbuild for the module against FLAVOUR's tree, into out/mod-OUTPUT.
+kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$(or $(2),$(1)) && \
+	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
 	fmt test run shell selftest-pipeline clean rust-analyzer help
@@ -45,7 +46,7 @@ kernel-plain:
 	@scripts/build-kernel.sh plain >/dev/null
 
 module:
-	@$(call kbuild,debug) $(if $(CLIPPY),CLIPPY=1) modules
+	@$(call kbuild,debug) $(if $(CLIPPY),CLIPPY=1) W=1 modules
 	@cp $(OUT)/mod-debug/cmamap.ko $(CURDIR)/cmamap.ko
 	@echo "built $(CURDIR)/cmamap.ko"
 
@@ -73,9 +74,15 @@ fmt:
 	@rustfmt --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
 	@cd userspace && cargo fmt
 
+# Clippy for the driver: always recompiled (clippy only speaks while rustc runs), and any
+# warning fails.
 clippy:
-	@$(MAKE) --no-print-directory module CLIPPY=1
+	@rm -f $(OUT)/mod-clippy/driver/cmamap_main.o
+	@$(call kbuild,debug,clippy) CLIPPY=1 modules >$(OUT)/clippy.log 2>&1 || { cat $(OUT)/clippy.log; exit 1; }
+	@! grep -A8 -E '^(warning|error)' $(OUT)/clippy.log
+	@echo "clippy: driver clean"
 	@cd userspace && cargo clippy --locked -q --all-targets -- -D warnings
+	@echo "clippy: userspace clean"
 
 check:
 	@rustfmt --check --edition 2021 --config-path driver/rustfmt.toml driver/*.rs

@@ -21,6 +21,7 @@ extern "C" {
     fn cmamap_pfn_to_page(pfn: c_ulong) -> *mut c_void;
     fn cmamap_page_address(page: *const c_void) -> *mut c_void;
     fn cmamap_zero_pfns(pfn: c_ulong, count: c_ulong);
+    fn cmamap_free_cma_pages() -> c_ulong;
 }
 
 /// The kernel's page size.
@@ -51,8 +52,9 @@ unsafe impl Sync for CmaPages {}
 impl CmaPages {
     /// Allocates `count` pages aligned to `2^align_order` pages and zeroes them.
     ///
-    /// Sleeps. Gives `ENODEV` without a default CMA area, `ENOMEM` when CMA cannot satisfy the
-    /// request. `cma_alloc` is asked not to warn, so a failure is never a splat.
+    /// Sleeps. Gives `ENODEV` without a default CMA area; when CMA cannot satisfy the request,
+    /// `EBUSY` if enough CMA pages are free in total (the area is fragmented or pinned) and
+    /// `ENOMEM` otherwise. `cma_alloc` is asked not to warn, so a failure is never a splat.
     pub(crate) fn alloc(count: usize, align_order: u32) -> Result<Self> {
         // SAFETY: `NULL` asks for the default area; the call has no other precondition.
         let area = unsafe { dev_get_cma_area(core::ptr::null_mut()) };
@@ -63,7 +65,9 @@ impl CmaPages {
         // SAFETY: `area` is the live default CMA area; `cma_alloc` may sleep, and we may too.
         let first = unsafe { cma_alloc(area, count_ulong, align_order, true) };
         if first.is_null() {
-            return Err(ENOMEM);
+            // SAFETY: Reads a global counter; no precondition.
+            let free = unsafe { cmamap_free_cma_pages() } as usize;
+            return Err(if free >= count { EBUSY } else { ENOMEM });
         }
         // SAFETY: `first` is a valid page returned by `cma_alloc`.
         let pfn = unsafe { cmamap_page_to_pfn(first) };

@@ -7,6 +7,7 @@
 #include <linux/mm.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/vmstat.h>
 
 #include "cmamap_glue.h"
 
@@ -34,6 +35,12 @@ void cmamap_zero_pfns(unsigned long pfn, unsigned long count)
 		clear_highpage(pfn_to_page(pfn + i));
 		cond_resched();
 	}
+}
+
+/* Free CMA pages (NR_FREE_CMA_PAGES), to tell a fragmented area from an exhausted one. */
+unsigned long cmamap_free_cma_pages(void)
+{
+	return global_zone_page_state(NR_FREE_CMA_PAGES);
 }
 
 void cmamap_vma_set_flags(struct vm_area_struct *vma, vm_flags_t flags)

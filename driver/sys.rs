@@ -2,7 +2,7 @@
 
 //! Small facts about the calling task that the Rust abstractions do not offer yet.
 
-use kernel::bindings;
+use kernel::{bindings, prelude::*};
 
 /// Whether the caller has `CAP_SYS_ADMIN` (audited, as `capable()` is).
 pub(crate) fn caller_is_admin() -> bool {
@@ -14,7 +14,7 @@ pub(crate) fn caller_is_admin() -> bool {
 /// caller looping on a failing ioctl cannot flood the log.
 pub(crate) fn log_ratelimit_ok() -> bool {
     // SAFETY: The name is a static C string; the call only updates the shared limiter.
-    unsafe { bindings::__printk_ratelimit(c"cmamap".as_ptr().cast()) != 0 }
+    unsafe { bindings::__printk_ratelimit(c"cmamap".as_char_ptr()) != 0 }
 }
 
 extern "C" {

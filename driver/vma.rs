@@ -69,8 +69,8 @@ pub(crate) fn install(
             let ret = unsafe {
                 bindings::remap_pfn_range(
                     vma.as_ptr(),
-                    vma.start() as _,
-                    pfn as _,
+                    vma.start(),
+                    pfn,
                     len,
                     (*vma.as_ptr()).vm_page_prot,
                 )
@@ -151,10 +151,10 @@ pub(crate) fn map_into_current(
         bindings::vm_mmap(
             file.as_ptr(),
             0,
-            len as _,
-            prot as _,
+            len,
+            prot as usize,
             MAP_SHARED,
-            offset as _,
+            usize::try_from(offset).map_err(|_| EINVAL)?,
         )
     };
     let as_signed = addr as isize;
@@ -167,7 +167,7 @@ pub(crate) fn map_into_current(
 /// Unmaps `len` bytes at `addr` from the current process.
 pub(crate) fn unmap_from_current(addr: usize, len: usize) -> Result {
     // SAFETY: `vm_munmap` validates the range itself and takes the mmap lock.
-    to_result(unsafe { bindings::vm_munmap(addr as _, len) })
+    to_result(unsafe { bindings::vm_munmap(addr, len) })
 }
 
 /// Called when a VMA is copied (fork, split, mremap).
@@ -215,7 +215,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     // SAFETY: The mm hands us a valid `vmf` for the duration of the call.
     let (raw_vma, pgoff, address) = unsafe {
         let fault = &(*vmf).__bindgen_anon_1;
-        (fault.vma, fault.pgoff as u64, fault.address as usize)
+        (fault.vma, fault.pgoff as u64, fault.address)
     };
     // SAFETY: The faulting VMA is live while its fault is handled.
     let vma = unsafe { VmaRef::from_raw(raw_vma) };
@@ -235,7 +235,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     if vma.flags() & flags::MIXEDMAP != 0 {
         // SAFETY: The VMA is MIXEDMAP (set in `install`) and `address` is inside it; the page
         // is the block's and gets its own reference from `vm_insert_page`.
-        match unsafe { bindings::vm_insert_page(raw_vma, address as _, page) } {
+        match unsafe { bindings::vm_insert_page(raw_vma, address, page) } {
             // EBUSY: another thread won the race to the same page.
             0 => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
             e if e == -(bindings::EBUSY as i32) => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
@@ -247,7 +247,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
         let pfn = block.pages().first_pfn() + index;
         // SAFETY: The VMA is PFNMAP (set in `install` or by `remap_pfn_range`), shared, and
         // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
-        unsafe { bindings::vmf_insert_pfn(raw_vma, address as _, pfn as _) }
+        unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) }
     }
 }
 
