@@ -6,7 +6,12 @@
 //! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
 //! last reference goes, so no path can free memory that userspace can still reach.
 
-use crate::{abi, charge::Charge, cma::CmaPages, cma::PAGE_SHIFT, strategy::Strategy};
+use crate::{
+    abi,
+    charge::Charge,
+    cma::{CmaPages, PAGE_SHIFT, PAGE_SIZE},
+    strategy::Strategy,
+};
 use kernel::{
     list::{ListArc, ListLinks},
     prelude::*,
@@ -115,6 +120,13 @@ impl Block {
     /// The mmap page offset of the block's first page.
     pub(crate) fn first_pgoff(&self) -> u64 {
         self.offset() >> PAGE_SHIFT
+    }
+
+    /// The page of this block that mmap page offset `pgoff` (of any view) selects.
+    pub(crate) fn page_index(&self, pgoff: u64) -> Option<usize> {
+        let (id, _view, inner) = abi::view_of_offset(pgoff.checked_mul(PAGE_SIZE as u64)?);
+        let index = usize::try_from(inner >> PAGE_SHIFT).ok()?;
+        (id == self.id && index < self.pages.count()).then_some(index)
     }
 
     /// Whether the open file `file_key` may use this block.

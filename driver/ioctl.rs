@@ -95,7 +95,10 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
         params::max_bytes_per_file(),
         params::max_bytes_total(),
     )?;
-    let pages = CmaPages::alloc(request.pages, request.align_order).inspect_err(|e| {
+    let align_order = request
+        .strategy
+        .align_order(request.pages, request.align_order);
+    let pages = CmaPages::alloc(request.pages, align_order).inspect_err(|e| {
         if sys::log_ratelimit_ok() {
             pr_info!(
                 "CMA allocation of {} pages failed: {:?}\n",

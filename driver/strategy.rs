@@ -5,6 +5,9 @@
 use crate::abi;
 use kernel::prelude::*;
 
+/// log2 of the pages in one PMD entry (2 MiB).
+pub(crate) const HUGE_ORDER: u32 = kernel::bindings::PMD_ORDER;
+
 /// The mapping strategy of a block, fixed at allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Strategy {
@@ -14,6 +17,8 @@ pub(crate) enum Strategy {
     Fault,
     /// One `vm_insert_page` per fault on a `VM_MIXEDMAP` VMA: real page references, so GUP works.
     Page,
+    /// One `vmf_insert_pfn_pmd` per 2 MiB where block and address are aligned, else like `Fault`.
+    Huge,
 }
 
 impl Strategy {
@@ -28,6 +33,7 @@ impl Strategy {
             abi::STRATEGY_REMAP => Ok(Self::Remap),
             abi::STRATEGY_FAULT => Ok(Self::Fault),
             abi::STRATEGY_PAGE => Ok(Self::Page),
+            abi::STRATEGY_HUGE => Ok(Self::Huge),
             _ => Err(EINVAL),
         }
     }
@@ -38,6 +44,16 @@ impl Strategy {
             Self::Remap => abi::STRATEGY_REMAP,
             Self::Fault => abi::STRATEGY_FAULT,
             Self::Page => abi::STRATEGY_PAGE,
+            Self::Huge => abi::STRATEGY_HUGE,
+        }
+    }
+
+    /// The alignment order a block needs: huge blocks of 2 MiB or more start on 2 MiB, so that
+    /// each aligned 2 MiB of them can be one PMD entry.
+    pub(crate) fn align_order(self, pages: usize, asked: u32) -> u32 {
+        match self {
+            Self::Huge if pages >= 1 << HUGE_ORDER => asked.max(HUGE_ORDER),
+            _ => asked,
         }
     }
 
@@ -47,6 +63,7 @@ impl Strategy {
             Self::Remap => "remap",
             Self::Fault => "fault",
             Self::Page => "page",
+            Self::Huge => "huge",
         }
     }
 }

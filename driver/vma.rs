@@ -14,7 +14,11 @@
 //! the `Block` it maps, owned by that VMA: `open` takes one more for a copied VMA (fork, split,
 //! mremap) and `close` gives it back. So a block outlives every VMA that maps it.
 
-use crate::{block::Block, cma::PAGE_SIZE, strategy::Strategy};
+use crate::{
+    block::Block,
+    cma::PAGE_SIZE,
+    strategy::{Strategy, HUGE_ORDER},
+};
 use core::ffi::c_void;
 use kernel::{
     bindings,
@@ -44,6 +48,22 @@ static CMAMAP_VM_OPS: AssertSync<bindings::vm_operations_struct> =
         fault: Some(vma_fault),
         ..pin_init::zeroed()
     });
+
+/// The ops of `huge` VMAs: the same, plus PMD-sized faults. A separate table, because the mm
+/// tries `huge_fault` first on every PFNMAP VMA that has one.
+static CMAMAP_HUGE_VM_OPS: AssertSync<bindings::vm_operations_struct> =
+    AssertSync(bindings::vm_operations_struct {
+        open: Some(vma_open),
+        close: Some(vma_close),
+        fault: Some(vma_fault),
+        huge_fault: Some(vma_huge_fault),
+        ..pin_init::zeroed()
+    });
+
+/// Whether `ops` is one of ours.
+fn is_ours(ops: *const bindings::vm_operations_struct) -> bool {
+    core::ptr::eq(ops, &CMAMAP_VM_OPS.0) || core::ptr::eq(ops, &CMAMAP_HUGE_VM_OPS.0)
+}
 
 /// The page offset of the VMA (`vm_pgoff`): which block and where in it.
 pub(crate) fn pgoff(vma: &VmaRef) -> u64 {
@@ -77,7 +97,7 @@ pub(crate) fn install(
             };
             to_result(ret)?;
         }
-        Strategy::Fault => {
+        Strategy::Fault | Strategy::Huge => {
             let set = flags::PFNMAP | flags::IO | bindings::VM_DONTEXPAND as bindings::vm_flags_t;
             // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
             // `vmf_insert_pfn` requires, and MAP_PRIVATE was refused before this point.
@@ -95,13 +115,17 @@ pub(crate) fn install(
             vma.set_dontexpand();
         }
     }
+    let ops = match strategy {
+        Strategy::Huge => &CMAMAP_HUGE_VM_OPS.0,
+        _ => &CMAMAP_VM_OPS.0,
+    };
     block.mapped();
     let private = Arc::into_raw(block).cast_mut().cast::<c_void>();
     // SAFETY: The VMA is new and not yet visible to other threads. INVARIANT: the ops and the
     // reference are set together, after every fallible step.
     unsafe {
         (*vma.as_ptr()).vm_private_data = private;
-        (*vma.as_ptr()).vm_ops = &CMAMAP_VM_OPS.0;
+        (*vma.as_ptr()).vm_ops = ops;
     }
     Ok(())
 }
@@ -110,7 +134,7 @@ pub(crate) fn install(
 fn block_of(vma: &VmaRef) -> Option<ArcBorrow<'_, Block>> {
     // SAFETY: Reading `vm_ops` of a live VMA is safe.
     let ops = unsafe { (*vma.as_ptr()).vm_ops };
-    if !core::ptr::eq(ops, &CMAMAP_VM_OPS.0) {
+    if !is_ours(ops) {
         return None;
     }
     // SAFETY: By the invariants our VMAs own an `Arc<Block>` in `vm_private_data`, valid for as
@@ -222,10 +246,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     let Some(block) = block_of(vma) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let Some(index) = pgoff
-        .checked_sub(block.first_pgoff())
-        .and_then(|i| usize::try_from(i).ok())
-    else {
+    let Some(index) = block.page_index(pgoff) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
     let Some(page) = block.pages().page_ptr(index) else {
@@ -249,6 +270,50 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
         // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
         unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) }
     }
+}
+
+/// Inserts one 2 MiB PMD entry, or falls back to 4 KiB faults when the address range or the
+/// physical pages are not 2 MiB aligned, or the 2 MiB would run past the VMA or the block.
+///
+/// # Safety
+///
+/// Called by the mm with a valid `vmf` whose VMA carries our huge ops.
+unsafe extern "C" fn vma_huge_fault(
+    vmf: *mut bindings::vm_fault,
+    order: u32,
+) -> bindings::vm_fault_t {
+    const FALLBACK: bindings::vm_fault_t = bindings::vm_fault_reason_VM_FAULT_FALLBACK;
+    const HUGE_PAGES: usize = 1 << HUGE_ORDER;
+    const HUGE_SIZE: usize = PAGE_SIZE << HUGE_ORDER;
+    if order != HUGE_ORDER {
+        return FALLBACK;
+    }
+    // SAFETY: The mm hands us a valid `vmf` for the duration of the call.
+    let (raw_vma, address, write) = unsafe {
+        let fault = &(*vmf).__bindgen_anon_1;
+        let write = (*vmf).flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
+        (fault.vma, fault.address, write)
+    };
+    // SAFETY: The faulting VMA is live while its fault is handled.
+    let vma = unsafe { VmaRef::from_raw(raw_vma) };
+    let Some(block) = block_of(vma) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    };
+    let start = address & !(HUGE_SIZE - 1);
+    if start < vma.start() || start + HUGE_SIZE > vma.end() {
+        return FALLBACK;
+    }
+    let pgoff = pgoff(vma) + ((start - vma.start()) / PAGE_SIZE) as u64;
+    let Some(index) = block.page_index(pgoff) else {
+        return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
+    };
+    let pfn = block.pages().first_pfn() + index;
+    if pfn % HUGE_PAGES != 0 || index + HUGE_PAGES > block.pages().count() {
+        return FALLBACK;
+    }
+    // SAFETY: The VMA is PFNMAP and shared (set in `install`); `start..start + 2 MiB` lies in it
+    // and maps 512 of the block's pages, 2 MiB aligned, which the VMA keeps alive.
+    unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) }
 }
 
 const _: () = assert!(PAGE_SIZE == 4096, "offsets and tests assume 4 KiB pages");

@@ -20,6 +20,7 @@
 #define CMAMAP_STRATEGY_REMAP 1   /* remap_pfn_range of the whole range in mmap */
 #define CMAMAP_STRATEGY_FAULT 2   /* one PFN inserted per fault (VM_PFNMAP) */
 #define CMAMAP_STRATEGY_PAGE 3    /* vm_insert_page per fault (VM_MIXEDMAP): GUP works */
+#define CMAMAP_STRATEGY_HUGE 4    /* 2 MiB PMD entries where aligned, else like FAULT */
 
 /* Allocation flags. */
 #define CMAMAP_ALLOC_PERSIST (1U << 0) /* owned by the module, not the file; CAP_SYS_ADMIN */
@@ -44,7 +45,7 @@
  * strategy of one mapping (a view): 0 uses the block's own, CMAMAP_STRATEGY_* maps the same
  * memory another way. Blocks are at most CMAMAP_MAX_BLOCK_SIZE bytes.
  */
-#define CMAMAP_VIEW_SHIFT 34
+#define CMAMAP_VIEW_SHIFT 33
 #define CMAMAP_MAX_BLOCK_SIZE (1ULL << CMAMAP_VIEW_SHIFT)
 #define CMAMAP_MMAP_OFFSET(id, view, byte_offset)                                            \
 	(((__u64)(id) << CMAMAP_OFFSET_SHIFT) | ((__u64)(view) << CMAMAP_VIEW_SHIFT) |         \

@@ -18,6 +18,8 @@ pub const STRATEGY_REMAP: u32 = 1;
 pub const STRATEGY_FAULT: u32 = 2;
 /// `vm_insert_page` per fault (`VM_MIXEDMAP`), so that GUP works.
 pub const STRATEGY_PAGE: u32 = 3;
+/// 2 MiB PMD entries where the block and the address are 2 MiB aligned, else like `FAULT`.
+pub const STRATEGY_HUGE: u32 = 4;
 
 /// The block is owned by the module, not by the file; needs `CAP_SYS_ADMIN`.
 pub const ALLOC_PERSIST: u32 = 1 << 0;
@@ -179,8 +181,8 @@ pub const MAX_ID: u32 = (1 << (63 - OFFSET_SHIFT)) - 1;
 
 /// Bits `VIEW_SHIFT..OFFSET_SHIFT` of the offset inside a block choose the strategy of one
 /// mapping (a view): 0 uses the block's own, `STRATEGY_*` maps the same memory another way.
-pub const VIEW_SHIFT: u32 = 34;
-/// The largest block (16 GiB): the part of the offset below `VIEW_SHIFT`.
+pub const VIEW_SHIFT: u32 = 33;
+/// The largest block (8 GiB): the part of the offset below `VIEW_SHIFT`.
 pub const MAX_BLOCK_SIZE: u64 = 1 << VIEW_SHIFT;
 
 /// The mmap offset of block `id`.
@@ -205,5 +207,9 @@ pub const fn id_of_offset(offset: u64) -> (u32, u64) {
 /// The block id, view strategy and byte offset that an mmap offset selects.
 pub const fn view_of_offset(offset: u64) -> (u32, u32, u64) {
     let (id, inner) = id_of_offset(offset);
-    (id, (inner >> VIEW_SHIFT) as u32, inner & (MAX_BLOCK_SIZE - 1))
+    (
+        id,
+        (inner >> VIEW_SHIFT) as u32,
+        inner & (MAX_BLOCK_SIZE - 1),
+    )
 }

@@ -10,6 +10,10 @@ use cmamap::{Strategy, DEFAULT_PATH};
 ///
 /// A block belongs to the open file that allocated it and dies when this command exits, unless
 /// it was allocated with --persist (root only), which keeps it until `cmamap free ID` or rmmod.
+///
+/// A block's strategy (remap, fault, page or huge) is only its default way of being mapped:
+/// `cmamap map ID --view remap|fault|page|huge` maps the same memory through another strategy's
+/// view, and several views of one block can exist at once.
 #[derive(Debug, Parser)]
 #[command(name = "cmamap", version)]
 pub struct Cli {
@@ -35,7 +39,8 @@ pub enum Command {
     Info(IdCmd),
     /// List the blocks reachable from a new open file: the persistent ones.
     List,
-    /// Map (part of) a block; optionally fill it, verify it and dump it.
+    /// Map (part of) a block, optionally through another strategy's view; optionally fill it,
+    /// verify it and dump it.
     Map(MapCmd),
     /// Share a block with another process and check that both see each other's writes.
     Share(ShareCmd),
@@ -49,7 +54,7 @@ pub struct AllocCmd {
     #[arg(value_parser = parse_size)]
     pub size: u64,
 
-    /// Mapping strategy: default, remap, fault or page.
+    /// Mapping strategy: default, remap, fault, page or huge.
     #[arg(long, default_value = "default")]
     pub strategy: Strategy,
 
@@ -87,6 +92,14 @@ pub struct MapCmd {
     #[arg(long, value_parser = parse_size)]
     pub length: Option<u64>,
 
+    /// Map through this strategy's view instead of the block's own: remap (everything mapped
+    /// up front, no faults), fault (one PFN per fault) or page (one page per fault; the only
+    /// view that get_user_pages, O_DIRECT and vmsplice work on). One block can be mapped
+    /// through several views at once; they all show the same memory. `default` is the
+    /// block's own strategy.
+    #[arg(long, value_name = "STRATEGY")]
+    pub view: Option<Strategy>,
+
     /// Fill the mapped range with BYTE (0-255 or 0x..).
     #[arg(long, value_name = "BYTE", value_parser = parse_byte, conflicts_with = "pattern")]
     pub fill: Option<u8>,
@@ -118,7 +131,7 @@ pub struct ShareCmd {
     #[arg(value_parser = parse_size, default_value = "1M")]
     pub size: u64,
 
-    /// Mapping strategy: default, remap, fault or page.
+    /// Mapping strategy: default, remap, fault, page or huge.
     #[arg(long, default_value = "default")]
     pub strategy: Strategy,
 
@@ -174,6 +187,34 @@ mod tests {
         };
         assert_eq!((map.id, map.offset, map.length), (7, 8192, Some(4096)));
         assert_eq!((map.fill, map.verify), (Some(0xa5), Some(0xa5)));
+        assert_eq!(map.view, None);
+    }
+
+    #[test]
+    fn parses_map_view() {
+        for (name, view) in [
+            ("remap", Strategy::Remap),
+            ("fault", Strategy::Fault),
+            ("page", Strategy::Page),
+            ("default", Strategy::Default),
+        ] {
+            let cli = Cli::try_parse_from(["cmamap", "map", "3", "--view", name]).unwrap();
+            let Command::Map(map) = cli.command else {
+                panic!("not map")
+            };
+            assert_eq!(map.view, Some(view), "{name}");
+        }
+    }
+
+    #[test]
+    fn help_mentions_views() {
+        let help = Cli::command()
+            .find_subcommand_mut("map")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--view"), "{help}");
+        assert!(help.contains("get_user_pages"), "{help}");
     }
 
     #[test]
@@ -186,6 +227,8 @@ mod tests {
             &["cmamap", "free", "4294967296"],
             &["cmamap", "map", "1", "--fill", "1", "--pattern"],
             &["cmamap", "map", "1", "--verify", "1", "--verify-pattern"],
+            &["cmamap", "map", "1", "--view", "pfn"],
+            &["cmamap", "map", "1", "--view"],
             &["cmamap", "frobnicate"],
         ] {
             let err = Cli::try_parse_from(argv).unwrap_err();

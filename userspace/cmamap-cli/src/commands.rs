@@ -6,7 +6,7 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use cmamap::units::format_size;
-use cmamap::{meminfo, pattern, process, AllocRequest, Device, Info, Prot, Stat};
+use cmamap::{meminfo, pattern, process, AllocRequest, Device, Info, Prot, Stat, Strategy};
 
 use crate::args::{AllocCmd, IdCmd, MapCmd, ShareCmd};
 use crate::error::CliError;
@@ -171,10 +171,21 @@ pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
     let length = usize::try_from(length)
         .map_err(|_| CliError::Other("map: length does not fit in memory".to_owned()))?;
     let prot = if writes { Prot::ReadWrite } else { Prot::Read };
-    let mut mapping = block.map_range(cmd.offset, length, prot)?;
+    let view = cmd.view.unwrap_or(Strategy::Default);
+    let mut mapping = block.map_view(view, cmd.offset, length, prot)?;
+    // The strategy this mapping actually has: its view's, or the block's own.
+    let mapped_as = match view {
+        Strategy::Default => block.strategy(),
+        other => other,
+    };
     let seed = cmd.seed.unwrap_or(u64::from(cmd.id));
+    let how = if view == Strategy::Default {
+        format!("{mapped_as}, the block's own strategy")
+    } else {
+        format!("{mapped_as} view of a {} block", block.strategy())
+    };
     ctx.say(format!(
-        "block {}: mapped {} at block offset {:#x} (address {:#x}, {prot})",
+        "block {}: mapped {} at block offset {:#x} (address {:#x}, {prot}, {how})",
         cmd.id,
         report::size_text(length as u64),
         cmd.offset,
@@ -225,6 +236,8 @@ pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
             .field("length", length)
             .field("address", format!("{:#x}", mapping.addr()))
             .field("prot", prot.to_string())
+            .field("view", view.to_string())
+            .field("strategy", mapped_as.to_string())
             .field("filled", filled)
             .field("seed", seed)
             .field("verified", verified);

@@ -5,6 +5,7 @@
 //! chunks of up to 8 pages; every reading therefore goes through
 //! [`meminfo::settled_cma_free_kib`], which makes the kernel put them back first.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cmamap::{meminfo, Device};
@@ -49,10 +50,14 @@ pub struct Snapshot {
     pub bytes_total: Option<u64>,
 }
 
-pub fn snapshot(dev: Option<&Device>) -> Snapshot {
-    let stat = dev.and_then(|dev| dev.stat().ok());
+/// The figures now, read through a file of `device` that is opened for the purpose and closed
+/// again: the runner holds no file of its own between tests, so that a test can unload the
+/// module. Without the device only the CMA figures are taken.
+pub fn snapshot(device: &Path) -> Snapshot {
+    let dev = Device::open_path(device).ok();
+    let stat = dev.as_ref().and_then(|dev| dev.stat().ok());
     Snapshot {
-        cma_free_kib: cma_free_kib(dev),
+        cma_free_kib: cma_free_kib(dev.as_ref()),
         cma_available_pages: meminfo::cma_available_pages(),
         blocks_total: stat.map(|s| s.blocks_total),
         bytes_total: stat.map(|s| s.bytes_total),
@@ -86,10 +91,10 @@ fn differences(before: &Snapshot, now: &Snapshot, tolerance_kib: u64) -> Vec<Str
 }
 
 /// Waits up to [`SETTLE`] for the figures to return to `before`; describes what stayed off.
-pub fn settle(before: &Snapshot, dev: Option<&Device>, tolerance_kib: u64) -> Result<(), String> {
+pub fn settle(before: &Snapshot, device: &Path, tolerance_kib: u64) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let problems = differences(before, &snapshot(dev), tolerance_kib);
+        let problems = differences(before, &snapshot(device), tolerance_kib);
         if problems.is_empty() {
             return Ok(());
         }

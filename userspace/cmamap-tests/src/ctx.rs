@@ -89,6 +89,23 @@ pub fn minor_fault_count() -> Result<i64, Failure> {
         .minor_page_faults())
 }
 
+/// Writes `value + i` to the first byte of page `i`, for each of the first `pages` pages of
+/// `mapping`, and returns the minor faults that took.
+pub fn faults_touching(
+    mapping: &mut cmamap::Mapping<'_>,
+    page: usize,
+    pages: usize,
+    value: u8,
+) -> Result<i64, Failure> {
+    // Warm up getrusage itself so that its first call's faults are not counted.
+    minor_fault_count()?;
+    let before = minor_fault_count()?;
+    for index in 0..pages {
+        mapping.write_volatile(index * page, value.wrapping_add(index as u8));
+    }
+    Ok(minor_fault_count()? - before)
+}
+
 /// The effective capability set from /proc/self/status.
 pub fn effective_caps() -> Result<u64, Failure> {
     let status = std::fs::read_to_string("/proc/self/status").step("read /proc/self/status")?;

@@ -7,6 +7,7 @@ mod child;
 mod cma;
 mod ctx;
 mod ktap;
+mod module;
 mod suite;
 
 use std::cell::RefCell;
@@ -179,14 +180,11 @@ fn main() -> ExitCode {
         cma_tolerance_kib: options.cma_tolerance_kib,
     };
     let mut ktap = Ktap::start(cases.len());
-    // A file of our own for STAT between tests; it never holds blocks.
-    let watcher = match Device::open_path(&ctx.device) {
-        Ok(dev) => Some(dev),
-        Err(err) => {
-            ktap.diag(&format!("cannot open the device for leak checks: {err}"));
-            None
-        }
-    };
+    // No file stays open between tests (the leak checks open their own each time): the
+    // module-reload tests need the module unused while they run.
+    if let Err(err) = Device::open_path(&ctx.device) {
+        ktap.diag(&format!("cannot open the device for leak checks: {err}"));
+    }
     if cmamap::meminfo::cma_free_kib().is_err() {
         ktap.diag("/proc/meminfo has no CmaFree: CmaFree leak checks are off");
     }
@@ -198,13 +196,13 @@ fn main() -> ExitCode {
     }
 
     for case in &cases {
-        let before = cma::snapshot(watcher.as_ref());
+        let before = cma::snapshot(&ctx.device);
         let verdict = if options.fork {
             run_case_forked(case, &ctx, options.timeout_secs)
         } else {
             run_case(case, &ctx)
         };
-        let leak = cma::settle(&before, watcher.as_ref(), ctx.cma_tolerance_kib);
+        let leak = cma::settle(&before, &ctx.device, ctx.cma_tolerance_kib);
         let verdict = match (verdict, leak) {
             (verdict, Ok(())) => verdict,
             (Verdict::NotOk(reason), Err(leak)) => Verdict::NotOk(format!("{reason}\n{leak}")),

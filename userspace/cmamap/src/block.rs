@@ -113,7 +113,8 @@ impl<'dev> Block<'dev> {
         self.id
     }
 
-    /// Maps the whole block, `MAP_SHARED`.
+    /// Maps the whole block through its own strategy, `MAP_SHARED`. A `huge` block is placed
+    /// at a 2 MiB-aligned address, so that its faults can map 2 MiB at a time.
     pub fn map(&self, prot: Prot) -> Result<Mapping<'_>> {
         self.map_range(0, self.len_usize("mmap")?, prot)
     }
@@ -131,14 +132,61 @@ impl<'dev> Block<'dev> {
         prot: Prot,
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
-        let offset = self.mmap_offset("mmap", offset_in_block)?;
-        Mapping::new(
-            std::os::fd::AsFd::as_fd(self.dev),
-            offset,
-            len,
-            prot,
-            sharing,
-        )
+        self.map_view_with(Strategy::Default, offset_in_block, len, prot, sharing)
+    }
+
+    /// Maps `len` bytes starting `offset_in_block` bytes (page-aligned) into the block through
+    /// the `view` strategy, whatever the block's own: the same memory can be mapped as remap,
+    /// fault and page at once, and each mapping behaves (faults, get_user_pages) like a block
+    /// of its view's strategy. [`Strategy::Default`] is the block's own strategy.
+    ///
+    /// A view that does not fit the offset's view bits (see [`view_offset`]) is `EINVAL`.
+    pub fn map_view(
+        &self,
+        view: Strategy,
+        offset_in_block: u64,
+        len: usize,
+        prot: Prot,
+    ) -> Result<Mapping<'_>> {
+        self.map_view_with(view, offset_in_block, len, prot, Sharing::Shared)
+    }
+
+    /// Like [`Block::map_view`] with a choice of `MAP_SHARED` or `MAP_PRIVATE`.
+    pub fn map_view_with(
+        &self,
+        view: Strategy,
+        offset_in_block: u64,
+        len: usize,
+        prot: Prot,
+        sharing: Sharing,
+    ) -> Result<Mapping<'_>> {
+        let offset = view_offset(self.offset, view, offset_in_block)?;
+        let fd = std::os::fd::AsFd::as_fd(self.dev);
+        let huge = match view {
+            Strategy::Default => self.strategy == Strategy::Huge,
+            view => view == Strategy::Huge,
+        };
+        if huge {
+            // 2 MiB-aligned blocks get PMD entries only where the address is aligned like the
+            // physical pages: address = offset_in_block modulo 2 MiB.
+            Mapping::new_huge_placed(fd, offset, len, prot, sharing, offset_in_block)
+        } else {
+            Mapping::new(fd, offset, len, prot, sharing)
+        }
+    }
+
+    /// Like [`Block::map_view`], but at whatever address the kernel picks, even for `huge`:
+    /// to show what an unaligned huge mapping does.
+    pub fn map_view_anywhere(
+        &self,
+        view: Strategy,
+        offset_in_block: u64,
+        len: usize,
+        prot: Prot,
+    ) -> Result<Mapping<'_>> {
+        let offset = view_offset(self.offset, view, offset_in_block)?;
+        let fd = std::os::fd::AsFd::as_fd(self.dev);
+        Mapping::new(fd, offset, len, prot, Sharing::Shared)
     }
 
     /// `pread` at `offset_in_block`.
@@ -182,11 +230,60 @@ impl<'dev> Block<'dev> {
     }
 }
 
+/// Views `0..VIEW_LIMIT` fit the bits between `abi::VIEW_SHIFT` and `abi::OFFSET_SHIFT`.
+pub const VIEW_LIMIT: u32 = 1 << (abi::OFFSET_SHIFT - abi::VIEW_SHIFT);
+
+/// The mmap offset of byte `offset_in_block` of the block at mmap offset `block_offset`, seen
+/// through `view` (as `abi::view_offset` builds it, but checked).
+///
+/// `EINVAL` when the view or the byte offset would spill into the neighbouring bits: a view of
+/// `VIEW_LIMIT` or more would select another block, a byte offset of `abi::MAX_BLOCK_SIZE` or
+/// more another view.
+pub fn view_offset(block_offset: u64, view: Strategy, offset_in_block: u64) -> Result<u64> {
+    let view = view.to_raw();
+    if view >= VIEW_LIMIT || offset_in_block >= abi::MAX_BLOCK_SIZE {
+        return Err(Error::new("mmap", Errno::EINVAL));
+    }
+    Ok(block_offset | (u64::from(view) << abi::VIEW_SHIFT) | offset_in_block)
+}
+
 impl Drop for Block<'_> {
     fn drop(&mut self) {
         if self.free_on_drop {
             // Nothing useful can be done with an error here; `free()` reports it.
             let _ = self.dev.free(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_offsets_match_the_abi() {
+        let base = abi::offset_of_id(7);
+        for (view, raw) in [
+            (Strategy::Default, abi::STRATEGY_DEFAULT),
+            (Strategy::Remap, abi::STRATEGY_REMAP),
+            (Strategy::Fault, abi::STRATEGY_FAULT),
+            (Strategy::Page, abi::STRATEGY_PAGE),
+        ] {
+            let offset = view_offset(base, view, 0x5000).unwrap();
+            assert_eq!(offset, abi::view_offset(7, raw, 0x5000));
+            assert_eq!(abi::view_of_offset(offset), (7, raw, 0x5000));
+        }
+    }
+
+    #[test]
+    fn views_and_offsets_that_spill_are_refused() {
+        let base = abi::offset_of_id(6);
+        for raw in [VIEW_LIMIT, VIEW_LIMIT + 1, u32::MAX] {
+            let err = view_offset(base, Strategy::Unknown(raw), 0).unwrap_err();
+            assert_eq!(err.errno(), Errno::EINVAL, "view {raw}");
+        }
+        let err = view_offset(base, Strategy::Page, abi::MAX_BLOCK_SIZE).unwrap_err();
+        assert_eq!(err.errno(), Errno::EINVAL);
+        assert!(view_offset(base, Strategy::Page, abi::MAX_BLOCK_SIZE - 4096).is_ok());
     }
 }

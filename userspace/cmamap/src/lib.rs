@@ -6,6 +6,7 @@
 //!   header, the driver and userspace share a single definition.
 //! - [`Device`], [`Block`], [`Mapping`] and [`MappedBlock`]: owning handles that free and unmap
 //!   in `Drop`, with lifetimes that tie a mapping to its block and a block to its device.
+//!   [`Block::map_view`] maps a block through any strategy (a view), whatever its own.
 //! - Helpers shared by the CLI, the demo and the in-VM tests: [`units`], [`pattern`],
 //!   [`meminfo`] and [`process`].
 //!
@@ -24,10 +25,10 @@ pub mod raw;
 mod strategy;
 pub mod units;
 
-pub use block::Block;
+pub use block::{view_offset, Block, VIEW_LIMIT};
 pub use device::{AllocRequest, Device, Info, Stat, DEFAULT_PATH};
 pub use error::{errno_name, explanation as errno_explanation, Error, Result};
-pub use mapping::{MappedBlock, Mapping, Probe, Sharing};
+pub use mapping::{MappedBlock, Mapping, Probe, Sharing, HUGE_SIZE};
 pub use nix::errno::Errno;
 pub use strategy::{Owner, ParseStrategyError, Prot, Strategy};
 

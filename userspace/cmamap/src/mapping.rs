@@ -19,6 +19,9 @@ use crate::error::{Context, Error, Result};
 use crate::raw;
 use crate::strategy::{Prot, Strategy};
 
+/// The size one PMD entry maps: what a `huge` mapping needs its address aligned to.
+pub const HUGE_SIZE: usize = 2 << 20;
+
 /// `MAP_SHARED` or `MAP_PRIVATE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sharing {
@@ -76,6 +79,74 @@ impl<'a> Mapping<'a> {
         let ptr =
             unsafe { mman::mmap(None, length, prot_flags(prot), sharing.flags(), fd, offset) }
                 .context("mmap")?;
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+            prot,
+            _source: PhantomData,
+        })
+    }
+
+    /// Like [`Mapping::new`], but at an address `a` with `a % HUGE_SIZE == phase % HUGE_SIZE`,
+    /// so that each 2 MiB of a 2 MiB-aligned block can be one PMD entry.
+    ///
+    /// It reserves `len + HUGE_SIZE` bytes of `PROT_NONE` address space, maps the device with
+    /// `MAP_FIXED` at the right place inside, and gives the slack on both sides back.
+    pub(crate) fn new_huge_placed(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        prot: Prot,
+        sharing: Sharing,
+        phase: u64,
+    ) -> Result<Self> {
+        let length = NonZeroUsize::new(len).ok_or(Error::new("mmap", Errno::EINVAL))?;
+        let offset = to_off_t("mmap", offset)?;
+        let reserved_len = len
+            .checked_add(HUGE_SIZE)
+            .and_then(NonZeroUsize::new)
+            .ok_or(Error::new("mmap", Errno::ENOMEM))?;
+        // SAFETY: no MAP_FIXED: the kernel picks a free range, which only this function uses.
+        let reserved = unsafe {
+            mman::mmap_anonymous(
+                None,
+                reserved_len,
+                ProtFlags::PROT_NONE,
+                MapFlags::MAP_PRIVATE | MapFlags::MAP_NORESERVE,
+            )
+        }
+        .context("mmap (reserve an aligned range)")?;
+        let base = reserved.as_ptr() as usize;
+        // The phase is below HUGE_SIZE, so the wanted start lies in the reservation's first
+        // HUGE_SIZE bytes and the whole mapping fits in it.
+        let wanted_phase = (phase % HUGE_SIZE as u64) as usize;
+        let start = base + (wanted_phase.wrapping_sub(base) & (HUGE_SIZE - 1));
+        let give_back = |from: usize, to: usize| {
+            if let Some(len) = NonZeroUsize::new(to - from) {
+                // SAFETY: `from..to` is part of our own reservation, which nothing else uses.
+                let _ = unsafe { mman::munmap(NonNull::new(from as *mut _).unwrap(), len.get()) };
+            }
+        };
+        // SAFETY: MAP_FIXED replaces only `start..start + len`, inside our own reservation.
+        let mapped = unsafe {
+            mman::mmap(
+                NonZeroUsize::new(start),
+                length,
+                prot_flags(prot),
+                sharing.flags() | MapFlags::MAP_FIXED,
+                fd,
+                offset,
+            )
+        };
+        let ptr = match mapped {
+            Ok(ptr) => ptr,
+            Err(errno) => {
+                give_back(base, base + reserved_len.get());
+                return Err(Error::new("mmap", errno));
+            }
+        };
+        give_back(base, start);
+        give_back(start + len, base + reserved_len.get());
         Ok(Self {
             ptr: ptr.cast(),
             len,

@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use crate::abi;
 
-/// How the driver maps a block into user space, chosen per block at allocation.
+/// How the driver maps a block into user space, chosen per block at allocation, and per
+/// mapping through a view ([`crate::Block::map_view`]), where `Default` means the block's own.
 ///
 /// `Unknown` carries values this crate does not know: a newer driver may report them, and tests
 /// use them to check that the driver refuses them.
@@ -20,13 +21,21 @@ pub enum Strategy {
     Fault,
     /// `vm_insert_page` per fault (`VM_MIXEDMAP`): get_user_pages works on it.
     Page,
+    /// One 2 MiB PMD entry per fault where block and address are 2 MiB aligned, else like
+    /// `Fault`. Map it with [`crate::Block::map_aligned`] to get the aligned address.
+    Huge,
     /// A value outside this ABI version.
     Unknown(u32),
 }
 
 impl Strategy {
     /// The strategies a block can actually have (everything but `Default`).
-    pub const CONCRETE: [Strategy; 3] = [Strategy::Remap, Strategy::Fault, Strategy::Page];
+    pub const CONCRETE: [Strategy; 4] = [
+        Strategy::Remap,
+        Strategy::Fault,
+        Strategy::Page,
+        Strategy::Huge,
+    ];
 
     /// The ABI value.
     pub const fn to_raw(self) -> u32 {
@@ -35,6 +44,7 @@ impl Strategy {
             Strategy::Remap => abi::STRATEGY_REMAP,
             Strategy::Fault => abi::STRATEGY_FAULT,
             Strategy::Page => abi::STRATEGY_PAGE,
+            Strategy::Huge => abi::STRATEGY_HUGE,
             Strategy::Unknown(raw) => raw,
         }
     }
@@ -46,6 +56,7 @@ impl Strategy {
             abi::STRATEGY_REMAP => Strategy::Remap,
             abi::STRATEGY_FAULT => Strategy::Fault,
             abi::STRATEGY_PAGE => Strategy::Page,
+            abi::STRATEGY_HUGE => Strategy::Huge,
             other => Strategy::Unknown(other),
         }
     }
@@ -63,12 +74,13 @@ impl fmt::Display for Strategy {
             Strategy::Remap => f.write_str("remap"),
             Strategy::Fault => f.write_str("fault"),
             Strategy::Page => f.write_str("page"),
+            Strategy::Huge => f.write_str("huge"),
             Strategy::Unknown(raw) => write!(f, "unknown({raw})"),
         }
     }
 }
 
-/// A strategy name that is not `default`, `remap`, `fault` or `page`.
+/// A strategy name that is not `default`, `remap`, `fault`, `page` or `huge`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseStrategyError(String);
 
@@ -76,7 +88,7 @@ impl fmt::Display for ParseStrategyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown strategy '{}' (expected default, remap, fault or page)",
+            "unknown strategy '{}' (expected default, remap, fault, page or huge)",
             self.0
         )
     }
@@ -93,6 +105,7 @@ impl FromStr for Strategy {
             "remap" => Ok(Strategy::Remap),
             "fault" => Ok(Strategy::Fault),
             "page" => Ok(Strategy::Page),
+            "huge" => Ok(Strategy::Huge),
             _ => Err(ParseStrategyError(s.to_owned())),
         }
     }
@@ -192,6 +205,7 @@ mod tests {
             Strategy::Remap,
             Strategy::Fault,
             Strategy::Page,
+            Strategy::Huge,
         ] {
             assert_eq!(strategy.to_string().parse::<Strategy>(), Ok(strategy));
             assert_eq!(Strategy::from_raw(strategy.to_raw()), strategy);
@@ -205,7 +219,7 @@ mod tests {
         let err = "pfn".parse::<Strategy>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown strategy 'pfn' (expected default, remap, fault or page)"
+            "unknown strategy 'pfn' (expected default, remap, fault, page or huge)"
         );
         assert!("".parse::<Strategy>().is_err());
         assert!("1".parse::<Strategy>().is_err());
@@ -217,6 +231,7 @@ mod tests {
         assert_eq!(Strategy::Remap.to_raw(), abi::STRATEGY_REMAP);
         assert_eq!(Strategy::Fault.to_raw(), abi::STRATEGY_FAULT);
         assert_eq!(Strategy::Page.to_raw(), abi::STRATEGY_PAGE);
+        assert_eq!(Strategy::Huge.to_raw(), abi::STRATEGY_HUGE);
         assert_eq!(Strategy::from_raw(9), Strategy::Unknown(9));
         assert_eq!(Strategy::Unknown(9).to_raw(), 9);
         assert_eq!(Strategy::Unknown(9).to_string(), "unknown(9)");
@@ -227,6 +242,7 @@ mod tests {
         assert!(Strategy::Page.supports_gup());
         assert!(!Strategy::Remap.supports_gup());
         assert!(!Strategy::Fault.supports_gup());
+        assert!(!Strategy::Huge.supports_gup());
     }
 
     #[test]

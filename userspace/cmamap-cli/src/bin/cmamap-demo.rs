@@ -1,6 +1,7 @@
 //! `cmamap-demo`: a narrated walk through /dev/cmamap for `make run`.
 //!
-//! It allocates a block per strategy, maps and checks them, shares one with a forked child and a
+//! It allocates a block per strategy, maps and checks them, maps one through every strategy's
+//! view at once, shares one with a forked child and a
 //! persistent one with an unrelated process (this binary re-executed, opening the device
 //! itself), shows the driver's view, frees everything and checks that CmaFree is back.
 
@@ -37,7 +38,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Role {
-    /// The unrelated process of step 5: open the device, check block ID, write a reply.
+    /// The unrelated process of step 6: open the device, check block ID, write a reply.
     #[command(hide = true)]
     Peer {
         #[arg(value_parser = parse_u32)]
@@ -130,7 +131,7 @@ fn peer(device: &Path, id: u32, seed: u64, reply_seed: u64) -> Result {
     Ok(())
 }
 
-/// Step 5: a persistent block, checked and answered by a separate process that opens the
+/// Step 6: a persistent block, checked and answered by a separate process that opens the
 /// device itself. Without CAP_SYS_ADMIN there is no persistent block, and the step says so.
 fn share_persistent<'dev>(
     dev: &'dev Device,
@@ -181,6 +182,55 @@ fn share_persistent<'dev>(
     pattern::check(&read, reply, 0).map_err(|m| format!("peer's reply: {m}"))?;
     println!("  demo: read the peer's reply with pread: OK");
     Ok(Some(persistent))
+}
+
+/// Step 4: the same block mapped through the remap, fault and page views at once. Each view
+/// faults like a block of its strategy, and all show the same bytes.
+fn show_views(block: &Block<'_>) -> Result {
+    let page = cmamap::page_size();
+    let len = usize::try_from(block.size()).map_err(|_| "block too large to map".to_owned())?;
+    let seed = 300;
+    {
+        let mut own = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+        pattern::fill(own.as_mut_slice(), seed, 0);
+    }
+    println!(
+        "  block {} ({} strategy): wrote pattern {seed} through its own mapping",
+        block.id(),
+        block.strategy()
+    );
+    let mut views = Vec::new();
+    for view in Strategy::CONCRETE {
+        let mapping = block
+            .map_view(view, 0, len, Prot::Read)
+            .map_err(|e| format!("{view} view: {e}"))?;
+        // One read per page, counted: a remap view is populated at mmap, the others fault.
+        let before = minor_faults()?;
+        for index in (0..len).step_by(page) {
+            mapping.read_volatile(index);
+        }
+        let faults = minor_faults()? - before;
+        pattern::check(mapping.as_slice(), seed, 0).map_err(|m| format!("{view} view: {m}"))?;
+        let first: Vec<String> = mapping.as_slice()[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        println!(
+            "  {view:<5} view at {:#x}: {faults:>4} minor faults reading {} pages; first bytes \
+             {}; pattern verified",
+            mapping.addr(),
+            len / page,
+            first.join(" ")
+        );
+        views.push(mapping);
+    }
+    let info = block.info().map_err(|e| e.to_string())?;
+    println!(
+        "  IOC_INFO: map_count {} (all three views at once); only the page view can be pinned \
+         by get_user_pages",
+        info.map_count
+    );
+    Ok(())
 }
 
 fn demo(device: &Path, size: u64) -> Result {
@@ -237,7 +287,10 @@ fn demo(device: &Path, size: u64) -> Result {
         );
     }
 
-    step("4. Share a block with a forked child (same open file, MAP_SHARED)");
+    step("4. Map one block through every strategy at once (views)");
+    show_views(&blocks[0])?;
+
+    step("5. Share a block with a forked child (same open file, MAP_SHARED)");
     let shared = &blocks[1];
     let mut parent_map = shared.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
     pattern::fill(parent_map.as_mut_slice(), 100, 0);
@@ -266,10 +319,10 @@ fn demo(device: &Path, size: u64) -> Result {
     }
     drop(parent_map);
 
-    step("5. Share a PERSIST block with an unrelated process");
+    step("6. Share a PERSIST block with an unrelated process");
     let persistent = share_persistent(&dev, device, size)?;
 
-    step("6. The driver's view: IOC_INFO, IOC_LIST and debugfs");
+    step("7. The driver's view: IOC_INFO, IOC_LIST and debugfs");
     for block in blocks.iter().chain(persistent.iter()) {
         let info = block.info().map_err(|e| e.to_string())?;
         println!("  block {}:", info.id);
@@ -292,7 +345,7 @@ fn demo(device: &Path, size: u64) -> Result {
         ),
     }
 
-    step("7. Free everything and check that CMA got its memory back");
+    step("8. Free everything and check that CMA got its memory back");
     for block in blocks.into_iter().chain(persistent) {
         let id = block.id();
         block.free().map_err(|e| e.to_string())?;

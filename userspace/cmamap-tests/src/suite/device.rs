@@ -31,7 +31,7 @@ pub fn stat_reports_abi_version(ctx: &Ctx) -> TestResult {
     ensure_eq!(stat.page_size, ctx.page as u64, "page_size");
     ensure!(
         Strategy::CONCRETE.contains(&stat.default_strategy),
-        "default_strategy {} is not remap, fault or page",
+        "default_strategy {} is not remap, fault, page or huge",
         stat.default_strategy
     );
     ensure!(stat.max_bytes_per_file > 0, "max_bytes_per_file is 0");

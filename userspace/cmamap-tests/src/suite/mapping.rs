@@ -3,7 +3,7 @@
 use cmamap::{abi, pattern, AllocRequest, Errno, Prot, Sharing, Strategy};
 
 use crate::check::{expect_errno, expect_failure, pass, Failure, TestResult};
-use crate::ctx::{minor_fault_count, Ctx, PersistGuard};
+use crate::ctx::{faults_touching, Ctx, PersistGuard};
 
 pub fn map_roundtrip(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let pages = 8;
@@ -96,24 +96,14 @@ pub fn minor_faults(ctx: &Ctx, strategy: Strategy) -> TestResult {
     } else {
         pages as i64
     };
-    // Warm up getrusage itself so that its first call's faults are not counted.
-    minor_fault_count()?;
-    let before = minor_fault_count()?;
-    for page in 0..pages {
-        mapping.write_volatile(page * ctx.page, page as u8 + 1);
-    }
-    let first = minor_fault_count()? - before;
-    let before = minor_fault_count()?;
-    for page in 0..pages {
-        mapping.write_volatile(page * ctx.page + 1, page as u8 + 1);
-    }
-    let second = minor_fault_count()? - before;
+    let first = faults_touching(&mut mapping, ctx.page, pages, 1)?;
+    let second = faults_touching(&mut mapping, ctx.page, pages, 2)?;
     ensure_eq!(first, expected, "minor faults touching {pages} fresh pages");
     ensure_eq!(second, 0, "minor faults touching the same pages again");
     for page in 0..pages {
         ensure_eq!(
             mapping.read_volatile(page * ctx.page),
-            page as u8 + 1,
+            2 + page as u8,
             "byte written to page {page}"
         );
     }

@@ -3,13 +3,15 @@
 
 mod alloc_map;
 mod device;
-mod gup;
+pub mod gup;
 mod lifecycle;
 mod lifetime;
 mod mapping;
 mod persist;
+mod reload;
 mod sharing;
 pub mod validation;
+mod views;
 
 use cmamap::Strategy;
 
@@ -161,6 +163,26 @@ const TABLE: &[Entry] = &[
     ),
     // get_user_pages.
     per_strategy("vmsplice_gup", gup::vmsplice_gup),
+    // Views: one block mapped through any strategy.
+    plain("views_share_data", views::views_share_data),
+    plain("view_fault_counts", views::view_fault_counts),
+    plain(
+        "view_gup_only_through_page_view",
+        views::view_gup_only_through_page_view,
+    ),
+    plain("view_invalid_einval", views::view_invalid_einval),
+    // Who allocated a block.
+    plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Last: these unload and reload the module (the runner holds no file between tests).
+    plain(
+        "alloc_over_max_block_size_enospc",
+        validation::alloc_over_max_block_size_enospc,
+    ),
+    plain("rmmod_refused_while_open", reload::rmmod_refused_while_open),
+    plain(
+        "rmmod_refused_while_mapped",
+        reload::rmmod_refused_while_mapped,
+    ),
 ];
 
 /// One runnable test.

@@ -3,7 +3,7 @@
 use std::os::fd::AsFd;
 
 use cmamap::process::{recv_fd, send_fd};
-use cmamap::{pattern, AllocRequest, Device, Owner, Prot, Strategy};
+use cmamap::{pattern, AllocRequest, Device, Info, Owner, Prot, Strategy};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::check::{pass, Failure, Step, TestResult};
@@ -104,5 +104,86 @@ pub fn scm_rights_passes_file(ctx: &Ctx) -> TestResult {
         .map_err(|m| Failure::new(format!("receiver's writes: {m}")))?;
     drop(mapping);
     block.free()?;
+    pass()
+}
+
+const DEBUGFS_BLOCKS: &str = "/sys/kernel/debug/cmamap/blocks";
+
+pub fn owner_tgid_is_allocator(ctx: &Ctx) -> TestResult {
+    let me = std::process::id() as i32;
+    let dev = ctx.open()?;
+    let own = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
+    ensure_eq!(
+        own.info()?.owner_tgid,
+        me,
+        "owner_tgid of the opener's own block"
+    );
+    let before: Vec<u32> = dev.list()?.iter().map(|info| info.id).collect();
+
+    let child = child::spawn(|| {
+        let me = std::process::id() as i32;
+        let block = dev.alloc(&AllocRequest::new(ctx.pages(2)))?;
+        ensure_eq!(
+            block.info()?.owner_tgid,
+            me,
+            "owner_tgid of an ALLOC through the inherited file, seen by the child"
+        );
+        let mapped = dev.alloc_map(&AllocRequest::new(ctx.pages(3)), Prot::ReadWrite)?;
+        ensure_eq!(
+            dev.info(mapped.id())?.owner_tgid,
+            me,
+            "owner_tgid of an ALLOC_MAP through the inherited file, seen by the child"
+        );
+        // Both blocks stay with the shared file; the mapping goes when the child exits.
+        block.into_raw_id();
+        std::mem::forget(mapped);
+        Ok(())
+    })?;
+    let child_pid = child.pid();
+    child::wait(child)?;
+    ensure!(child_pid != me, "the child has the parent's pid {me}");
+
+    let new: Vec<Info> = dev
+        .list()?
+        .into_iter()
+        .filter(|info| info.owner == Owner::ThisFile && !before.contains(&info.id))
+        .collect();
+    ensure_eq!(new.len(), 2, "blocks the child left with the shared file");
+    for info in &new {
+        ensure_eq!(
+            info.owner_tgid,
+            child_pid,
+            "owner_tgid of block {} seen by the parent after the child exited",
+            info.id
+        );
+    }
+    ensure_eq!(
+        own.info()?.owner_tgid,
+        me,
+        "owner_tgid of the parent's block after the child's allocations"
+    );
+
+    // debugfs's last column is the same tgid.
+    if let Ok(listing) = std::fs::read_to_string(DEBUGFS_BLOCKS) {
+        for (id, tgid) in new
+            .iter()
+            .map(|info| (info.id, child_pid))
+            .chain([(own.id(), me)])
+        {
+            let line = listing
+                .lines()
+                .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
+                .ok_or_else(|| Failure::new(format!("debugfs does not list block {id}")))?;
+            ensure_eq!(
+                line.split_whitespace().last(),
+                Some(tgid.to_string().as_str()),
+                "debugfs tgid column of block {id} ({line:?})"
+            );
+        }
+    }
+    for info in &new {
+        dev.free(info.id)?;
+    }
+    own.free()?;
     pass()
 }

@@ -4,10 +4,11 @@
 use std::mem::size_of;
 use std::os::fd::AsFd;
 
-use cmamap::{abi, raw, AllocRequest, Errno, Strategy};
+use cmamap::{abi, raw, AllocRequest, Errno, Prot, Strategy};
 
-use crate::check::{expect_alloc_refused, expect_errno, pass, skip, TestResult};
+use crate::check::{expect_alloc_refused, expect_errno, pass, skip, Failure, Outcome, TestResult};
 use crate::ctx::{is_cma_shortage, Ctx};
+use crate::module::{self, Params, Restore};
 
 /// A named change that makes valid arguments invalid.
 pub type Spoiler<T> = (&'static str, fn(&mut T));
@@ -159,7 +160,7 @@ pub fn alloc_unknown_flags_einval(ctx: &Ctx) -> TestResult {
 
 pub fn alloc_bad_strategy_einval(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
-    for raw_strategy in [abi::STRATEGY_PAGE + 1, 0x100, u32::MAX] {
+    for raw_strategy in [abi::STRATEGY_HUGE + 1, 0x100, u32::MAX] {
         let request = AllocRequest::new(ctx.pages(1)).strategy(Strategy::Unknown(raw_strategy));
         expect_alloc_refused(
             dev.alloc(&request),
@@ -239,6 +240,92 @@ pub fn alloc_huge_size_enospc(ctx: &Ctx) -> TestResult {
     }
     ensure_eq!(dev.stat()?.bytes_file, 0, "bytes charged after refusals");
     pass()
+}
+
+/// Every size in `sizes` is over `abi::MAX_BLOCK_SIZE`: ALLOC and ALLOC_MAP refuse it with
+/// ENOSPC and charge nothing.
+fn ensure_over_cap_refused(ctx: &Ctx, sizes: &[u64], limits: &str) -> Result<(), Failure> {
+    let dev = ctx.open()?;
+    for &size in sizes {
+        for strategy in Strategy::CONCRETE {
+            let what = format!("{strategy} block of {size:#x} bytes ({limits})");
+            expect_alloc_refused(
+                dev.alloc(&AllocRequest::new(size).strategy(strategy)),
+                Errno::ENOSPC,
+                &format!("ALLOC of a {what}"),
+            )?;
+            expect_errno(
+                dev.alloc_map(&AllocRequest::new(size).strategy(strategy), Prot::ReadWrite),
+                Errno::ENOSPC,
+                &format!("ALLOC_MAP of a {what}"),
+            )?;
+        }
+    }
+    let stat = dev.stat()?;
+    ensure_eq!(
+        (stat.bytes_file, stat.blocks_file),
+        (0, 0),
+        "bytes and blocks charged after the refusals"
+    );
+    Ok(())
+}
+
+pub fn alloc_over_max_block_size_enospc(ctx: &Ctx) -> TestResult {
+    let page = ctx.page as u64;
+    let max = abi::MAX_BLOCK_SIZE;
+    let sizes = [
+        max + 1,
+        max + page,
+        2 * max,
+        // A size whose pages would reach into the next block's mmap offsets.
+        (1 << abi::OFFSET_SHIFT) + page,
+    ];
+    let params = Params::current(ctx)?;
+    let limit = params.max_bytes_per_file.min(params.max_bytes_total);
+    ensure_over_cap_refused(ctx, &sizes, &format!("limit {limit:#x}"))?;
+    if limit >= max + page {
+        // The limits do not hide the cap: exactly MAX_BLOCK_SIZE is not over it.
+        return ensure_cap_admits_max(ctx).and_then(|()| pass());
+    }
+    // The module's limits are below the cap, so they alone could have refused. Reload the
+    // module with limits far above it, so that only the cap can.
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return match skipped {
+            Ok(Outcome::Skip(why)) => skip(format!(
+                "sizes over MAX_BLOCK_SIZE gave ENOSPC, but the module's limit ({limit:#x}) is \
+                 below MAX_BLOCK_SIZE ({max:#x}), which leaves the cap itself untested, and \
+                 the module cannot be reloaded with higher limits: {why}"
+            )),
+            other => other,
+        };
+    }
+    let restore = Restore::new(ctx, params);
+    let high = Params {
+        max_bytes_per_file: 1 << 40,
+        max_bytes_total: 1 << 40,
+        ..params
+    };
+    restore.reload_with(&high)?;
+    ensure_over_cap_refused(ctx, &sizes, "limits raised to 1 TiB")?;
+    ensure_cap_admits_max(ctx)?;
+    restore.restore()?;
+    pass()
+}
+
+/// With limits above `abi::MAX_BLOCK_SIZE`, a block of exactly that size passes the size
+/// check: CMA refuses it (ENOMEM or EBUSY), or grants it and it is freed at once.
+fn ensure_cap_admits_max(ctx: &Ctx) -> Result<(), Failure> {
+    let dev = ctx.open()?;
+    match dev.alloc(&AllocRequest::new(abi::MAX_BLOCK_SIZE)) {
+        Ok(block) => block.free()?,
+        Err(err) if is_cma_shortage(err.errno()) => {}
+        Err(err) => fail!(
+            "ALLOC of exactly MAX_BLOCK_SIZE ({:#x}) with limits above it: {err}, expected \
+             success or a CMA shortage (ENOMEM, EBUSY)",
+            abi::MAX_BLOCK_SIZE
+        ),
+    }
+    Ok(())
 }
 
 pub fn per_file_limit_is_cumulative(ctx: &Ctx) -> TestResult {

@@ -1,0 +1,127 @@
+//! Unloading the module: refused while a file or a mapping of the device lives, fine after.
+//! These tests reload the module, so they run last.
+
+use cmamap::{pattern, AllocRequest, Prot, Strategy};
+
+use crate::check::{pass, Failure, Step, TestResult};
+use crate::ctx::Ctx;
+use crate::module::{self, Params, Restore};
+
+/// Fails unless nothing pins the module: the runner and the other tests must hold no file.
+fn ensure_idle() -> Result<(), Failure> {
+    let refcnt = module::refcnt();
+    ensure!(
+        refcnt == "0" || refcnt == "?",
+        "module refcnt is {refcnt} before this test opened anything: something else holds the \
+         device open"
+    );
+    Ok(())
+}
+
+/// `rmmod` must fail while `why`, and leave the module and its node in place.
+fn ensure_rmmod_refused(ctx: &Ctx, why: &str) -> Result<(), Failure> {
+    let refcnt = module::refcnt();
+    if module::rmmod()?.is_ok() {
+        fail!(
+            "rmmod {} succeeded while {why} (refcnt was {refcnt})",
+            module::NAME
+        );
+    }
+    ensure!(
+        module::loaded()?,
+        "module gone from /proc/modules after a refused rmmod ({why})"
+    );
+    ensure!(
+        ctx.device.exists(),
+        "{} gone after a refused rmmod ({why})",
+        ctx.device.display()
+    );
+    Ok(())
+}
+
+/// `rmmod` must succeed now, the module and the node must go, and `insmod` must bring both
+/// back with the same parameters.
+fn unload_and_reload(ctx: &Ctx, params: &Params, after: &str) -> Result<(), Failure> {
+    if let Err(message) = module::rmmod()? {
+        fail!(
+            "rmmod {} after {after}: {message} (refcnt {})",
+            module::NAME,
+            module::refcnt()
+        );
+    }
+    ensure!(
+        !module::loaded()?,
+        "module still in /proc/modules after rmmod succeeded"
+    );
+    module::wait_for_node(ctx, false)?;
+    module::insmod(ctx, params)?;
+    ensure_eq!(
+        Params::current(ctx)?,
+        *params,
+        "module parameters after insmod"
+    );
+    Ok(())
+}
+
+pub fn rmmod_refused_while_open(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    let params = Params::current(ctx)?;
+    // Declared first so that it drops last, after the files below are closed.
+    let _restore = Restore::new(ctx, params);
+    ensure_idle()?;
+
+    let dev = ctx.open()?;
+    // A block too, which the close must give back before the module can go.
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)))?;
+    block.pwrite(0, b"still here")?;
+    ensure_rmmod_refused(ctx, "a file of the device is open")?;
+    let mut buf = [0u8; 10];
+    block
+        .pread(0, &mut buf)
+        .step("pread after the refused rmmod")?;
+    ensure_eq!(
+        &buf,
+        b"still here",
+        "block contents after the refused rmmod"
+    );
+    dev.stat().step("STAT after the refused rmmod")?;
+    block.into_raw_id();
+    drop(dev);
+
+    unload_and_reload(ctx, &params, "the last file was closed")?;
+    pass()
+}
+
+pub fn rmmod_refused_while_mapped(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    let params = Params::current(ctx)?;
+    let _restore = Restore::new(ctx, params);
+    ensure_idle()?;
+
+    let pages = 4;
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    // Fault strategy: the untouched half faults in through the driver after the close.
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(pages)).strategy(Strategy::Fault))?;
+    let mut mapping = block.map(Prot::ReadWrite)?.detach();
+    pattern::fill(&mut mapping.as_mut_slice()[..2 * p], 81, 0);
+    block.into_raw_id();
+    drop(dev);
+
+    ensure_rmmod_refused(ctx, "a mapping of the device exists (its file is closed)")?;
+    pattern::check(&mapping.as_slice()[..2 * p], 81, 0)
+        .map_err(|m| Failure::new(format!("written half after the refused rmmod: {m}")))?;
+    pattern::check_filled(&mapping.as_slice()[2 * p..], 0, 2 * p as u64)
+        .map_err(|m| Failure::new(format!("untouched half after the refused rmmod: {m}")))?;
+    pattern::fill(&mut mapping.as_mut_slice()[2 * p..], 82, 2 * p as u64);
+    pattern::check(&mapping.as_slice()[2 * p..], 82, 2 * p as u64)
+        .map_err(|m| Failure::new(format!("writing the untouched half: {m}")))?;
+    drop(mapping);
+
+    unload_and_reload(ctx, &params, "the last mapping was unmapped")?;
+    pass()
+}
