@@ -8,6 +8,8 @@ mod cma;
 mod ctx;
 mod ktap;
 mod module;
+mod region;
+mod rng;
 mod suite;
 
 use std::cell::RefCell;

@@ -1,6 +1,9 @@
 //! The table of tests. Each entry is one function; a per-strategy entry runs once for each of
 //! remap, fault and page, named `<name>_<strategy>`.
 
+mod adversarial_ioctl;
+mod adversarial_lifetime;
+mod adversarial_mmap;
 mod alloc_map;
 mod device;
 pub mod gup;
@@ -8,6 +11,7 @@ mod lifecycle;
 mod lifetime;
 mod mapping;
 mod persist;
+mod races;
 mod reload;
 mod sharing;
 pub mod validation;
@@ -173,6 +177,51 @@ const TABLE: &[Entry] = &[
     plain("view_invalid_einval", views::view_invalid_einval),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Adversarial: edges of sizes and offsets, mappings cut apart, lifetimes, races.
+    plain(
+        "alloc_size_edges_refused",
+        adversarial_ioctl::alloc_size_edges_refused,
+    ),
+    plain(
+        "alloc_until_enomem_then_again",
+        adversarial_ioctl::alloc_until_enomem_then_again,
+    ),
+    plain(
+        "mmap_offset_overflow_refused",
+        adversarial_mmap::mmap_offset_overflow_refused,
+    ),
+    per_strategy(
+        "munmap_pieces_and_refill",
+        adversarial_mmap::munmap_pieces_and_refill,
+    ),
+    per_strategy(
+        "mremap_shrink_move_dontunmap",
+        adversarial_mmap::mremap_shrink_move_dontunmap,
+    ),
+    per_strategy("madvise_and_mlock", adversarial_mmap::madvise_and_mlock),
+    per_strategy("smaps_vmflags", adversarial_mmap::smaps_vmflags),
+    per_strategy(
+        "odirect_read_into_mapping",
+        adversarial_mmap::odirect_read_into_mapping,
+    ),
+    per_strategy(
+        "stale_mapping_probe",
+        adversarial_lifetime::stale_mapping_probe,
+    ),
+    per_strategy(
+        "fork_either_exits_first",
+        adversarial_lifetime::fork_either_exits_first,
+    ),
+    per_strategy("madv_dontfork", adversarial_lifetime::madv_dontfork),
+    plain(
+        "sigkill_with_blocks_and_mappings",
+        adversarial_lifetime::sigkill_with_blocks_and_mappings,
+    ),
+    per_strategy("race_fault_vs_munmap", races::race_fault_vs_munmap),
+    per_strategy("race_free_vs_touch", races::race_free_vs_touch),
+    per_strategy("race_fork_during_faults", races::race_fork_during_faults),
+    plain("race_alloc_free_one_fd", races::race_alloc_free_one_fd),
+    plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
     // Last: these unload and reload the module (the runner holds no file between tests).
     plain(
         "alloc_over_max_block_size_enospc",
@@ -182,6 +231,10 @@ const TABLE: &[Entry] = &[
     plain(
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
+    ),
+    plain(
+        "insmod_rmmod_cycles",
+        adversarial_lifetime::insmod_rmmod_cycles,
     ),
 ];
 

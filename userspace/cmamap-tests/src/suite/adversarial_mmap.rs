@@ -1,0 +1,356 @@
+//! Adversarial mmap: overflowing offsets, mappings cut apart and moved, madvise, mlock, smaps
+//! flags and O_DIRECT into a mapping.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use cmamap::{abi, pattern, AllocRequest, Errno, Strategy};
+
+use crate::check::{pass, skip, Failure, Step, TestResult};
+use crate::ctx::Ctx;
+use crate::region::{self, mmap_raw, Region};
+
+/// True for the strategies whose VMAs are `VM_PFNMAP` (no `struct page` behind the PTEs).
+fn is_pfnmap(strategy: Strategy) -> bool {
+    strategy != Strategy::Page
+}
+
+/// Fails unless `region[start..start + len]` holds pattern `seed` for block offset `base`.
+fn check_region(
+    region: &Region,
+    start: usize,
+    len: usize,
+    seed: u64,
+    base: u64,
+    what: &str,
+) -> Result<(), Failure> {
+    pattern::check(&region.copy_out(start, len), seed, base)
+        .map_err(|m| Failure::new(format!("{what}: {m}")))
+}
+
+pub fn mmap_offset_overflow_refused(ctx: &Ctx) -> TestResult {
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)))?;
+    let fd = dev.as_fd();
+    let base = block.offset();
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let cases: [(&str, u64, usize); 6] = [
+        // The last page of the offset space: pgoff + pages passes 2^64 / PAGE_SIZE.
+        (
+            "offset 0x7ffffffffffff000, 2 pages",
+            0x7fff_ffff_ffff_f000,
+            2 * p,
+        ),
+        (
+            "the largest id, its last in-block page, 2 pages",
+            abi::offset_of_id(abi::MAX_ID) | (abi::MAX_BLOCK_SIZE - p as u64),
+            2 * p,
+        ),
+        // Inside this block's offset range but far past its end.
+        ("block + 4 GiB", base + (4 << 30), p),
+        (
+            "block + MAX_BLOCK_SIZE - 1 page, 2 pages (into the view bits)",
+            base + abi::MAX_BLOCK_SIZE - p as u64,
+            2 * p,
+        ),
+        // A length that overflows the block when added to the offset.
+        ("block + 1 page, 1 TiB", base + p as u64, 1 << 40),
+        ("block, length 2^63", base, 1 << 63),
+    ];
+    for (what, offset, len) in cases {
+        match mmap_raw(0, len, rw, 0, fd, offset) {
+            Ok(addr) => {
+                drop(Region::adopt(addr, len));
+                fail!("mmap of {what} succeeded");
+            }
+            Err(Errno::EINVAL | Errno::EOVERFLOW | Errno::ENOMEM) => {}
+            Err(errno) => fail!("mmap of {what}: {errno}, expected EINVAL, EOVERFLOW or ENOMEM"),
+        }
+    }
+    ensure_eq!(block.info()?.map_count, 0, "map_count after refused mmaps");
+    // Negative offsets never reach the driver's arithmetic as large positives.
+    match mmap_raw(0, p, rw, 0, fd, (-(p as i64)) as u64) {
+        Ok(addr) => {
+            drop(Region::adopt(addr, p));
+            fail!("mmap at offset -PAGE_SIZE succeeded");
+        }
+        Err(_) => {}
+    }
+    block.free()?;
+    pass()
+}
+
+pub fn munmap_pieces_and_refill(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let pages = 8;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(pages)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), pages * p)?;
+    let pat = pattern::generate(pages * p, 41, 0);
+    region.copy_in(0, &pat);
+
+    // Cut the first and a middle page out; the rest stays intact and mapped.
+    region.munmap(0, p).step("munmap of the first page")?;
+    region.munmap(4 * p, p).step("munmap of a middle page")?;
+    ensure_eq!(
+        block.info()?.map_count,
+        2,
+        "map_count after cutting a VMA into two"
+    );
+    check_region(&region, p, 3 * p, 41, p as u64, "pages 1..4 after munmap")?;
+    check_region(
+        &region,
+        5 * p,
+        3 * p,
+        41,
+        5 * p as u64,
+        "pages 5..8 after munmap",
+    )?;
+
+    // Map the holes again with MAP_FIXED, each at its own block offset.
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    for hole in [0, 4] {
+        let at = region.addr + hole * p;
+        let got = mmap_raw(
+            at,
+            p,
+            rw,
+            libc::MAP_FIXED,
+            dev.as_fd(),
+            block.offset() + (hole * p) as u64,
+        )
+        .step("mmap MAP_FIXED into the hole")?;
+        ensure_eq!(got, at, "address of the refilled hole");
+    }
+    ensure_eq!(block.info()?.map_count, 4, "map_count after refilling");
+    check_region(&region, 0, pages * p, 41, 0, "whole range after refilling")?;
+    // The refilled pages share memory with the rest of the block.
+    region.write(4 * p + 3, !pat[4 * p + 3]);
+    let mut byte = [0u8];
+    block.pread((4 * p + 3) as u64, &mut byte)?;
+    ensure_eq!(
+        byte[0],
+        !pat[4 * p + 3],
+        "pread of a byte written through the refill"
+    );
+    drop(region);
+    ensure_eq!(
+        block.info()?.map_count,
+        0,
+        "map_count after munmap of everything"
+    );
+    block.free()?;
+    pass()
+}
+
+pub fn mremap_shrink_move_dontunmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(4)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), 4 * p)?;
+    region.copy_in(0, &pattern::generate(4 * p, 42, 0));
+
+    // Shrinking in place works and keeps the data.
+    let addr = region
+        .mremap(2 * p, 0, 0)
+        .step("mremap shrink to 2 pages")?;
+    ensure_eq!(addr, region.addr, "address after shrinking in place");
+    let region = Region::adopt(region.addr, 2 * p);
+    check_region(&region, 0, 2 * p, 42, 0, "after shrinking")?;
+    ensure_eq!(block.info()?.map_count, 1, "map_count after shrinking");
+
+    // MREMAP_DONTUNMAP needs an expandable private-anonymous-like VMA: refused.
+    match region.mremap(2 * p, libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP, 0) {
+        Ok(addr) => {
+            drop(Region::adopt(addr, 2 * p));
+            fail!("MREMAP_DONTUNMAP succeeded");
+        }
+        Err(Errno::EINVAL) => {}
+        Err(errno) => fail!("MREMAP_DONTUNMAP: {errno}, expected EINVAL"),
+    }
+    check_region(
+        &region,
+        0,
+        2 * p,
+        42,
+        0,
+        "after the refused MREMAP_DONTUNMAP",
+    )?;
+
+    // A fixed move carries the data (and, for fault strategies, the populated PTEs).
+    let target = region::reserve(2 * p)?;
+    let moved = region
+        .mremap(
+            2 * p,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            target.addr,
+        )
+        .step("mremap to a fixed address")?;
+    ensure_eq!(moved, target.addr, "address after the fixed move");
+    // The old range is gone; the target region now owns the mapping.
+    std::mem::forget(region);
+    check_region(&target, 0, 2 * p, 42, 0, "after the fixed move")?;
+    ensure_eq!(block.info()?.map_count, 1, "map_count after the move");
+    target.write(p + 1, 0xa5);
+    let mut byte = [0u8];
+    block.pread((p + 1) as u64, &mut byte)?;
+    ensure_eq!(byte[0], 0xa5, "pread of a byte written after the move");
+    drop(target);
+    ensure_eq!(block.info()?.map_count, 0, "map_count after munmap");
+    block.free()?;
+    pass()
+}
+
+pub fn madvise_and_mlock(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let pages = 4;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(pages)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), pages * p)?;
+    region.copy_in(0, &pattern::generate(pages * p, 43, 0));
+    let len = pages * p;
+
+    // DONTNEED and PAGEOUT: madvise refuses VM_PFNMAP; on the page strategy they zap or skip
+    // the PTEs, and the next touch faults the same shared memory back in.
+    for (name, advice) in [
+        ("MADV_DONTNEED", libc::MADV_DONTNEED),
+        ("MADV_PAGEOUT", libc::MADV_PAGEOUT),
+        ("MADV_COLD", libc::MADV_COLD),
+    ] {
+        let result = region.madvise(0, len, advice);
+        if is_pfnmap(strategy) {
+            ensure_eq!(result, Err(Errno::EINVAL), "{name} on a PFN map");
+        } else {
+            ensure_eq!(result, Ok(()), "{name} on a page map");
+        }
+        check_region(&region, 0, len, 43, 0, &format!("after {name}"))?;
+    }
+    // MADV_FREE is for anonymous memory only.
+    ensure_eq!(
+        region.madvise(0, len, libc::MADV_FREE),
+        Err(Errno::EINVAL),
+        "MADV_FREE"
+    );
+    // Hints that change no memory are accepted.
+    for (name, advice) in [
+        ("MADV_WILLNEED", libc::MADV_WILLNEED),
+        ("MADV_RANDOM", libc::MADV_RANDOM),
+        ("MADV_DONTDUMP", libc::MADV_DONTDUMP),
+    ] {
+        ensure_eq!(region.madvise(0, len, advice), Ok(()), "{name}");
+    }
+    check_region(&region, 0, len, 43, 0, "after the hints")?;
+
+    // mlock skips special VMAs and succeeds; the memory stays as it is.
+    // SAFETY: the range is the region's.
+    let locked = unsafe { libc::mlock(region.addr as *const libc::c_void, len) };
+    ensure_eq!(locked, 0, "mlock ({})", Errno::last());
+    region.write(5, 0x11);
+    check_region(&region, 6, len - 6, 43, 6, "after mlock")?;
+    // SAFETY: as above.
+    let unlocked = unsafe { libc::munlock(region.addr as *const libc::c_void, len) };
+    ensure_eq!(unlocked, 0, "munlock ({})", Errno::last());
+    let mut byte = [0u8];
+    block.pread(5, &mut byte)?;
+    ensure_eq!(byte[0], 0x11, "byte written under mlock");
+    drop(region);
+    block.free()?;
+    pass()
+}
+
+/// The VmFlags mnemonics of the VMA that starts at `addr`, from /proc/self/smaps.
+fn vm_flags_at(addr: usize) -> Result<Vec<String>, Failure> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").step("read /proc/self/smaps")?;
+    let head = format!("{addr:x}-");
+    let mut inside = false;
+    for line in smaps.lines() {
+        if line.starts_with(|c: char| c.is_ascii_hexdigit()) && line.contains('-') {
+            inside = line.starts_with(&head);
+        } else if inside {
+            if let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Ok(flags.split_whitespace().map(str::to_owned).collect());
+            }
+        }
+    }
+    Err(Failure::new(format!(
+        "no VMA at {addr:#x} in /proc/self/smaps"
+    )))
+}
+
+pub fn smaps_vmflags(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), 2 * ctx.page)?;
+    let flags = vm_flags_at(region.addr)?;
+    let has = |f: &str| flags.iter().any(|x| x == f);
+    let (wanted, unwanted): (&[&str], &[&str]) = if is_pfnmap(strategy) {
+        (&["rd", "wr", "sh", "io", "pf", "de", "dd"], &["mm"])
+    } else {
+        (&["rd", "wr", "sh", "mm", "de"], &["io", "pf"])
+    };
+    for flag in wanted {
+        ensure!(has(flag), "{strategy}: VmFlags {flags:?} lack {flag}");
+    }
+    for flag in unwanted {
+        ensure!(!has(flag), "{strategy}: VmFlags {flags:?} have {flag}");
+    }
+    drop(region);
+    block.free()?;
+    pass()
+}
+
+/// The block device an O_DIRECT read can come from: brd's first RAM disk.
+const RAM_DISK: &str = "/dev/ram0";
+
+pub fn odirect_read_into_mapping(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let len = 4 * ctx.page;
+    // Put a pattern on the disk through the page cache, then flush it to the device.
+    let mut disk = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(RAM_DISK)
+    {
+        Ok(disk) => disk,
+        Err(err) => return skip(format!("{RAM_DISK}: {err} (no BLK_DEV_RAM in the kernel?)")),
+    };
+    let data = pattern::generate(len, 44, 0);
+    disk.seek(SeekFrom::Start(0))?;
+    disk.write_all(&data)
+        .step("write the pattern to the RAM disk")?;
+    disk.sync_all().step("fsync the RAM disk")?;
+    drop(disk);
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(RAM_DISK)
+        .step("open the RAM disk O_DIRECT")?;
+
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(len as u64).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), len)?;
+    // SAFETY: the buffer is the region, page aligned and `len` long.
+    let read = unsafe { libc::pread(direct.as_raw_fd(), region.addr as *mut libc::c_void, len, 0) };
+    if is_pfnmap(strategy) {
+        // get_user_pages refuses VM_IO|VM_PFNMAP: the read fails and writes nothing.
+        ensure_eq!(read, -1, "O_DIRECT read into a PFN map");
+        ensure_eq!(Errno::last(), Errno::EFAULT, "errno of the O_DIRECT read");
+        pattern::check_filled(&region.copy_out(0, len), 0, 0)
+            .map_err(|m| Failure::new(format!("after the failed read: {m}")))?;
+    } else {
+        ensure_eq!(
+            read,
+            len as isize,
+            "O_DIRECT read into a page map ({})",
+            Errno::last()
+        );
+        check_region(&region, 0, len, 44, 0, "O_DIRECT data in the mapping")?;
+        let mut back = vec![0u8; len];
+        block.pread(0, &mut back)?;
+        pattern::check(&back, 44, 0).map_err(|m| Failure::new(format!("pread: {m}")))?;
+    }
+    drop(region);
+    block.free()?;
+    pass()
+}

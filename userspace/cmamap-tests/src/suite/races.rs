@@ -1,0 +1,303 @@
+//! Races between threads (under lockdep and KASAN in the test kernel): faults against munmap,
+//! free against touch, fork during faults, and concurrent alloc/free on one or several files.
+//!
+//! Each checks that every byte a thread reads is one it (or the test) wrote, so a stale or
+//! misplaced PTE shows up as wrong data, and the kernel's own checkers catch the rest.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use cmamap::{pattern, AllocRequest, Device, Errno, Prot, Strategy};
+
+use crate::check::{pass, Failure, Step, TestResult};
+use crate::ctx::Ctx;
+use crate::region::{mmap_raw, Region};
+use crate::rng::Rng;
+
+const PAGES: usize = 16;
+const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+
+/// Writes a counter to the first byte of each page and reads it back until `stop`; returns
+/// the rounds done, or the first byte that was not what was written.
+fn toucher(region: &Region, page: usize, stop: &AtomicBool) -> Result<u64, Failure> {
+    let mut round = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let value = (round % 251) as u8 + 1;
+        for index in 0..PAGES {
+            region.write(index * page, value);
+            let seen = region.read(index * page);
+            ensure_eq!(seen, value, "round {round}, page {index}: byte read back");
+        }
+        round += 1;
+    }
+    Ok(round)
+}
+
+pub fn race_fault_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(PAGES)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), PAGES * p)?;
+    let stop = AtomicBool::new(false);
+    let replaced = std::thread::scope(|scope| -> Result<u32, Failure> {
+        let worker = scope.spawn(|| toucher(&region, p, &stop));
+        // Replace the mapping under the toucher: MAP_FIXED unmaps (zapping every PTE the
+        // faults made) and maps again in one step, so the range is never a hole.
+        let mut replaced = 0;
+        let mut result = Ok(());
+        for round in 0..300 {
+            let offset = block.offset();
+            match mmap_raw(
+                region.addr,
+                PAGES * p,
+                RW,
+                libc::MAP_FIXED,
+                dev.as_fd(),
+                offset,
+            ) {
+                Ok(addr) if addr == region.addr => replaced += 1,
+                Ok(addr) => {
+                    result = Err(Failure::new(format!(
+                        "round {round}: MAP_FIXED gave {addr:#x}"
+                    )));
+                    break;
+                }
+                Err(errno) => {
+                    result = Err(Failure::new(format!("round {round}: MAP_FIXED: {errno}")));
+                    break;
+                }
+            }
+            // Half-way, also split the VMA under the faults.
+            if round % 2 == 1 {
+                let piece = mmap_raw(
+                    region.addr + 5 * p,
+                    3 * p,
+                    RW,
+                    libc::MAP_FIXED,
+                    dev.as_fd(),
+                    offset + 5 * p as u64,
+                );
+                if let Err(errno) = piece {
+                    result = Err(Failure::new(format!("round {round}: split: {errno}")));
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let rounds = worker
+            .join()
+            .map_err(|_| Failure::new("toucher panicked"))??;
+        result?;
+        ensure!(rounds > 0, "the toucher never finished a round");
+        Ok(replaced)
+    })?;
+    ensure_eq!(replaced, 300, "mappings replaced");
+    // The last values written are in the block.
+    let mut byte = [0u8];
+    block.pread(0, &mut byte)?;
+    ensure!(byte[0] != 0, "page 0 was never written");
+    drop(region);
+    ensure_eq!(block.info()?.map_count, 0, "map_count after munmap");
+    block.free()?;
+    pass()
+}
+
+pub fn race_free_vs_touch(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(PAGES)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), PAGES * p)?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<(), Failure> {
+        let worker = scope.spawn(|| toucher(&region, p, &stop));
+        let mut result = block.free().step("FREE while touched");
+        // New blocks, full of 0xee, must never show through the freed block's mapping.
+        for _ in 0..40 {
+            if result.is_err() {
+                break;
+            }
+            result = (|| {
+                let other = dev.alloc(&AllocRequest::new(ctx.pages(PAGES)).strategy(strategy))?;
+                other.pwrite(0, &vec![0xee; PAGES * p])?;
+                other.free()?;
+                Ok::<(), cmamap::Error>(())
+            })()
+            .step("alloc, write and free another block");
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker
+            .join()
+            .map_err(|_| Failure::new("toucher panicked"))??;
+        result
+    })?;
+    drop(region);
+    pass()
+}
+
+pub fn race_fork_during_faults(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(PAGES)).strategy(strategy))?;
+    let region = Region::map(dev.as_fd(), block.offset(), PAGES * p)?;
+    let stop = AtomicBool::new(false);
+    let forks = 40;
+    std::thread::scope(|scope| -> Result<(), Failure> {
+        // Page i only ever holds 0 (never written) or i + 1, so a child may check it
+        // whatever moment the fork caught.
+        let worker = scope.spawn(|| -> Result<(), Failure> {
+            while !stop.load(Ordering::Relaxed) {
+                let again = mmap_raw(
+                    region.addr,
+                    PAGES * p,
+                    RW,
+                    libc::MAP_FIXED,
+                    dev.as_fd(),
+                    block.offset(),
+                );
+                ensure!(again == Ok(region.addr), "MAP_FIXED: {again:?}");
+                for index in 0..PAGES {
+                    region.write(index * p, index as u8 + 1);
+                }
+            }
+            Ok(())
+        });
+        let mut result = Ok(());
+        for round in 0..forks {
+            // SAFETY: the child only reads memory and calls _exit, both async-signal-safe.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let mut code = 0;
+                for index in 0..PAGES {
+                    // SAFETY: the region is mapped in the child (driver VMAs are copied).
+                    let seen =
+                        unsafe { std::ptr::read_volatile((region.addr + index * p) as *const u8) };
+                    if seen != 0 && seen != index as u8 + 1 {
+                        code = 1 + index as i32;
+                    }
+                }
+                // SAFETY: leaves the child without running any destructor.
+                unsafe { libc::_exit(code) };
+            }
+            if pid < 0 {
+                result = Err(Failure::new(format!(
+                    "round {round}: fork: {}",
+                    Errno::last()
+                )));
+                break;
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                result = Err(Failure::new(format!(
+                    "round {round}: child saw a wrong byte or died (status {status:#x})"
+                )));
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        worker
+            .join()
+            .map_err(|_| Failure::new("toucher panicked"))??;
+        result
+    })?;
+    drop(region);
+    ensure_eq!(
+        block.info()?.map_count,
+        0,
+        "map_count after all children exited"
+    );
+    block.free()?;
+    pass()
+}
+
+const THREADS: usize = 4;
+const ROUNDS: usize = 40;
+
+/// One thread's share of the alloc/free race: alloc, maybe map and check, free.
+fn churn(ctx: &Ctx, dev: &Device, seed: u64, ids: &AtomicU64) -> Result<(), Failure> {
+    let mut rng = Rng::new(seed);
+    for round in 0..ROUNDS {
+        let strategy = Strategy::CONCRETE[rng.below(4) as usize];
+        let pages = 1 + rng.below(4) as usize;
+        let block = dev
+            .alloc(&AllocRequest::new(ctx.pages(pages)).strategy(strategy))
+            .map_err(|e| Failure::new(format!("round {round}: alloc: {e}")))?;
+        ids.fetch_max(u64::from(block.id()), Ordering::Relaxed);
+        if rng.chance(50) {
+            let mut mapping = block.map(Prot::ReadWrite)?;
+            let value = rng.next_u64();
+            pattern::fill(mapping.as_mut_slice(), value, 0);
+            pattern::check(mapping.as_slice(), value, 0)
+                .map_err(|m| Failure::new(format!("round {round}: {m}")))?;
+            if rng.chance(50) {
+                // Free while mapped; the munmap below releases it.
+                dev.free(block.id())?;
+                drop(mapping);
+                block.into_raw_id();
+                continue;
+            }
+        }
+        block.free()?;
+    }
+    Ok(())
+}
+
+fn alloc_free_threads(ctx: &Ctx, shared: bool) -> TestResult {
+    let observer = ctx.open()?;
+    let before = observer.stat()?;
+    let shared_dev = ctx.open()?;
+    let ids = AtomicU64::new(0);
+    std::thread::scope(|scope| -> Result<(), Failure> {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (shared_dev, ids) = (&shared_dev, &ids);
+                scope.spawn(move || -> Result<(), Failure> {
+                    if shared {
+                        churn(ctx, shared_dev, t as u64, ids)
+                    } else {
+                        let own = ctx.open()?;
+                        churn(ctx, &own, t as u64, ids)
+                    }
+                })
+            })
+            .collect();
+        for (t, worker) in workers.into_iter().enumerate() {
+            worker
+                .join()
+                .map_err(|_| Failure::new(format!("thread {t} panicked")))?
+                .map_err(|f| Failure::new(format!("thread {t}: {}", f.0)))?;
+        }
+        Ok(())
+    })?;
+    ensure_eq!(
+        shared_dev.stat()?.blocks_file,
+        0,
+        "blocks left on the shared file"
+    );
+    ensure_eq!(
+        shared_dev.list_count()?,
+        0,
+        "blocks listed on the shared file"
+    );
+    let after = observer.stat()?;
+    ensure_eq!(
+        after.blocks_total,
+        before.blocks_total,
+        "live blocks after the race"
+    );
+    ensure_eq!(
+        after.bytes_total,
+        before.bytes_total,
+        "live bytes after the race"
+    );
+    pass()
+}
+
+pub fn race_alloc_free_one_fd(ctx: &Ctx) -> TestResult {
+    alloc_free_threads(ctx, true)
+}
+
+pub fn race_alloc_free_many_fds(ctx: &Ctx) -> TestResult {
+    alloc_free_threads(ctx, false)
+}
