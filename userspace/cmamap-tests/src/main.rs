@@ -6,6 +6,7 @@ mod check;
 mod child;
 mod cma;
 mod ctx;
+mod figures;
 mod ktap;
 mod module;
 mod region;

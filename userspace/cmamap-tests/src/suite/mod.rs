@@ -6,6 +6,7 @@ mod adversarial_lifetime;
 mod adversarial_mmap;
 mod alloc_map;
 mod device;
+mod fault_injection;
 pub mod gup;
 mod lifecycle;
 mod lifetime;
@@ -222,6 +223,19 @@ const TABLE: &[Entry] = &[
     per_strategy("race_fork_during_faults", races::race_fork_during_faults),
     plain("race_alloc_free_one_fd", races::race_alloc_free_one_fd),
     plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
+    // Fault injection through fail-nth.
+    per_strategy(
+        "fault_injection_alloc",
+        fault_injection::fault_injection_alloc,
+    ),
+    per_strategy(
+        "fault_injection_alloc_map",
+        fault_injection::fault_injection_alloc_map,
+    ),
+    per_strategy(
+        "fault_injection_mmap",
+        fault_injection::fault_injection_mmap,
+    ),
     // Last: these unload and reload the module (the runner holds no file between tests).
     plain(
         "alloc_over_max_block_size_enospc",
