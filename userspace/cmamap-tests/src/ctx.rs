@@ -17,6 +17,9 @@ pub struct Ctx {
     pub page: usize,
     pub root: bool,
     pub cma_tolerance_kib: u64,
+    /// Operations of the random tester, and its seed (fresh when `None`).
+    pub fuzz_ops: usize,
+    pub fuzz_seed: Option<u64>,
 }
 
 impl Ctx {

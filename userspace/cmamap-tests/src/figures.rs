@@ -22,12 +22,12 @@ pub fn record(key: &str, value: u64) {
     }
 }
 
-/// The sum of every value recorded under `key`, and how many times it was recorded.
-pub fn total(key: &str) -> (u64, usize) {
+/// Every value recorded under `key`, in order.
+pub fn values(key: &str) -> Vec<u64> {
     let text = std::fs::read_to_string(PATH).unwrap_or_default();
     text.lines()
         .filter_map(|line| line.split_once(' '))
         .filter(|(k, _)| *k == key)
         .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .fold((0, 0), |(sum, n), v| (sum + v, n + 1))
+        .collect()
 }

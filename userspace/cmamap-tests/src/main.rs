@@ -7,6 +7,7 @@ mod child;
 mod cma;
 mod ctx;
 mod figures;
+mod fuzz;
 mod ktap;
 mod module;
 mod region;
@@ -39,6 +40,8 @@ Options:
   --device PATH            The device node [default: /dev/cmamap]
   --timeout SECONDS        Fail a test that runs longer [default: 60]
   --no-fork                Run tests in this process (for a debugger; no crash isolation)
+  --fuzz-ops N             Operations of the random tester (fuzz_model) [default: 10000]
+  --fuzz-seed S            Its seed, decimal or 0x-hex, to replay a run [default: fresh]
   --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
                            for kernels that place other movable pages in CMA [default: 0]
   -h, --help               Print this help
@@ -50,7 +53,16 @@ struct Options {
     timeout_secs: u32,
     device: PathBuf,
     cma_tolerance_kib: u64,
+    fuzz_ops: usize,
+    fuzz_seed: Option<u64>,
     filters: Vec<String>,
+}
+
+fn parse_u64(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -60,6 +72,8 @@ fn parse_args() -> Result<Options, String> {
         timeout_secs: 60,
         device: PathBuf::from(cmamap::DEFAULT_PATH),
         cma_tolerance_kib: 0,
+        fuzz_ops: 10_000,
+        fuzz_seed: None,
         filters: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -79,6 +93,17 @@ fn parse_args() -> Result<Options, String> {
             }
             "--device" => {
                 options.device = args.next().ok_or("--device needs a PATH")?.into();
+            }
+            "--fuzz-ops" => {
+                let value = args.next().ok_or("--fuzz-ops needs a number")?;
+                options.fuzz_ops = value
+                    .parse()
+                    .map_err(|_| format!("--fuzz-ops: not a number: {value}"))?;
+            }
+            "--fuzz-seed" => {
+                let value = args.next().ok_or("--fuzz-seed needs a number")?;
+                options.fuzz_seed =
+                    Some(parse_u64(&value).ok_or(format!("--fuzz-seed: not a number: {value}"))?);
             }
             "--cma-tolerance-kb" => {
                 let value = args.next().ok_or("--cma-tolerance-kb needs a number")?;
@@ -154,6 +179,40 @@ fn run_case_forked(case: &suite::Case, ctx: &Ctx, timeout_secs: u32) -> Verdict 
     }
 }
 
+/// The run's figures: cases, random operations and seeds, fault-injection points, and CMA
+/// before and after.
+fn summarize(ktap: &Ktap, cases: usize, (pages_before, kib_before): (Option<u64>, Option<u64>)) {
+    ktap.diag(&format!("summary: {cases} cases"));
+    let ops = figures::values("fuzz_ops");
+    if !ops.is_empty() {
+        let seeds: Vec<String> = figures::values("fuzz_seed")
+            .iter()
+            .map(|s| format!("{s:#x}"))
+            .collect();
+        ktap.diag(&format!(
+            "summary: {} random operations, seed {}",
+            ops.iter().sum::<u64>(),
+            seeds.join(", ")
+        ));
+    }
+    let points = figures::values("fault_points");
+    if !points.is_empty() {
+        ktap.diag(&format!(
+            "summary: {} fault-injection points visited in {} walks",
+            points.iter().sum::<u64>(),
+            points.len()
+        ));
+    }
+    let show = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
+    ktap.diag(&format!(
+        "summary: CMA available pages {} before, {} after; CmaFree {} kB before, {} kB after",
+        show(pages_before),
+        show(cmamap::meminfo::cma_available_pages()),
+        show(kib_before),
+        show(cmamap::meminfo::cma_free_kib().ok()),
+    ));
+}
+
 fn main() -> ExitCode {
     let options = match parse_args() {
         Ok(options) => options,
@@ -181,8 +240,16 @@ fn main() -> ExitCode {
         page: cmamap::page_size(),
         root: nix::unistd::geteuid().is_root(),
         cma_tolerance_kib: options.cma_tolerance_kib,
+        fuzz_ops: options.fuzz_ops,
+        fuzz_seed: options.fuzz_seed,
     };
     let mut ktap = Ktap::start(cases.len());
+    ktap.diag(&format!("cmamap-test: {} cases", cases.len()));
+    figures::reset();
+    let cma_at_start = (
+        cmamap::meminfo::cma_available_pages(),
+        cmamap::meminfo::cma_free_kib().ok(),
+    );
     // No file stays open between tests (the leak checks open their own each time): the
     // module-reload tests need the module unused while they run.
     if let Err(err) = Device::open_path(&ctx.device) {
@@ -213,6 +280,7 @@ fn main() -> ExitCode {
         };
         ktap.result(&case.name, verdict);
     }
+    summarize(&ktap, cases.len(), cma_at_start);
     if ktap.finish() {
         ExitCode::SUCCESS
     } else {

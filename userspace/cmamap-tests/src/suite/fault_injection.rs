@@ -115,7 +115,10 @@ struct Walk {
 /// Mappings of the device in this process, from /proc/self/maps.
 fn device_mappings() -> Result<usize, Failure> {
     let maps = std::fs::read_to_string("/proc/self/maps").step("read /proc/self/maps")?;
-    Ok(maps.lines().filter(|line| line.ends_with(" /dev/cmamap")).count())
+    Ok(maps
+        .lines()
+        .filter(|line| line.ends_with(" /dev/cmamap"))
+        .count())
 }
 
 /// Fails unless the file holds exactly `blocks` blocks and the process no device mapping

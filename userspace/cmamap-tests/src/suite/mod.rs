@@ -223,6 +223,8 @@ const TABLE: &[Entry] = &[
     per_strategy("race_fork_during_faults", races::race_fork_during_faults),
     plain("race_alloc_free_one_fd", races::race_alloc_free_one_fd),
     plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
+    // The model-based random tester.
+    plain("fuzz_model", crate::fuzz::fuzz_model),
     // Fault injection through fail-nth.
     per_strategy(
         "fault_injection_alloc",
