@@ -15,7 +15,11 @@ use crate::{
 use kernel::{
     list::{ListArc, ListLinks},
     prelude::*,
-    sync::atomic::{ordering::Relaxed, Atomic},
+    new_spinlock,
+    sync::{
+        atomic::{ordering::Relaxed, Atomic},
+        SpinLock,
+    },
 };
 
 /// Who a block belongs to, and so when it is freed.
@@ -25,6 +29,14 @@ pub(crate) enum Owner {
     File(u64),
     /// The module (`PERSIST`); freed by the free ioctl or at `rmmod`.
     Module,
+}
+
+/// Where ALLOC_MAP's own mapping of a block lives: its address space (an identity only, never
+/// dereferenced) and start address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AllocMapAt {
+    mm: usize,
+    addr: usize,
 }
 
 /// One CMA-backed block.
@@ -37,8 +49,11 @@ pub(crate) struct Block {
     pages: CmaPages,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
-    /// The address ALLOC_MAP mapped the block at, or 0: only that mapping may UNMAP_FREE.
-    alloc_map_addr: Atomic<usize>,
+    /// The VMA that ALLOC_MAP made, while it lives: only that mapping may UNMAP_FREE. Recorded
+    /// and forgotten under the mmap lock (in `mmap` and the VMA's `close`), so a later mapping
+    /// at the same address is never mistaken for it.
+    #[pin]
+    alloc_map: SpinLock<Option<AllocMapAt>>,
     _charge: Charge,
     #[pin]
     links: ListLinks,
@@ -69,7 +84,7 @@ impl Block {
                 owner_tgid,
                 pages,
                 map_count: Atomic::new(0),
-                alloc_map_addr: Atomic::new(0),
+                alloc_map <- new_spinlock!(None, "Block::alloc_map"),
                 _charge: charge,
                 links <- ListLinks::new(),
             }),
@@ -93,14 +108,23 @@ impl Block {
         self.owner_tgid
     }
 
-    /// Records where ALLOC_MAP mapped the block.
-    pub(crate) fn set_alloc_map_addr(&self, addr: usize) {
-        self.alloc_map_addr.store(addr, Relaxed);
+    /// Records the VMA that ALLOC_MAP is making: it starts at `addr` in address space `mm`.
+    pub(crate) fn set_alloc_map(&self, mm: usize, addr: usize) {
+        *self.alloc_map.lock() = Some(AllocMapAt { mm, addr });
     }
 
-    /// Where ALLOC_MAP mapped the block, if it did.
-    pub(crate) fn alloc_map_addr(&self) -> Option<usize> {
-        Some(self.alloc_map_addr.load(Relaxed)).filter(|&addr| addr != 0)
+    /// Whether the live VMA that ALLOC_MAP made starts at `addr` in address space `mm`.
+    pub(crate) fn is_alloc_map(&self, mm: usize, addr: usize) -> bool {
+        *self.alloc_map.lock() == Some(AllocMapAt { mm, addr })
+    }
+
+    /// Called when a VMA of the block that starts at `addr` in `mm` goes away: if it was the
+    /// one ALLOC_MAP made, UNMAP_FREE no longer applies to that address.
+    pub(crate) fn vma_closed(&self, mm: usize, addr: usize) {
+        let mut alloc_map = self.alloc_map.lock();
+        if *alloc_map == Some(AllocMapAt { mm, addr }) {
+            *alloc_map = None;
+        }
     }
 
     pub(crate) fn pages(&self) -> &CmaPages {

@@ -58,6 +58,11 @@ impl OpenFile {
         drop(block);
     }
 
+    /// Whether ALLOC_MAP is mapping block `id` through this file right now.
+    fn is_pending(&self, id: u32) -> bool {
+        self.pending.lock().as_ref().is_some_and(|b| b.id() == id)
+    }
+
     /// The block with `id` that this file may use: published, or being mapped by ALLOC_MAP.
     fn find_block(&self, id: u32) -> Result<Arc<Block>> {
         let pending = self
@@ -78,9 +83,14 @@ impl OpenFile {
             return Err(EINVAL);
         }
         let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
+        let from_alloc_map = self.is_pending(window.id);
         let block = self.find_block(window.id).map_err(|_| EINVAL)?;
         window.check_inside(block.pages().count())?;
         let strategy = Strategy::from_abi(window.view, block.strategy().to_abi())?;
+        if from_alloc_map {
+            // Under the mmap lock, like the `close` that forgets it: no window in between.
+            block.set_alloc_map(vma.mm().as_raw() as usize, vma.start());
+        }
         vma::install(vma, block, strategy, window.first_page)
     }
 }

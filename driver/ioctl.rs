@@ -126,7 +126,6 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
         );
         me.clear_pending();
         args.addr = mapped? as u64;
-        block.set_alloc_map_addr(args.addr as usize);
         if let Err(e) = writer.write(&args) {
             // The VMA holds the only other reference; unmapping it frees the block.
             let _ = vma::unmap_from_current(args.addr as usize, block.size() as usize);
@@ -156,10 +155,13 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
         if block.id() != args.id
             || !block.visible_to(me.key())
             || !whole
-            || block.alloc_map_addr() != Some(args.addr as usize)
+            || !block.is_alloc_map(mm.as_raw() as usize, args.addr as usize)
         {
             return Err(EINVAL);
         }
+        // A block already freed is refused before anything is unmapped: a failed call changes
+        // nothing.
+        registry::lookup(args.id, me.key())?;
         vma::unmap_from_current(args.addr as usize, found.len)?;
     }
     let block = registry::unpublish(args.id, me.key())?;

@@ -225,6 +225,7 @@ unsafe extern "C" fn vma_close(vma: *mut bindings::vm_area_struct) {
     // SAFETY: By the invariants `vm_private_data` holds the VMA's own reference; we take it
     // back once. The VMA is never used again, so nothing reads the pointer afterwards.
     let block = unsafe { Arc::<Block>::from_raw((*vma).vm_private_data.cast::<Block>()) };
+    block.vma_closed(vma_ref.mm().as_raw() as usize, vma_ref.start());
     block.unmapped();
     // Dropping the last reference returns the pages to CMA: no VMA maps them any more.
     drop(block);
