@@ -37,8 +37,6 @@ struct Block {
     /// The key of the owning file; 0 for a persistent block.
     owner: u64,
     mem: Memory,
-    /// The address of the ALLOC_MAP mapping while its first page is still mapped.
-    alloc_map_addr: Option<usize>,
 }
 
 struct Map {
@@ -51,6 +49,9 @@ struct Map {
     first: usize,
     mapped: Vec<bool>,
     mem: Memory,
+    /// Made by ALLOC_MAP, and its first page (where its VMA starts) never unmapped: only then
+    /// may UNMAP_FREE undo it.
+    alloc_map: bool,
 }
 
 impl Map {
@@ -339,7 +340,6 @@ impl<'c> Model<'c> {
                     args.id
                 );
                 let mem: Memory = Rc::new(RefCell::new(vec![0; pages * p]));
-                let alloc_map_addr = map.then_some(args.addr as usize);
                 let owner = if persist { 0 } else { self.files[file].key };
                 if map {
                     self.maps.push(Map {
@@ -349,6 +349,7 @@ impl<'c> Model<'c> {
                         first: 0,
                         mapped: vec![true; pages],
                         mem: mem.clone(),
+                        alloc_map: true,
                     });
                 }
                 self.blocks.push(Block {
@@ -359,7 +360,6 @@ impl<'c> Model<'c> {
                     persist,
                     owner,
                     mem,
-                    alloc_map_addr,
                 });
             }
             Op::Free { file, block, wrong } => {
@@ -408,19 +408,25 @@ impl<'c> Model<'c> {
                     return Ok(());
                 }
                 let m = map as usize % self.maps.len();
-                let id = self.maps[m].block_id;
-                let Some(index) = self.blocks.iter().position(|b| b.id == id) else {
+                let (id, addr, charged_to) = (
+                    self.maps[m].block_id,
+                    self.maps[m].addr,
+                    self.maps[m].charged_to,
+                );
+                let live = self.blocks.iter().position(|b| b.id == id);
+                // Through a file that reaches the block: its owner (which may have freed it).
+                let file = match live {
+                    Some(index) => self.file_for(index),
+                    None if charged_to == 0 => (!self.files.is_empty()).then_some(0),
+                    None => self.files.iter().position(|f| f.key == charged_to),
+                };
+                let Some(file) = file else {
                     return Ok(());
                 };
-                let Some(file) = self.file_for(index) else {
-                    return Ok(());
-                };
-                let addr = self.maps[m].addr;
-                let block = &self.blocks[index];
-                let whole = self.maps[m].first == 0
-                    && self.maps[m].mapped.iter().all(|&x| x)
-                    && self.maps[m].mapped.len() == block.pages;
-                let valid = whole && block.alloc_map_addr == Some(addr);
+                let map_ref = &self.maps[m];
+                let whole = map_ref.first == 0
+                    && map_ref.mapped.iter().all(|&x| x)
+                    && map_ref.mapped.len() * p == map_ref.mem.borrow().len();
                 let args = abi::FreeArgs {
                     id,
                     addr: addr as u64,
@@ -430,15 +436,23 @@ impl<'c> Model<'c> {
                 // `addr` is dropped from the model below if the driver unmaps it.
                 let result = unsafe { raw::unmap_free(self.files[file].dev.as_fd(), &args) };
                 let what = format!("UNMAP_FREE of block {id} at {addr:#x}");
-                if valid {
-                    expect_ok(result, &what)?;
-                    let mut gone = self.maps.remove(m);
-                    gone.mapped.iter_mut().for_each(|x| *x = false);
-                    let block = self.blocks.remove(index);
-                    self.freed.push((block.id, block.offset));
-                } else {
-                    self.tally.refusals += 1;
-                    expect_refusal(result, Errno::EINVAL, &what, drop)?;
+                match live {
+                    Some(index) if whole && map_ref.alloc_map => {
+                        expect_ok(result, &what)?;
+                        let mut gone = self.maps.remove(m);
+                        gone.mapped.iter_mut().for_each(|x| *x = false);
+                        let block = self.blocks.remove(index);
+                        self.freed.push((block.id, block.offset));
+                    }
+                    None if whole && map_ref.alloc_map => {
+                        // Freed already: refused, and the mapping stays.
+                        self.tally.refusals += 1;
+                        expect_refusal(result, Errno::ENOENT, &what, drop)?;
+                    }
+                    _ => {
+                        self.tally.refusals += 1;
+                        expect_refusal(result, Errno::EINVAL, &what, drop)?;
+                    }
                 }
             }
             Op::Map {
@@ -491,6 +505,7 @@ impl<'c> Model<'c> {
                     first,
                     mapped: vec![true; count],
                     mem,
+                    alloc_map: false,
                 });
             }
             Op::MapFreed { file, freed } => {
@@ -520,17 +535,10 @@ impl<'c> Model<'c> {
                 let len = self.maps[m].mapped.len();
                 let start = usize::from(first) % len;
                 let count = usize::from(pages).min(len - start);
-                let (addr, id) = (self.maps[m].addr, self.maps[m].block_id);
                 self.maps[m].unmap_pages(p, start, count);
                 if start == 0 {
                     // The VMA that ALLOC_MAP made is gone: UNMAP_FREE no longer applies to it.
-                    if let Some(block) = self
-                        .blocks
-                        .iter_mut()
-                        .find(|b| b.id == id && b.alloc_map_addr == Some(addr))
-                    {
-                        block.alloc_map_addr = None;
-                    }
+                    self.maps[m].alloc_map = false;
                 }
                 if self.maps[m].mapped.iter().all(|&x| !x) {
                     self.maps.remove(m);

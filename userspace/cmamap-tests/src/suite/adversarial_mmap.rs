@@ -354,3 +354,46 @@ pub fn odirect_read_into_mapping(ctx: &Ctx, strategy: Strategy) -> TestResult {
     block.free()?;
     pass()
 }
+
+pub fn unmap_free_refuses_plain_mmap_at_old_address(ctx: &Ctx) -> TestResult {
+    let len = 4 * ctx.page;
+    let dev = ctx.open()?;
+    let mut args = cmamap::AllocRequest::new(len as u64).to_args();
+    args.prot = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    cmamap::raw::alloc_map(dev.as_fd(), &mut args).step("ALLOC_MAP")?;
+    let addr = args.addr as usize;
+    // Undo ALLOC_MAP's mapping by hand, then map the block again, plainly, at that address.
+    drop(Region::adopt(addr, len));
+    let again = mmap_raw(
+        addr,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_FIXED_NOREPLACE,
+        dev.as_fd(),
+        args.offset,
+    )
+    .step("mmap at the old ALLOC_MAP address")?;
+    ensure_eq!(again, addr, "address of the plain mapping");
+    let plain = Region::adopt(addr, len);
+    plain.write(0, 0x3c);
+    let free = abi::FreeArgs {
+        id: args.id,
+        addr: addr as u64,
+        ..Default::default()
+    };
+    // SAFETY: the mapping at `addr` is `plain`, which is never touched again if this unmaps it.
+    let result = unsafe { cmamap::raw::unmap_free(dev.as_fd(), &free) };
+    if result.is_ok() {
+        std::mem::forget(plain);
+        fail!("UNMAP_FREE unmapped a plain mmap because ALLOC_MAP once used its address");
+    }
+    ensure_eq!(
+        result,
+        Err(Errno::EINVAL),
+        "UNMAP_FREE of a plain mmap at the old address"
+    );
+    ensure_eq!(plain.read(0), 0x3c, "byte in the plain mapping");
+    drop(plain);
+    dev.free(args.id)?;
+    pass()
+}

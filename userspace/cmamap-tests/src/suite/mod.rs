@@ -200,6 +200,10 @@ const TABLE: &[Entry] = &[
         adversarial_mmap::mremap_shrink_move_dontunmap,
     ),
     per_strategy("madvise_and_mlock", adversarial_mmap::madvise_and_mlock),
+    plain(
+        "unmap_free_refuses_plain_mmap_at_old_address",
+        adversarial_mmap::unmap_free_refuses_plain_mmap_at_old_address,
+    ),
     per_strategy("smaps_vmflags", adversarial_mmap::smaps_vmflags),
     per_strategy(
         "odirect_read_into_mapping",
