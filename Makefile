@@ -23,7 +23,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test run shell selftest-pipeline clean rust-analyzer help
+	fmt test fuzz run shell selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -31,6 +31,7 @@ help:
 	@echo "make            build cmamap.ko against KDIR (default: the cached debug kernel)"
 	@echo "make run        set up, build, boot the VM and run the narrated demo"
 	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
+	@echo "make fuzz OPS=N [SEED=S]  run N random operations against the model in the VM (replay a seed)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
@@ -98,6 +99,12 @@ test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
 	@scripts/selftest-pipeline.sh
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-test
+
+# The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
+fuzz: setup
+	@$(MAKE) --no-print-directory module userspace
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout $$(( 600 + $(OPS) / 200 )) \
+		$(RUN_ARGS) -- /bin/cmamap-test --fuzz-ops $(OPS) $(if $(SEED),--fuzz-seed $(SEED)) fuzz_model
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::check::{pass, Failure, TestResult};
 use crate::ctx::Ctx;
 use crate::figures;
+use crate::region::Region;
 use crate::rng;
 
 use model::Model;
@@ -26,40 +27,147 @@ const SHRINK_REPLAYS: u32 = 300;
 /// The most operations of a shrunk sequence printed.
 const SHOWN_OPS: usize = 40;
 
-/// Runs `ops` on a fresh model; on a failure, the index of the operation and why.
-fn run_all(ctx: &Ctx, ops: &[Op]) -> Result<model::Tally, (usize, String)> {
+/// Runs `ops` on a fresh model; on a failure, the index of the operation and why. Before each
+/// operation its index goes to `progress`, so that a crash still tells where it happened.
+fn run_all(ctx: &Ctx, ops: &[Op], progress: &Progress) -> Result<model::Tally, (usize, String)> {
     let mut model = Model::new(ctx).map_err(|f| (0, f.0))?;
     for (index, &op) in ops.iter().enumerate() {
+        progress.set(index);
         model.run(op).map_err(|f| (index, f.0))?;
     }
     model.teardown();
     Ok(std::mem::take(&mut model.tally))
 }
 
-/// Replays `ops` in a child (so that its files and mappings go with it); the failing index
-/// and message if it fails.
-fn replay(ctx: &Ctx, ops: &[Op]) -> Option<(usize, String)> {
+/// Words of memory shared with forked children: slot 0 is the index of the operation running,
+/// the others carry a finished run's tally back.
+struct Progress(Region);
+
+const SLOTS: usize = 5;
+
+impl Progress {
+    fn new() -> Result<Self, Failure> {
+        // SAFETY: a fresh anonymous shared page, owned by the region.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SLOTS * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            fail!("mmap of the progress page: {}", nix::errno::Errno::last());
+        }
+        Ok(Self(Region::adopt(ptr as usize, SLOTS * 8)))
+    }
+
+    fn set_slot(&self, slot: usize, value: u64) {
+        for (i, byte) in value.to_le_bytes().into_iter().enumerate() {
+            self.0.write(slot * 8 + i, byte);
+        }
+    }
+
+    fn slot(&self, slot: usize) -> u64 {
+        let bytes: Vec<u8> = (0..8).map(|i| self.0.read(slot * 8 + i)).collect();
+        u64::from_le_bytes(bytes.try_into().unwrap_or_default())
+    }
+
+    fn set(&self, index: usize) {
+        self.set_slot(0, index as u64);
+    }
+
+    fn get(&self) -> usize {
+        self.slot(0) as usize
+    }
+}
+
+/// Frees the persistent blocks that are not in `before`: a crashed run leaves its own.
+fn sweep_persistent(ctx: &Ctx, before: &[u32]) {
+    if let Ok(dev) = ctx.open() {
+        for info in dev.list().unwrap_or_default() {
+            if info.is_persistent() && !before.contains(&info.id) {
+                let _ = dev.free(info.id);
+            }
+        }
+    }
+}
+
+/// The persistent blocks that exist now.
+fn persistent_ids(ctx: &Ctx) -> Vec<u32> {
+    ctx.open()
+        .ok()
+        .and_then(|dev| dev.list().ok())
+        .unwrap_or_default()
+        .iter()
+        .filter(|info| info.is_persistent())
+        .map(|info| info.id)
+        .collect()
+}
+
+/// Replays `ops` in a child (so that its files and mappings go with it, and a crash costs
+/// only the child); the failing index and message if it fails.
+fn replay(
+    ctx: &Ctx,
+    ops: &[Op],
+    progress: &Progress,
+    persistent: &[u32],
+) -> Option<(usize, String)> {
+    replay_counted(ctx, ops, progress, false, persistent)
+}
+
+/// [`replay`], which also puts the tally of a successful run in slots 1..5 of `progress`.
+fn replay_counted(
+    ctx: &Ctx,
+    ops: &[Op],
+    progress: &Progress,
+    count: bool,
+    persistent: &[u32],
+) -> Option<(usize, String)> {
+    progress.set(0);
     let verdict = cmamap::process::run_in_child(|| {
-        run_all(ctx, ops)
-            .map(drop)
-            .map_err(|(index, message)| format!("{index}\n{message}"))
+        let tally = run_all(ctx, ops, progress)
+            .map_err(|(index, message)| format!("{index}\n{message}"))?;
+        if count {
+            for (slot, value) in [
+                tally.allocs,
+                tally.refusals,
+                tally.forks,
+                tally.bytes_checked,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                progress.set_slot(slot + 1, value);
+            }
+        }
+        Ok(())
     });
+    sweep_persistent(ctx, persistent);
     match verdict {
         Ok(Ok(())) => None,
-        Ok(Err(text)) => {
-            let (index, message) = text.split_once('\n').unwrap_or(("", &text));
-            Some((
-                index.parse().unwrap_or(ops.len().saturating_sub(1)),
-                message.to_owned(),
-            ))
-        }
+        Ok(Err(text)) => match text.split_once('\n') {
+            Some((index, message)) if index.parse::<usize>().is_ok() => {
+                Some((index.parse().unwrap_or(0), message.to_owned()))
+            }
+            // Died (a signal): the progress page says where.
+            _ => Some((progress.get().min(ops.len().saturating_sub(1)), text)),
+        },
         Err(err) => Some((ops.len().saturating_sub(1), format!("fork: {err}"))),
     }
 }
 
 /// Drops chunks of `ops` (which fail) while the rest still fails; returns the shortest
 /// failing sequence found, its failure, and the replays used.
-fn shrink(ctx: &Ctx, mut ops: Vec<Op>, mut message: String) -> (Vec<Op>, String, u32) {
+fn shrink(
+    ctx: &Ctx,
+    mut ops: Vec<Op>,
+    mut message: String,
+    progress: &Progress,
+    persistent: &[u32],
+) -> (Vec<Op>, String, u32) {
     let deadline = Instant::now() + SHRINK_TIME;
     let mut replays = 0;
     let mut chunk = ops.len() / 2;
@@ -70,7 +178,7 @@ fn shrink(ctx: &Ctx, mut ops: Vec<Op>, mut message: String) -> (Vec<Op>, String,
             let end = (start + chunk).min(ops.len());
             let candidate: Vec<Op> = ops[..start].iter().chain(&ops[end..]).copied().collect();
             replays += 1;
-            match replay(ctx, &candidate) {
+            match replay(ctx, &candidate, progress, persistent) {
                 Some((index, why)) => {
                     ops = candidate[..=index.min(candidate.len() - 1)].to_vec();
                     message = why;
@@ -95,24 +203,27 @@ pub fn fuzz_model(ctx: &Ctx) -> TestResult {
         "# fuzz: seed {seed:#x}, {count} operations (replay: make fuzz OPS={count} SEED={seed:#x})"
     );
     let ops = Op::sequence(seed, count, ctx.root);
+    let progress = Progress::new()?;
+    let persistent = persistent_ids(ctx);
     let started = Instant::now();
-    match run_all(ctx, &ops) {
-        Ok(tally) => {
+    // The run itself goes in a child too: a crash (a mapping the driver took away, say) is
+    // then a failure with an operation index, which shrinking can start from.
+    match replay_counted(ctx, &ops, &progress, true, &persistent) {
+        None => {
             println!(
-                "# fuzz: {} operations in {:.1} s: {} allocations, {} refusals checked, {} forks, \
-                 {} KiB compared",
-                tally.ops,
+                "# fuzz: {count} operations in {:.1} s: {} allocations, {} refusals checked, {} \
+                 forks, {} KiB compared",
                 started.elapsed().as_secs_f64(),
-                tally.allocs,
-                tally.refusals,
-                tally.forks,
-                tally.bytes_checked / 1024
+                progress.slot(1),
+                progress.slot(2),
+                progress.slot(3),
+                progress.slot(4) / 1024
             );
-            figures::record("fuzz_ops", tally.ops);
+            figures::record("fuzz_ops", count as u64);
             figures::record("fuzz_seed", seed);
             pass()
         }
-        Err((index, message)) => {
+        Some((index, message)) => {
             figures::record("fuzz_ops", index as u64 + 1);
             figures::record("fuzz_seed", seed);
             println!(
@@ -120,13 +231,19 @@ pub fn fuzz_model(ctx: &Ctx) -> TestResult {
                 ops[index]
             );
             let prefix = ops[..=index].to_vec();
-            let Some((again, first)) = replay(ctx, &prefix) else {
+            let Some((again, first)) = replay(ctx, &prefix, &progress, &persistent) else {
                 fail!(
                     "seed {seed:#x}, operation {index}: {message}; replaying the prefix did not fail \
                      again (a non-deterministic failure)"
                 );
             };
-            let (shortest, why, replays) = shrink(ctx, prefix[..=again].to_vec(), first);
+            let (shortest, why, replays) = shrink(
+                ctx,
+                prefix[..=again].to_vec(),
+                first,
+                &progress,
+                &persistent,
+            );
             println!(
                 "# fuzz: shortest failing sequence found ({} operations, {replays} replays):",
                 shortest.len()
