@@ -38,10 +38,13 @@ grep -E '^not ok [0-9]+|^ok [0-9]+.*# SKIP' <<<"$output" | sed 's/^/  /'
 # KUnit cases of the module's own suites (cmamap_*), indented KTAP in the kernel log.
 dmesg_log=$(section DMESG | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ?//')
 kunit_log=$(awk '/# Subtest: cmamap/ {s=1} s {print} s && /^(not )?ok [0-9]+ cmamap/ {s=0}' <<<"$dmesg_log")
-k_pass=$(grep -cE '^ +ok [0-9]+' <<<"$kunit_log" | tr -d ' ')
-k_fail=$(grep -cE '^ *not ok [0-9]+' <<<"$kunit_log" | tr -d ' ')
+# Each insmod runs the suites again (the reload tests load the module dozens of times): count
+# each case once, and any run of it that failed.
+k_runs=$(grep -cE '^ *# Subtest: cmamap' <<<"$kunit_log" | tr -d ' ')
+k_pass=$(grep -E '^ +ok [0-9]+' <<<"$kunit_log" | sort -u | grep -c . | tr -d ' ')
+k_fail=$(grep -E '^ *not ok [0-9]+' <<<"$kunit_log" | sort -u | grep -c . | tr -d ' ')
 grep -E '^ *not ok [0-9]+' <<<"$kunit_log" | sed 's/^ */  kunit: /'
-echo "  command: $t_pass passed, $t_fail failed, $t_skip skipped; kunit: $k_pass passed, $k_fail failed"
+echo "  command: $t_pass passed, $t_fail failed, $t_skip skipped; kunit: $k_pass passed, $k_fail failed (distinct cases over $k_runs suite runs)"
 pass=$((t_pass + k_pass)) fail=$((t_fail + k_fail)) skip=$t_skip
 
 # VM-level checks.
