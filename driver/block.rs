@@ -14,8 +14,8 @@ use crate::{
 };
 use kernel::{
     list::{ListArc, ListLinks},
-    prelude::*,
     new_spinlock,
+    prelude::*,
     sync::{
         atomic::{ordering::Relaxed, Atomic},
         SpinLock,

@@ -71,12 +71,9 @@ pub fn mmap_offset_overflow_refused(ctx: &Ctx) -> TestResult {
     }
     ensure_eq!(block.info()?.map_count, 0, "map_count after refused mmaps");
     // Negative offsets never reach the driver's arithmetic as large positives.
-    match mmap_raw(0, p, rw, 0, fd, (-(p as i64)) as u64) {
-        Ok(addr) => {
-            drop(Region::adopt(addr, p));
-            fail!("mmap at offset -PAGE_SIZE succeeded");
-        }
-        Err(_) => {}
+    if let Ok(addr) = mmap_raw(0, p, rw, 0, fd, (-(p as i64)) as u64) {
+        drop(Region::adopt(addr, p));
+        fail!("mmap at offset -PAGE_SIZE succeeded");
     }
     block.free()?;
     pass()
@@ -396,4 +393,41 @@ pub fn unmap_free_refuses_plain_mmap_at_old_address(ctx: &Ctx) -> TestResult {
     drop(plain);
     dev.free(args.id)?;
     pass()
+}
+
+pub fn unmap_free_after_free_keeps_mapping(ctx: &Ctx) -> TestResult {
+    let len = 2 * ctx.page;
+    let dev = ctx.open()?;
+    let mut args = cmamap::AllocRequest::new(len as u64).to_args();
+    args.prot = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    cmamap::raw::alloc_map(dev.as_fd(), &mut args).step("ALLOC_MAP")?;
+    let mapping = Region::adopt(args.addr as usize, len);
+    mapping.write(ctx.page, 0x5d);
+    dev.free(args.id)?;
+    let free = abi::FreeArgs {
+        id: args.id,
+        addr: args.addr,
+        ..Default::default()
+    };
+    // SAFETY: if the driver wrongly unmaps `mapping`, the test fails before touching it again.
+    let result = unsafe { cmamap::raw::unmap_free(dev.as_fd(), &free) };
+    let still_mapped = device_mapping_count()? == 1;
+    if !still_mapped {
+        std::mem::forget(mapping);
+        fail!("UNMAP_FREE of a freed block unmapped its mapping ({result:?})");
+    }
+    ensure_eq!(result, Err(Errno::ENOENT), "UNMAP_FREE of a freed block");
+    ensure_eq!(
+        mapping.read(ctx.page),
+        0x5d,
+        "byte in the mapping after the refusal"
+    );
+    drop(mapping);
+    pass()
+}
+
+/// Mappings of the device in this process.
+fn device_mapping_count() -> Result<usize, Failure> {
+    let maps = std::fs::read_to_string("/proc/self/maps").step("read /proc/self/maps")?;
+    Ok(maps.lines().filter(|l| l.ends_with(" /dev/cmamap")).count())
 }

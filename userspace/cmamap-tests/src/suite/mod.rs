@@ -204,6 +204,10 @@ const TABLE: &[Entry] = &[
         "unmap_free_refuses_plain_mmap_at_old_address",
         adversarial_mmap::unmap_free_refuses_plain_mmap_at_old_address,
     ),
+    plain(
+        "unmap_free_after_free_keeps_mapping",
+        adversarial_mmap::unmap_free_after_free_keeps_mapping,
+    ),
     per_strategy("smaps_vmflags", adversarial_mmap::smaps_vmflags),
     per_strategy(
         "odirect_read_into_mapping",

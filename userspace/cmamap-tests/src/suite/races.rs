@@ -5,7 +5,7 @@
 //! misplaced PTE shows up as wrong data, and the kernel's own checkers catch the rest.
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cmamap::{pattern, AllocRequest, Device, Errno, Prot, Strategy};
 
@@ -215,7 +215,7 @@ const THREADS: usize = 4;
 const ROUNDS: usize = 40;
 
 /// One thread's share of the alloc/free race: alloc, maybe map and check, free.
-fn churn(ctx: &Ctx, dev: &Device, seed: u64, ids: &AtomicU64) -> Result<(), Failure> {
+fn churn(ctx: &Ctx, dev: &Device, seed: u64) -> Result<(), Failure> {
     let mut rng = Rng::new(seed);
     for round in 0..ROUNDS {
         let strategy = Strategy::CONCRETE[rng.below(4) as usize];
@@ -223,7 +223,6 @@ fn churn(ctx: &Ctx, dev: &Device, seed: u64, ids: &AtomicU64) -> Result<(), Fail
         let block = dev
             .alloc(&AllocRequest::new(ctx.pages(pages)).strategy(strategy))
             .map_err(|e| Failure::new(format!("round {round}: alloc: {e}")))?;
-        ids.fetch_max(u64::from(block.id()), Ordering::Relaxed);
         if rng.chance(50) {
             let mut mapping = block.map(Prot::ReadWrite)?;
             let value = rng.next_u64();
@@ -247,17 +246,16 @@ fn alloc_free_threads(ctx: &Ctx, shared: bool) -> TestResult {
     let observer = ctx.open()?;
     let before = observer.stat()?;
     let shared_dev = ctx.open()?;
-    let ids = AtomicU64::new(0);
     std::thread::scope(|scope| -> Result<(), Failure> {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (shared_dev, ids) = (&shared_dev, &ids);
+                let shared_dev = &shared_dev;
                 scope.spawn(move || -> Result<(), Failure> {
                     if shared {
-                        churn(ctx, shared_dev, t as u64, ids)
+                        churn(ctx, shared_dev, t as u64)
                     } else {
                         let own = ctx.open()?;
-                        churn(ctx, &own, t as u64, ids)
+                        churn(ctx, &own, t as u64)
                     }
                 })
             })
