@@ -100,6 +100,16 @@ impl Region {
         Ok(())
     }
 
+    /// Makes the region read-write (`true`) or read-only.
+    pub fn mprotect_rw(&self, writable: bool) -> Result<(), Failure> {
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: the range is this region's; no reference into it outlives the change.
+        if unsafe { libc::mprotect(self.addr as *mut libc::c_void, self.len, prot) } != 0 {
+            return Err(Failure::new(format!("mprotect: {}", Errno::last())));
+        }
+        Ok(())
+    }
+
     /// `mremap(addr, len, new_len, flags, new_addr)`; the raw result.
     pub fn mremap(&self, new_len: usize, flags: i32, new_addr: usize) -> Result<usize, Errno> {
         // SAFETY: the old range is this region's; a fixed target is owned by the caller.

@@ -1,8 +1,10 @@
 //! Adversarial ioctls: sizes at the edges of u64 and of the limits, and CMA exhaustion.
 
-use cmamap::{AllocRequest, Device, Errno, Prot, Strategy};
+use std::os::fd::{AsFd, AsRawFd};
 
-use crate::check::{expect_alloc_refused, pass, skip, Failure, TestResult};
+use cmamap::{abi, raw, AllocRequest, Device, Errno, Prot, Strategy};
+
+use crate::check::{expect_alloc_refused, pass, skip, Failure, Step, TestResult};
 use crate::ctx::{is_cma_shortage, Ctx};
 
 pub fn alloc_size_edges_refused(ctx: &Ctx) -> TestResult {
@@ -107,5 +109,163 @@ pub fn alloc_until_enomem_then_again(ctx: &Ctx) -> TestResult {
             fail!("after the second round: CmaFree is {now} kB, {base} kB before");
         }
     }
+    pass()
+}
+
+/// Issues `request` with the raw argument pointer `arg`.
+fn ioctl_at(dev: &Device, request: u32, arg: usize) -> Result<(), Errno> {
+    // SAFETY: the callers pass NULL or a page of their own that the kernel may only fail on.
+    let ret = unsafe {
+        libc::ioctl(
+            dev.as_fd().as_raw_fd(),
+            request as libc::c_ulong,
+            arg as *mut libc::c_void,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Device mappings in this process.
+fn device_mappings() -> Result<usize, Failure> {
+    let maps = std::fs::read_to_string("/proc/self/maps").step("read /proc/self/maps")?;
+    Ok(maps.lines().filter(|l| l.ends_with(" /dev/cmamap")).count())
+}
+
+pub fn null_and_readonly_args_efault(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let requests = [
+        abi::IOC_ALLOC,
+        abi::IOC_ALLOC_MAP,
+        abi::IOC_FREE,
+        abi::IOC_UNMAP_FREE,
+        abi::IOC_INFO,
+        abi::IOC_LIST,
+        abi::IOC_STAT,
+    ];
+    for request in requests {
+        ensure_eq!(
+            ioctl_at(&dev, request, 0),
+            Err(Errno::EFAULT),
+            "{} with a NULL argument",
+            raw::request_name(request)
+        );
+    }
+    // A read-only page holding valid arguments: the driver reads them, acts, and must undo
+    // everything when it cannot write the results back.
+    let page = crate::region::reserve(ctx.page)?;
+    page.mprotect_rw(true)?;
+    let mut alloc = AllocRequest::new(ctx.pages(2)).to_args();
+    for (request, prot) in [
+        (abi::IOC_ALLOC, 0),
+        (abi::IOC_ALLOC_MAP, libc::PROT_READ | libc::PROT_WRITE),
+    ] {
+        alloc.prot = prot as u32;
+        page.mprotect_rw(true)?;
+        // SAFETY: the page is ours, writable now, and as large as the arguments.
+        unsafe { std::ptr::write(page.addr as *mut abi::AllocArgs, alloc) };
+        page.mprotect_rw(false)?;
+        ensure_eq!(
+            ioctl_at(&dev, request, page.addr),
+            Err(Errno::EFAULT),
+            "{} with read-only arguments",
+            raw::request_name(request)
+        );
+        ensure_eq!(
+            dev.list_count()?,
+            0,
+            "blocks left by a failed {}",
+            raw::request_name(request)
+        );
+        ensure_eq!(
+            dev.stat()?.bytes_file,
+            0,
+            "bytes charged after {}",
+            raw::request_name(request)
+        );
+        ensure_eq!(
+            device_mappings()?,
+            0,
+            "mappings left by {}",
+            raw::request_name(request)
+        );
+    }
+    // Read-only INFO and STAT arguments (outputs) fail the same way.
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
+    page.mprotect_rw(true)?;
+    let info = abi::BlockInfo {
+        id: block.id(),
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    unsafe { std::ptr::write(page.addr as *mut abi::BlockInfo, info) };
+    page.mprotect_rw(false)?;
+    ensure_eq!(
+        ioctl_at(&dev, abi::IOC_INFO, page.addr),
+        Err(Errno::EFAULT),
+        "INFO, read-only"
+    );
+    page.mprotect_rw(true)?;
+    // SAFETY: as above.
+    unsafe { std::ptr::write(page.addr as *mut abi::StatArgs, abi::StatArgs::default()) };
+    page.mprotect_rw(false)?;
+    ensure_eq!(
+        ioctl_at(&dev, abi::IOC_STAT, page.addr),
+        Err(Errno::EFAULT),
+        "STAT, read-only"
+    );
+    // The block is untouched by the failures.
+    ensure_eq!(
+        dev.list_count()?,
+        1,
+        "blocks after the read-only INFO and STAT"
+    );
+    block.free()?;
+    pass()
+}
+
+pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let mut args = AllocRequest::new(ctx.pages(1)).to_args();
+    raw::alloc(dev.as_fd(), &mut args).step("ALLOC")?;
+    let block = dev.block(args.id)?;
+    ensure_eq!(
+        (args.pad0, args.reserved),
+        (0, [0, 0]),
+        "ALLOC's pad0 and reserved out"
+    );
+    ensure_eq!(args.addr, 0, "ALLOC's addr out");
+    // LIST into entries full of 0xff: every written entry's reserved words come back zero, and
+    // the entries past the count stay as they were.
+    let mut entries = [abi::BlockInfo {
+        id: u32::MAX,
+        flags: u32::MAX,
+        size: u64::MAX,
+        offset: u64::MAX,
+        phys_addr: u64::MAX,
+        strategy: u32::MAX,
+        map_count: u32::MAX,
+        owner: u32::MAX,
+        owner_tgid: -1,
+        reserved: [u64::MAX; 2],
+    }; 3];
+    let count = raw::list(dev.as_fd(), &mut entries).step("LIST")?;
+    ensure_eq!(count, 1, "LIST count");
+    ensure_eq!(entries[0].reserved, [0, 0], "LIST entry's reserved words");
+    ensure_eq!(entries[0].id, args.id, "LIST entry's id");
+    ensure_eq!(
+        entries[1].reserved,
+        [u64::MAX; 2],
+        "LIST entry past the count"
+    );
+    let mut info = abi::BlockInfo {
+        id: args.id,
+        ..Default::default()
+    };
+    raw::info(dev.as_fd(), &mut info).step("INFO")?;
+    ensure_eq!(info.reserved, [0, 0], "INFO's reserved words");
+    let mut stat = abi::StatArgs::default();
+    raw::stat(dev.as_fd(), &mut stat).step("STAT")?;
+    ensure_eq!(stat.reserved, [0, 0], "STAT's reserved words");
+    block.free()?;
     pass()
 }

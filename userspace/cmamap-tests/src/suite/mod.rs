@@ -184,6 +184,14 @@ const TABLE: &[Entry] = &[
         adversarial_ioctl::alloc_size_edges_refused,
     ),
     plain(
+        "null_and_readonly_args_efault",
+        adversarial_ioctl::null_and_readonly_args_efault,
+    ),
+    plain(
+        "output_padding_zeroed",
+        adversarial_ioctl::output_padding_zeroed,
+    ),
+    plain(
         "alloc_until_enomem_then_again",
         adversarial_ioctl::alloc_until_enomem_then_again,
     ),
