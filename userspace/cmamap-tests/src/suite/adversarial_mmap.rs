@@ -431,3 +431,103 @@ fn device_mapping_count() -> Result<usize, Failure> {
     let maps = std::fs::read_to_string("/proc/self/maps").step("read /proc/self/maps")?;
     Ok(maps.lines().filter(|l| l.ends_with(" /dev/cmamap")).count())
 }
+
+pub fn huge_pmd_split_paths(ctx: &Ctx) -> TestResult {
+    const HUGE: usize = cmamap::HUGE_SIZE;
+    let p = ctx.page;
+    let len = 2 * HUGE;
+    let dev = ctx.open()?;
+    let block = match dev.alloc(&AllocRequest::new(len as u64).strategy(Strategy::Huge)) {
+        Ok(block) => block,
+        Err(err) if crate::ctx::is_cma_shortage(err.errno()) => {
+            return skip(format!("CMA has no 2 MiB-aligned 4 MiB: {err}"));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    // The library places huge mappings 2 MiB-aligned; the region takes the range over.
+    let mapping = block.map(cmamap::Prot::ReadWrite)?.detach();
+    let region = Region::adopt(mapping.addr(), len);
+    std::mem::forget(mapping);
+    ensure_eq!(region.addr % HUGE, 0, "huge mapping address alignment");
+    let data = pattern::generate(len, 45, 0);
+    crate::ctx::minor_fault_count()?;
+    // One fault per PMD: touching every page of each 2 MiB faults once.
+    for half in 0..2 {
+        let before = crate::ctx::minor_fault_count()?;
+        for page in 0..HUGE / p {
+            region.write(half * HUGE + page * p, 1);
+        }
+        let faults = crate::ctx::minor_fault_count()? - before;
+        ensure_eq!(faults, 1, "faults touching every page of PMD {half}");
+    }
+    region.copy_in(0, &data);
+
+    // Cut a page out of the first PMD: the PMD entry goes, the rest refaults with PTEs.
+    region.munmap(HUGE / 2, p).step("munmap inside a PMD")?;
+    check_region(&region, 0, HUGE / 2, 45, 0, "first PMD below the hole")?;
+    let after_hole = HUGE / 2 + p;
+    check_region(
+        &region,
+        after_hole,
+        HUGE - after_hole,
+        45,
+        after_hole as u64,
+        "first PMD above the hole",
+    )?;
+    // A read-only stretch inside the second PMD splits it too.
+    let second = Region::adopt(region.addr + HUGE, HUGE);
+    let piece = Region::adopt(region.addr + HUGE + 4 * p, 2 * p);
+    piece.mprotect_rw(false)?;
+    std::mem::forget(piece);
+    check_region(
+        &second,
+        0,
+        HUGE,
+        45,
+        HUGE as u64,
+        "second PMD after mprotect",
+    )?;
+    ensure_eq!(
+        second.madvise(0, HUGE, libc::MADV_DONTNEED),
+        Err(Errno::EINVAL),
+        "MADV_DONTNEED on the huge PFN map"
+    );
+    // A child sees the same memory through its copies, split or not.
+    crate::child::run(|| {
+        check_region(&region, 0, HUGE / 2, 45, 0, "child, first PMD")?;
+        check_region(&second, 0, HUGE, 45, HUGE as u64, "child, second PMD")?;
+        Ok(())
+    })?;
+    // Move the second half to another 2 MiB-aligned address: the data goes with it.
+    let target = region::reserve(2 * HUGE)?;
+    let aligned = target.addr.next_multiple_of(HUGE);
+    let moved = Region::adopt(second.addr, 4 * p)
+        .mremap(4 * p, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, aligned)
+        .step("mremap of the second PMD's first pages")?;
+    ensure_eq!(moved, aligned, "mremap target");
+    check_region(
+        &target,
+        aligned - target.addr,
+        4 * p,
+        45,
+        HUGE as u64,
+        "moved pages",
+    )?;
+    let mut byte = [0u8];
+    block.pread((HUGE + 3 * p) as u64, &mut byte)?;
+    ensure_eq!(
+        byte[0],
+        pattern::byte_at(45, (HUGE + 3 * p) as u64),
+        "pread after the move"
+    );
+    std::mem::forget(second);
+    drop(target);
+    drop(region);
+    ensure_eq!(
+        block.info()?.map_count,
+        0,
+        "map_count after unmapping everything"
+    );
+    block.free()?;
+    pass()
+}

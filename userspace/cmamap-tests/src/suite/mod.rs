@@ -216,6 +216,10 @@ const TABLE: &[Entry] = &[
         "unmap_free_after_free_keeps_mapping",
         adversarial_mmap::unmap_free_after_free_keeps_mapping,
     ),
+    plain(
+        "huge_pmd_split_paths",
+        adversarial_mmap::huge_pmd_split_paths,
+    ),
     per_strategy("smaps_vmflags", adversarial_mmap::smaps_vmflags),
     per_strategy(
         "odirect_read_into_mapping",
