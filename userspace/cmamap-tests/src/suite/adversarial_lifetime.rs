@@ -229,12 +229,11 @@ pub fn sigkill_with_blocks_and_mappings(ctx: &Ctx) -> TestResult {
         .read_exact(&mut byte)
         .step("wait for the victim")?;
     let held = observer.stat()?;
-    // Two freed blocks may or may not count while mapped; the other three must.
-    ensure!(
-        held.blocks_total >= before.blocks_total + 3,
-        "live blocks while the victim holds them: {}, {} before",
+    // Blocks freed while mapped stay charged until their last munmap: all five count.
+    ensure_eq!(
         held.blocks_total,
-        before.blocks_total
+        before.blocks_total + 5,
+        "live blocks while the victim holds them"
     );
     kill(Pid::from_raw(victim.pid()), Signal::SIGKILL).step("SIGKILL")?;
     match victim.wait() {
