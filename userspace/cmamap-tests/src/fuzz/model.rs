@@ -460,6 +460,7 @@ impl<'c> Model<'c> {
                 block,
                 first,
                 pages,
+                view,
             } => {
                 if nfiles == 0 || self.maps.len() >= MAX_MAPS {
                     return Ok(());
@@ -478,15 +479,14 @@ impl<'c> Model<'c> {
                     let (first, count) = (usize::from(first), usize::from(pages));
                     (first, count, first + count <= b.pages)
                 };
-                let result = mmap_raw(
-                    0,
-                    count * p,
-                    RW,
-                    0,
-                    self.files[file].dev.as_fd(),
-                    b.offset + (first * p) as u64,
+                let valid = valid && u32::from(view) <= abi::STRATEGY_HUGE;
+                let offset = abi::view_offset(b.id, u32::from(view), (first * p) as u64);
+                let result = mmap_raw(0, count * p, RW, 0, self.files[file].dev.as_fd(), offset);
+                let what = format!(
+                    "mmap of block {} pages {first}..{} through view {view}",
+                    b.id,
+                    first + count
                 );
-                let what = format!("mmap of block {} pages {first}..{}", b.id, first + count);
                 if !valid {
                     self.tally.refusals += 1;
                     // SAFETY: a wrongly made mapping is fresh and unused.

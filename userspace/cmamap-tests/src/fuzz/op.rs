@@ -43,12 +43,14 @@ pub enum Op {
     UnmapFree {
         map: u32,
     },
-    /// mmap of `pages` pages from `first` (clipped or not: out of range must fail).
+    /// mmap of `pages` pages from `first` (clipped or not: out of range must fail), through
+    /// view `view` (0: the block's own strategy, else `STRATEGY_*`; 5 and up are invalid).
     Map {
         file: u32,
         block: u32,
         first: u8,
         pages: u8,
+        view: u8,
     },
     /// mmap of a freed block's offset.
     MapFreed {
@@ -138,11 +140,18 @@ impl Op {
                 } else {
                     (rng.below(8) as u8, 0)
                 };
+                // Mostly the block's own strategy, sometimes a view, rarely an invalid one.
+                let view = match rng.below(20) {
+                    0..=11 => 0,
+                    12..=18 => 1 + rng.below(4) as u8,
+                    _ => 5 + rng.below(3) as u8,
+                };
                 Op::Map {
                     file,
                     block: pick(rng),
                     first,
                     pages,
+                    view,
                 }
             }
             45..=46 => Op::MapFreed {
