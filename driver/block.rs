@@ -31,6 +31,16 @@ pub(crate) enum Owner {
     Module,
 }
 
+impl Owner {
+    /// Whether the open file `file_key` may use (list, map, free) a block so owned.
+    fn lets_use(self, file_key: u64) -> bool {
+        match self {
+            Owner::File(key) => key == file_key,
+            Owner::Module => true,
+        }
+    }
+}
+
 /// Where ALLOC_MAP's own mapping of a block lives: its address space (an identity only, never
 /// dereferenced) and start address.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -155,10 +165,7 @@ impl Block {
 
     /// Whether the open file `file_key` may use this block.
     pub(crate) fn visible_to(&self, file_key: u64) -> bool {
-        match self.owner {
-            Owner::File(key) => key == file_key,
-            Owner::Module => true,
-        }
+        self.owner.lets_use(file_key)
     }
 
     pub(crate) fn map_count(&self) -> u32 {
@@ -197,5 +204,23 @@ impl Block {
             owner_tgid: self.owner_tgid,
             reserved: [0; 2],
         }
+    }
+}
+
+#[kunit_tests(cmamap_block)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_blocks_are_private_to_their_file() {
+        assert!(Owner::File(7).lets_use(7));
+        assert!(!Owner::File(7).lets_use(8));
+        assert!(!Owner::File(7).lets_use(0));
+    }
+
+    #[test]
+    fn module_blocks_are_shared() {
+        assert!(Owner::Module.lets_use(1));
+        assert!(Owner::Module.lets_use(u64::MAX));
     }
 }

@@ -30,13 +30,19 @@ pub(crate) fn init() {
     unsafe { BLOCKS.init() };
 }
 
+/// The id after `last`: ids count up from 1 and never wrap, so a stale id stays dead; past
+/// `abi::MAX_ID` (whose offsets would not fit a positive `off_t`) there are none.
+fn id_after(last: u32) -> Result<u32> {
+    if last >= abi::MAX_ID {
+        return Err(ENOSPC);
+    }
+    Ok(last + 1)
+}
+
 /// Hands out the next id. Ids are never reused, so a stale id or offset stays dead.
 pub(crate) fn next_id() -> Result<u32> {
     let mut blocks = BLOCKS.lock();
-    if blocks.last_id >= abi::MAX_ID {
-        return Err(ENOSPC);
-    }
-    blocks.last_id += 1;
+    blocks.last_id = id_after(blocks.last_id)?;
     Ok(blocks.last_id)
 }
 
@@ -104,5 +110,33 @@ pub(crate) fn for_each(mut f: impl FnMut(&Block)) {
     let blocks = BLOCKS.lock();
     for block in blocks.list.iter() {
         f(&block);
+    }
+}
+
+#[kunit_tests(cmamap_registry)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_count_up_from_one() {
+        assert_eq!(id_after(0), Ok(1));
+        assert_eq!(id_after(1), Ok(2));
+        assert_eq!(id_after(abi::MAX_ID - 1), Ok(abi::MAX_ID));
+    }
+
+    #[test]
+    fn ids_never_wrap() {
+        assert_eq!(id_after(abi::MAX_ID), Err(ENOSPC));
+        assert_eq!(id_after(u32::MAX), Err(ENOSPC));
+    }
+
+    #[test]
+    fn every_id_has_a_positive_offset() {
+        assert!(abi::offset_of_id(abi::MAX_ID) < 1 << 63);
+        assert!(abi::offset_of_id(abi::MAX_ID) + (1 << abi::OFFSET_SHIFT) - 1 <= i64::MAX as u64);
+        assert_eq!(
+            abi::id_of_offset(abi::offset_of_id(abi::MAX_ID)).0,
+            abi::MAX_ID
+        );
     }
 }
