@@ -239,6 +239,7 @@ const TABLE: &[Entry] = &[
         adversarial_lifetime::sigkill_with_blocks_and_mappings,
     ),
     per_strategy("race_fault_vs_munmap", races::race_fault_vs_munmap),
+    per_strategy("race_uaccess_vs_munmap", races::race_uaccess_vs_munmap),
     per_strategy("race_free_vs_touch", races::race_free_vs_touch),
     per_strategy("race_fork_during_faults", races::race_fork_during_faults),
     plain("race_alloc_free_one_fd", races::race_alloc_free_one_fd),

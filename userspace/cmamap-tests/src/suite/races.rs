@@ -299,3 +299,79 @@ pub fn race_alloc_free_one_fd(ctx: &Ctx) -> TestResult {
 pub fn race_alloc_free_many_fds(ctx: &Ctx) -> TestResult {
     alloc_free_threads(ctx, false)
 }
+
+pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let p = ctx.page;
+    let len = PAGES * p;
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(len as u64).strategy(strategy))?;
+    block.pwrite(0, &vec![0x77; len])?;
+    let zero = std::fs::File::open("/dev/zero").step("open /dev/zero")?;
+    let region = Region::map(dev.as_fd(), block.offset(), len)?;
+    let addr = region.addr;
+    std::mem::forget(region);
+    let stop = AtomicBool::new(false);
+    // The kernel itself touches the range (read(2) from /dev/zero copies into it), so a fault
+    // that meets a munmap gives EFAULT instead of a signal.
+    let (copies, refusals) = std::thread::scope(|scope| -> Result<(u64, u64), Failure> {
+        let worker = scope.spawn(|| -> Result<(u64, u64), Failure> {
+            let (mut copies, mut refusals) = (0, 0);
+            let mut index = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let target = addr + (index % PAGES) * p;
+                // SAFETY: the kernel writes at most `p` bytes there, or fails with EFAULT when
+                // the page is not mapped; nothing in Rust references the range.
+                let read = unsafe {
+                    libc::read(
+                        std::os::fd::AsRawFd::as_raw_fd(&zero),
+                        target as *mut libc::c_void,
+                        p,
+                    )
+                };
+                match read {
+                    n if n == p as isize => copies += 1,
+                    -1 if Errno::last() == Errno::EFAULT => refusals += 1,
+                    other => fail!("read into the mapping: {other} ({})", Errno::last()),
+                }
+                index += 1;
+            }
+            Ok((copies, refusals))
+        });
+        let mut result = Ok(());
+        for round in 0..300 {
+            // SAFETY: the range is the test's own mapping (or the hole it left).
+            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+            match mmap_raw(
+                addr,
+                len,
+                RW,
+                libc::MAP_FIXED_NOREPLACE,
+                dev.as_fd(),
+                block.offset(),
+            ) {
+                Ok(at) if at == addr => {}
+                other => {
+                    result = Err(Failure::new(format!("round {round}: remap: {other:?}")));
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let counts = worker
+            .join()
+            .map_err(|_| Failure::new("reader panicked"))??;
+        result?;
+        Ok(counts)
+    })?;
+    let region = Region::adopt(addr, len);
+    // Every page the reader reached is zero, the others keep the 0x77 they had.
+    for page in 0..PAGES {
+        let byte = region.read(page * p);
+        ensure!(byte == 0 || byte == 0x77, "page {page} holds {byte:#04x}");
+    }
+    ensure!(copies + refusals > 0, "the reader never ran");
+    drop(region);
+    ensure_eq!(block.info()?.map_count, 0, "map_count after munmap");
+    block.free()?;
+    pass()
+}
