@@ -1,5 +1,6 @@
 //! The model-based random tester: a seeded sequence of operations (alloc and ALLOC_MAP with
-//! every strategy and flag, spoilt requests, free, map, partial munmap, writes, byte-for-byte
+//! every strategy and flag, spoilt requests, free, map through views, partial munmap, mremap
+//! shrink and move, writes, byte-for-byte
 //! checks, fork-and-check, close, reopen) runs against the device and an in-memory model at
 //! once; any errno or byte that differs fails the run.
 //!

@@ -12,7 +12,7 @@ use super::op::{Op, Spoil};
 use crate::check::{Failure, Step};
 use crate::child;
 use crate::ctx::Ctx;
-use crate::region::mmap_raw;
+use crate::region::{self, mmap_raw, Region};
 
 const MAX_FILES: usize = 4;
 const MAX_BLOCKS: usize = 24;
@@ -526,6 +526,38 @@ impl<'c> Model<'c> {
                     &format!("mmap of freed block {id}"),
                     undo,
                 )?;
+            }
+            Op::Mremap { map, pages, moved } => {
+                if self.maps.is_empty() {
+                    return Ok(());
+                }
+                let count = self.maps.len();
+                let m = &mut self.maps[map as usize % count];
+                let len = m.mapped.len();
+                if !m.mapped.iter().all(|&x| x) {
+                    return Ok(());
+                }
+                let region = Region::adopt(m.addr, len * p);
+                if moved {
+                    let target = region::reserve(len * p)?;
+                    let what = format!("mremap of block {} to a fixed address", m.block_id);
+                    let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+                    let at = expect_ok(region.mremap(len * p, flags, target.addr), &what)?;
+                    ensure_eq!(at, target.addr, "{what}: address");
+                    std::mem::forget(target);
+                    // The VMA at the old address went away: it is not ALLOC_MAP's any more.
+                    m.addr = at;
+                    m.alloc_map = false;
+                } else {
+                    let new = usize::from(pages).min(len);
+                    if new < len {
+                        let what = format!("mremap of block {} to {new} pages", m.block_id);
+                        let at = expect_ok(region.mremap(new * p, 0, 0), &what)?;
+                        ensure_eq!(at, m.addr, "{what}: address");
+                        m.mapped.truncate(new);
+                    }
+                }
+                std::mem::forget(region);
             }
             Op::Munmap { map, first, pages } => {
                 if self.maps.is_empty() {

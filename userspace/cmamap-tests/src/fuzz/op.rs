@@ -57,6 +57,13 @@ pub enum Op {
         file: u32,
         freed: u32,
     },
+    /// mremap of a whole mapping: shrunk in place to `pages` pages, or (when `moved`) moved
+    /// to a new address whole.
+    Mremap {
+        map: u32,
+        pages: u8,
+        moved: bool,
+    },
     /// munmap of `pages` pages from `first` inside a mapping.
     Munmap {
         map: u32,
@@ -158,7 +165,12 @@ impl Op {
                 file,
                 freed: pick(rng),
             },
-            47..=54 => Op::Munmap {
+            47..=48 => Op::Mremap {
+                map: pick(rng),
+                pages: 1 + rng.below(7) as u8,
+                moved: rng.chance(50),
+            },
+            49..=54 => Op::Munmap {
                 map: pick(rng),
                 first: rng.below(8) as u8,
                 pages: 1 + rng.below(3) as u8,
