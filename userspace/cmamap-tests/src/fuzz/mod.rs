@@ -1,8 +1,7 @@
 //! The model-based random tester: a seeded sequence of operations (alloc and ALLOC_MAP with
 //! every strategy and flag, spoilt requests, free, map through views, partial munmap, mremap
-//! shrink and move, writes, byte-for-byte
-//! checks, fork-and-check, close, reopen) runs against the device and an in-memory model at
-//! once; any errno or byte that differs fails the run.
+//! shrink and move, writes, byte-for-byte checks, fork-and-check, close, reopen) runs against
+//! the device and an in-memory model at once; any errno or byte that differs fails the run.
 //!
 //! On a failure it prints the seed and shrinks the sequence (dropping chunks of operations
 //! and replaying each candidate in a fresh child) to a short one that still fails. The same
