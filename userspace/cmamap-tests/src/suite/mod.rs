@@ -4,6 +4,7 @@
 mod alloc_map;
 mod device;
 pub mod gup;
+mod huge;
 mod lifecycle;
 mod lifetime;
 mod mapping;
@@ -171,6 +172,29 @@ const TABLE: &[Entry] = &[
         views::view_gup_only_through_page_view,
     ),
     plain("view_invalid_einval", views::view_invalid_einval),
+    // The huge strategy: PMD entries where aligned, 4 KiB faults elsewhere.
+    plain(
+        "huge_64m_touch_takes_32_faults",
+        huge::huge_64m_touch_takes_32_faults,
+    ),
+    plain("huge_data_across_2m_edges", huge::huge_data_across_2m_edges),
+    plain("huge_partial_mappings", huge::huge_partial_mappings),
+    plain(
+        "huge_misplaced_address_falls_back",
+        huge::huge_misplaced_address_falls_back,
+    ),
+    plain(
+        "huge_view_of_aligned_page_block",
+        huge::huge_view_of_aligned_page_block,
+    ),
+    plain(
+        "huge_split_mapping_keeps_data",
+        huge::huge_split_mapping_keeps_data,
+    ),
+    plain(
+        "huge_fork_shares_pmd_mapping",
+        huge::huge_fork_shares_pmd_mapping,
+    ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
     // Last: these unload and reload the module (the runner holds no file between tests).
