@@ -122,6 +122,20 @@ impl Block {
         self.offset() >> PAGE_SHIFT
     }
 
+    /// The address alignment that lets its own mapping use the largest entries the block's
+    /// strategy and physical alignment allow.
+    pub(crate) fn map_alignment(&self) -> usize {
+        let huge = PAGE_SIZE << crate::strategy::HUGE_ORDER;
+        if self.strategy == Strategy::Huge
+            && self.size() >= huge as u64
+            && self.pages.first_pfn() % (huge / PAGE_SIZE) == 0
+        {
+            huge
+        } else {
+            PAGE_SIZE
+        }
+    }
+
     /// The page of this block that mmap page offset `pgoff` (of any view) selects.
     pub(crate) fn page_index(&self, pgoff: u64) -> Option<usize> {
         let (id, _view, inner) = abi::view_of_offset(pgoff.checked_mul(PAGE_SIZE as u64)?);

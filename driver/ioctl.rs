@@ -123,6 +123,7 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
             request.pages << crate::cma::PAGE_SHIFT,
             request.prot,
             block.offset(),
+            block.map_alignment(),
         );
         me.clear_pending();
         args.addr = mapped? as u64;

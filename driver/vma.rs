@@ -31,7 +31,13 @@ use kernel::{
     sync::{Arc, ArcBorrow},
 };
 
+// mmap(2) flags and protection, from the uapi headers.
+const PROT_NONE: usize = 0x0;
 const MAP_SHARED: usize = 0x01;
+const MAP_PRIVATE: usize = 0x02;
+const MAP_FIXED: usize = 0x10;
+const MAP_ANONYMOUS: usize = 0x20;
+const MAP_NORESERVE: usize = 0x4000;
 
 extern "C" {
     fn cmamap_vma_set_flags(vma: *mut c_void, flags: bindings::vm_flags_t);
@@ -162,30 +168,71 @@ pub(crate) fn mapping_at(mm: &MmWithUser, addr: usize) -> Option<FoundMapping> {
     })
 }
 
-/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would.
+/// The result of `vm_mmap`: an address, or a negative errno.
+fn mmap_result(addr: usize) -> Result<usize> {
+    let as_signed = addr as isize;
+    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
+        return Err(Error::from_errno(as_signed as i32));
+    }
+    Ok(addr)
+}
+
+/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would,
+/// at an address aligned to `align` (a power of two, at least a page), so that a `huge`
+/// mapping gets PMD entries.
 pub(crate) fn map_into_current(
     file: &kernel::fs::File,
     len: usize,
     prot: u32,
     offset: u64,
+    align: usize,
 ) -> Result<usize> {
-    // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself and
-    // runs our `mmap` handler. It returns an address or a negative errno.
-    let addr = unsafe {
+    let offset = usize::try_from(offset).map_err(|_| EINVAL)?;
+    if align <= PAGE_SIZE {
+        // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself
+        // and runs our `mmap` handler.
+        return mmap_result(unsafe {
+            bindings::vm_mmap(file.as_ptr(), 0, len, prot as usize, MAP_SHARED, offset)
+        });
+    }
+    // Reserve `len + align` bytes of inaccessible address space, map over its aligned part
+    // and give the slack back, as userspace would.
+    let reserved_len = len.checked_add(align).ok_or(ENOMEM)?;
+    // SAFETY: An anonymous mapping without MAP_FIXED changes nothing that exists.
+    let reserved = mmap_result(unsafe {
+        bindings::vm_mmap(
+            core::ptr::null_mut(),
+            0,
+            reserved_len,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            0,
+        )
+    })?;
+    let start = reserved.next_multiple_of(align);
+    // SAFETY: As above; MAP_FIXED replaces only `start..start + len`, inside the reservation.
+    let mapped = mmap_result(unsafe {
         bindings::vm_mmap(
             file.as_ptr(),
-            0,
+            start,
             len,
             prot as usize,
-            MAP_SHARED,
-            usize::try_from(offset).map_err(|_| EINVAL)?,
+            MAP_SHARED | MAP_FIXED,
+            offset,
         )
+    });
+    let reserved_end = reserved + reserved_len;
+    let (keep_start, keep_end) = match mapped {
+        Ok(_) => (start, start + len),
+        Err(_) => (start, start),
     };
-    let as_signed = addr as isize;
-    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
-        return Err(Error::from_errno(as_signed as i32));
+    for (from, to) in [(reserved, keep_start), (keep_end, reserved_end)] {
+        if to > from {
+            // Another thread may already have unmapped the slack; nothing to undo then.
+            let _ = unmap_from_current(from, to - from);
+        }
     }
-    Ok(addr as usize)
+    mapped
 }
 
 /// Unmaps `len` bytes at `addr` from the current process.

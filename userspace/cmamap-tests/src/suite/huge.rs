@@ -330,3 +330,41 @@ pub fn huge_fork_shares_pmd_mapping(ctx: &Ctx) -> TestResult {
     pattern::fill(mapping.as_mut_slice(), 0, 0);
     pass()
 }
+
+pub fn huge_alloc_map_is_2m_aligned(ctx: &Ctx) -> TestResult {
+    let size = 4 << 20;
+    let pages = size / ctx.page;
+    let dev = ctx.open()?;
+    let request = AllocRequest::new(size as u64).strategy(Strategy::Huge);
+    let mut mapped = dev.alloc_map(&request, Prot::ReadWrite)?;
+    ensure_eq!(
+        mapped.addr() % HUGE_SIZE,
+        0,
+        "address of a 4 MiB huge block from ALLOC_MAP, modulo 2 MiB"
+    );
+    crate::ctx::minor_fault_count()?;
+    let before = crate::ctx::minor_fault_count()?;
+    for page in 0..pages {
+        mapped.write_volatile(page * ctx.page, page as u8);
+    }
+    let faults = crate::ctx::minor_fault_count()? - before;
+    ensure_eq!(
+        faults,
+        (size / HUGE_SIZE) as i64,
+        "minor faults touching a 4 MiB huge block mapped by ALLOC_MAP"
+    );
+    let block_bytes = {
+        let mut buf = vec![0u8; size];
+        dev.pread(mapped.offset(), &mut buf)?;
+        buf
+    };
+    for page in 0..pages {
+        ensure_eq!(
+            block_bytes[page * ctx.page],
+            page as u8,
+            "byte written to page {page}, read by pread"
+        );
+    }
+    mapped.unmap_free()?;
+    pass()
+}

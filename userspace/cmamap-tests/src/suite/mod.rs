@@ -195,6 +195,10 @@ const TABLE: &[Entry] = &[
         "huge_fork_shares_pmd_mapping",
         huge::huge_fork_shares_pmd_mapping,
     ),
+    plain(
+        "huge_alloc_map_is_2m_aligned",
+        huge::huge_alloc_map_is_2m_aligned,
+    ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
     // Last: these unload and reload the module (the runner holds no file between tests).
