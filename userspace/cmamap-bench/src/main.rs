@@ -4,6 +4,7 @@
 //! host).
 
 mod chart;
+mod clock;
 mod contender;
 mod dma_heap;
 mod meter;
@@ -37,6 +38,8 @@ enum Command {
     Run(RunArgs),
     /// Turn a run's output into a table, CSV files, ratios and a chart.
     Report(ReportArgs),
+    /// Print this machine's time-stamp counter rate in kHz (for `run --tsc-khz`).
+    TscKhz,
 }
 
 fn size(input: &str) -> Result<u64, String> {
@@ -52,17 +55,21 @@ struct RunArgs {
     #[arg(long, default_value = "256M", value_parser = size)]
     max_size: u64,
     /// Repeats of each size below --large-from.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 9)]
     repeats: u32,
     /// Repeats of each size from --large-from up.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     large_repeats: u32,
     /// The first size that gets --large-repeats.
     #[arg(long, default_value = "64M", value_parser = size)]
     large_from: u64,
     /// Copies move at least this many bytes, repeating small sizes.
-    #[arg(long, default_value = "4M", value_parser = size)]
+    #[arg(long, default_value = "16M", value_parser = size)]
     min_copy: u64,
+    /// The time-stamp counter's rate, measured on the host (`cmamap-bench tsc-khz`); without
+    /// it the guest measures it against its own clock.
+    #[arg(long)]
+    tsc_khz: Option<f64>,
     /// Contenders to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Contender>,
@@ -102,11 +109,19 @@ fn main() -> ExitCode {
                 } else {
                     args.only
                 },
+                tsc_khz: args.tsc_khz,
             };
             run::run(&plan).map(|failed| (failed, "sample(s) failed"))
         }
         Command::Report(args) => report::write(&args.input, &args.out, &args.command)
             .map(|failed| (failed, "error line(s) in the run")),
+        Command::TscKhz => {
+            println!(
+                "{:.0}",
+                clock::calibrate(std::time::Duration::from_millis(300))
+            );
+            Ok((0, ""))
+        }
     };
     match result {
         Ok((0, _)) => ExitCode::SUCCESS,

@@ -1,8 +1,9 @@
-//! Measuring one step: wall time and the minor faults it took (`getrusage`).
-
-use std::time::Instant;
+//! Measuring one step: wall time (from [`crate::clock`]) and the minor faults it took
+//! (`getrusage`).
 
 use nix::sys::resource::{getrusage, UsageWho};
+
+use crate::clock;
 
 /// What one step cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,9 +25,9 @@ fn minor_faults() -> u64 {
 /// Runs `step` and returns its result with its cost.
 pub fn measure<T>(step: impl FnOnce() -> T) -> (T, Cost) {
     let faults = minor_faults();
-    let start = Instant::now();
+    let start = clock::ticks();
     let value = step();
-    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let ns = clock::ticks_to_ns(clock::ticks().wrapping_sub(start));
     let faults = minor_faults().saturating_sub(faults);
     (value, Cost { ns, faults })
 }

@@ -1,5 +1,6 @@
 //! The host half: reads a run's output and writes the results folder.
 
+use std::io::Write;
 use std::path::Path;
 
 use crate::chart;
