@@ -111,11 +111,12 @@ pub fn write(input: &Path, out: &Path, command: &str) -> Result<usize, String> {
         "chart.svg",
         &chart::render(&summary, "cmamap: time against size", &note),
     )?;
-    print!("{report}");
-    println!(
-        "\nwrote raw.csv, summary.csv, table.txt and chart.svg to {}",
+    // A closed pipe (`| head`) is no error of the report's.
+    let done = format!(
+        "\nwrote raw.csv, summary.csv, table.txt and chart.svg to {}\n",
         out.display()
     );
+    let _ = std::io::stdout().write_all(format!("{report}{done}").as_bytes());
     Ok(section.errors.len())
 }
 
