@@ -28,9 +28,21 @@ pub struct Ratio {
     pub value: Option<f64>,
     /// The issue's target.
     pub target: Target,
+    /// For a ratio of two medians: whether the two min-max ranges overlap, i.e. whether the
+    /// repeats cannot tell the two apart.
+    pub overlap: Option<bool>,
 }
 
 impl Ratio {
+    fn new(what: String, (value, overlap): (Option<f64>, Option<bool>), target: Target) -> Self {
+        Self {
+            what,
+            value,
+            target,
+            overlap,
+        }
+    }
+
     /// "met", "MISSED", "n/a" (no value) or "info" (no target).
     pub fn verdict(&self) -> &'static str {
         let Some(v) = self.value else { return "n/a" };
@@ -66,25 +78,41 @@ fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// The smallest ratio of `metric` (a over b) over every size both have.
+/// The ratio of the medians of `metric`, a over b, at `size`, and whether their ranges
+/// overlap.
+fn pair(
+    summary: &Summary,
+    a: Contender,
+    b: Contender,
+    size: u64,
+    metric: Metric,
+) -> (Option<f64>, Option<bool>) {
+    match (summary.get(a, size, metric), summary.get(b, size, metric)) {
+        (Some(x), Some(y)) if y.median != 0.0 => (
+            Some(x.median / y.median),
+            Some(x.min <= y.max && y.min <= x.max),
+        ),
+        _ => (None, None),
+    }
+}
+
+/// [`pair`] at the size where the ratio is smallest (or largest, if not `smallest`).
 fn worst(
     summary: &Summary,
     a: Contender,
     b: Contender,
     metric: Metric,
     smallest: bool,
-) -> Option<f64> {
-    let ratios = summary.sizes().into_iter().filter_map(|size| {
-        div(
-            summary.median(a, size, metric),
-            summary.median(b, size, metric),
-        )
-    });
-    if smallest {
-        ratios.reduce(f64::min)
-    } else {
-        ratios.reduce(f64::max)
-    }
+) -> (Option<f64>, Option<bool>) {
+    summary
+        .sizes()
+        .into_iter()
+        .filter_map(|size| match pair(summary, a, b, size, metric) {
+            (Some(v), overlap) => Some((v, overlap)),
+            _ => None,
+        })
+        .reduce(|x, y| if (y.0 < x.0) == smallest { y } else { x })
+        .map_or((None, None), |(v, overlap)| (Some(v), overlap))
 }
 
 /// Least-squares slope of log(median) against log(size), for sizes from `from` up: 1 is
@@ -112,90 +140,92 @@ pub fn slope(summary: &Summary, c: Contender, metric: Metric, from: u64) -> Opti
 /// Every ratio the issue asks for, from `summary`.
 pub fn compute(summary: &Summary) -> Vec<Ratio> {
     let at = |c: Contender, m: Metric| summary.median(c, FOCUS, m);
+    let focus = |a: Contender, b: Contender, m: Metric| pair(summary, a, b, FOCUS, m);
+    let alone = |v: Option<f64>| (v, None);
+    let anon = Contender::Anon;
     let heap = Contender::DmaHeap;
     let mut out = Vec::new();
     for kind in CACHED {
         let c = Contender::Cmamap(kind);
         for (metric, word) in [(Metric::WriteBw, "write"), (Metric::ReadBw, "read")] {
-            out.push(Ratio {
-                what: format!("memcpy {word} bandwidth, {c} / anon, 64 MiB"),
-                value: div(at(c, metric), at(Contender::Anon, metric)),
-                target: Target::AtLeast(0.95),
-            });
-            out.push(Ratio {
-                what: format!("memcpy {word} bandwidth, {c} / anon, worst size"),
-                value: worst(summary, c, Contender::Anon, metric, true),
-                target: Target::AtLeast(0.95),
-            });
+            out.push(Ratio::new(
+                format!("memcpy {word} bandwidth, {c} / anon, 64 MiB"),
+                focus(c, anon, metric),
+                Target::AtLeast(0.95),
+            ));
+            out.push(Ratio::new(
+                format!("memcpy {word} bandwidth, {c} / anon, worst size"),
+                worst(summary, c, anon, metric, true),
+                Target::AtLeast(0.95),
+            ));
         }
     }
     for (metric, word) in [(Metric::WriteBw, "write"), (Metric::ReadBw, "read")] {
-        out.push(Ratio {
-            what: format!("memcpy {word} bandwidth, dma-heap / anon, 64 MiB"),
-            value: div(at(heap, metric), at(Contender::Anon, metric)),
-            target: Target::None,
-        });
+        out.push(Ratio::new(
+            format!("memcpy {word} bandwidth, dma-heap / anon, 64 MiB"),
+            focus(heap, anon, metric),
+            Target::None,
+        ));
     }
     let huge = Contender::Cmamap(Kind::Huge);
     let fault = Contender::Cmamap(Kind::Fault);
-    out.push(Ratio {
-        what: "touch 64 MiB: faults of fault / faults of huge".into(),
-        value: div(
-            at(fault, Metric::TouchFaults),
-            at(huge, Metric::TouchFaults),
-        ),
-        target: Target::AtLeast(100.0),
-    });
-    out.push(Ratio {
-        what: "touch 64 MiB: time of dma-heap / time of huge".into(),
-        value: div(at(heap, Metric::Touch), at(huge, Metric::Touch)),
-        target: Target::AtLeast(1.0),
-    });
+    out.push(Ratio::new(
+        "touch 64 MiB: faults of fault / faults of huge".into(),
+        focus(fault, huge, Metric::TouchFaults),
+        Target::AtLeast(100.0),
+    ));
+    out.push(Ratio::new(
+        "touch 64 MiB: time of dma-heap / time of huge".into(),
+        focus(heap, huge, Metric::Touch),
+        Target::AtLeast(1.0),
+    ));
     let mmap_touch = |c: Contender| Some(at(c, Metric::Mmap)? + at(c, Metric::Touch)?);
-    out.push(Ratio {
-        what: "mmap + touch 64 MiB: time of dma-heap / time of huge".into(),
-        value: div(mmap_touch(heap), mmap_touch(huge)),
-        target: Target::AtLeast(1.0),
-    });
-    out.push(Ratio {
-        what: "touch 64 MiB: time of anon / time of huge".into(),
-        value: div(at(Contender::Anon, Metric::Touch), at(huge, Metric::Touch)),
-        target: Target::None,
-    });
+    out.push(Ratio::new(
+        "mmap + touch 64 MiB: time of dma-heap / time of huge".into(),
+        alone(div(mmap_touch(heap), mmap_touch(huge))),
+        Target::AtLeast(1.0),
+    ));
+    out.push(Ratio::new(
+        "touch 64 MiB: time of anon / time of huge".into(),
+        focus(anon, huge, Metric::Touch),
+        Target::None,
+    ));
     let remap = Contender::Cmamap(Kind::Remap);
-    out.push(Ratio {
-        what: "remap first-touch faults, most at any size".into(),
-        value: summary
-            .sizes()
-            .into_iter()
-            .filter_map(|size| summary.get(remap, size, Metric::TouchFaults).map(|s| s.max))
-            .reduce(f64::max),
-        target: Target::Exactly(0.0),
-    });
+    out.push(Ratio::new(
+        "remap first-touch faults, most at any size".into(),
+        alone(
+            summary
+                .sizes()
+                .into_iter()
+                .filter_map(|size| summary.get(remap, size, Metric::TouchFaults).map(|s| s.max))
+                .reduce(f64::max),
+        ),
+        Target::Exactly(0.0),
+    ));
     for kind in CACHED {
         let c = Contender::Cmamap(kind);
-        out.push(Ratio {
-            what: format!("alloc latency, {c} / dma-heap, 64 MiB"),
-            value: div(at(c, Metric::Alloc), at(heap, Metric::Alloc)),
-            target: Target::AtMost(1.0),
-        });
-        out.push(Ratio {
-            what: format!("alloc latency, {c} / dma-heap, worst size"),
-            value: worst(summary, c, heap, Metric::Alloc, false),
-            target: Target::AtMost(1.0),
-        });
+        out.push(Ratio::new(
+            format!("alloc latency, {c} / dma-heap, 64 MiB"),
+            focus(c, heap, Metric::Alloc),
+            Target::AtMost(1.0),
+        ));
+        out.push(Ratio::new(
+            format!("alloc latency, {c} / dma-heap, worst size"),
+            worst(summary, c, heap, Metric::Alloc, false),
+            Target::AtMost(1.0),
+        ));
     }
     let io = Contender::DeviceIo;
-    out.push(Ratio {
-        what: "pwrite bandwidth / remap memcpy write bandwidth, 64 MiB".into(),
-        value: div(at(io, Metric::WriteBw), at(remap, Metric::WriteBw)),
-        target: Target::None,
-    });
-    out.push(Ratio {
-        what: "pread bandwidth / remap memcpy read bandwidth, 64 MiB".into(),
-        value: div(at(io, Metric::ReadBw), at(remap, Metric::ReadBw)),
-        target: Target::None,
-    });
+    out.push(Ratio::new(
+        "pwrite bandwidth / remap memcpy write bandwidth, 64 MiB".into(),
+        focus(io, remap, Metric::WriteBw),
+        Target::None,
+    ));
+    out.push(Ratio::new(
+        "pread bandwidth / remap memcpy read bandwidth, 64 MiB".into(),
+        focus(io, remap, Metric::ReadBw),
+        Target::None,
+    ));
     for c in summary.contenders() {
         for (metric, word) in [
             (Metric::Alloc, "alloc"),
@@ -203,11 +233,11 @@ pub fn compute(summary: &Summary) -> Vec<Ratio> {
             (Metric::Free, "free"),
         ] {
             if let Some(s) = slope(summary, c, metric, 1 << 20) {
-                out.push(Ratio {
-                    what: format!("growth: log-log slope of {c} {word} time, 1 MiB and up"),
-                    value: Some(s),
-                    target: Target::AtMost(1.1),
-                });
+                out.push(Ratio::new(
+                    format!("growth: log-log slope of {c} {word} time, 1 MiB and up"),
+                    alone(Some(s)),
+                    Target::AtMost(1.1),
+                ));
             }
         }
     }
@@ -226,8 +256,13 @@ pub fn table(ratios: &[Ratio]) -> String {
             .value
             .map(|v| format!("{v:.3}"))
             .unwrap_or_else(|| "-".into());
+        let noise = if r.overlap == Some(true) {
+            " (min-max ranges overlap)"
+        } else {
+            ""
+        };
         out += &format!(
-            "{:width$}  {value:>9}  {:>8}  {}\n",
+            "{:width$}  {value:>9}  {:>8}  {}{noise}\n",
             r.what,
             r.target_text(),
             r.verdict()
@@ -278,6 +313,41 @@ mod tests {
         let missing = find("alloc latency, remap / dma-heap, 64 MiB");
         assert_eq!((missing.value, missing.verdict()), (None, "n/a"));
         assert!(table(&ratios).contains("MISSED") || table(&ratios).contains("met"));
+    }
+
+    #[test]
+    fn worst_size_and_overlapping_ranges() {
+        let remap = Contender::Cmamap(Kind::Remap);
+        let heap = Contender::DmaHeap;
+        let samples = [
+            sample(remap, 4096, 0, 0, 10),
+            sample(remap, 4096, 0, 0, 30),
+            sample(heap, 4096, 0, 0, 20),
+            sample(remap, FOCUS, 0, 0, 90),
+            sample(heap, FOCUS, 0, 0, 30),
+        ];
+        let summary = Summary::of(&samples);
+        // 4 KiB: remap 10-30 (median 20) against 20: overlapping, ratio 1.
+        assert_eq!(
+            pair(&summary, remap, heap, 4096, Metric::Alloc),
+            (Some(1.0), Some(true))
+        );
+        // The worst (largest) alloc ratio is at 64 MiB: 3, clearly apart.
+        assert_eq!(
+            worst(&summary, remap, heap, Metric::Alloc, false),
+            (Some(3.0), Some(false))
+        );
+        assert_eq!(
+            worst(&summary, remap, heap, Metric::Alloc, true),
+            (Some(1.0), Some(true))
+        );
+        let ratios = compute(&summary);
+        let text = table(&ratios);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("alloc latency, remap / dma-heap, worst size"))
+            .unwrap();
+        assert!(line.ends_with("MISSED"), "{line}");
     }
 
     #[test]
