@@ -96,6 +96,14 @@ pub struct Bench {
     copier: Copier,
 }
 
+/// Bytes moved by `rounds` copies of `size` bytes, checked.
+fn copied_bytes(rounds: u64, size: usize) -> Result<u64, String> {
+    u64::try_from(size)
+        .ok()
+        .and_then(|size| size.checked_mul(rounds))
+        .ok_or_else(|| format!("{rounds} copies of {size} bytes overflow"))
+}
+
 fn usize_of(size: u64) -> Result<usize, String> {
     usize::try_from(size).map_err(|_| format!("size {size} does not fit usize"))
 }
@@ -166,7 +174,7 @@ impl Copier {
         });
         verify(source, page, phase)?;
         Ok(Copies {
-            bytes: rounds * size as u64,
+            bytes: copied_bytes(rounds, size)?,
             write_ns: write.ns,
             read_ns: read.ns,
         })
@@ -205,7 +213,7 @@ impl Copier {
         read_back?;
         verify(buf, self.page, 0)?;
         Ok(Copies {
-            bytes: rounds * size as u64,
+            bytes: copied_bytes(rounds, size)?,
             write_ns: write.ns,
             read_ns: read.ns,
         })
@@ -467,6 +475,12 @@ mod tests {
         assert_eq!(verify(&memory[4096..], 4096, 4096), Ok(()));
         memory[4096] ^= 1;
         assert!(verify(&memory, 4096, 0).is_err());
+    }
+
+    #[test]
+    fn copied_bytes_are_checked() {
+        assert_eq!(copied_bytes(4, 4096), Ok(16384));
+        assert!(copied_bytes(u64::MAX, 2).is_err());
     }
 
     #[test]
