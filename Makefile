@@ -14,6 +14,8 @@ GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
 CARGO_JOBS ?= $(shell nproc)
 # Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
 RUN_ARGS ?=
+# Extra arguments for `cmamap-bench run`, e.g. BENCH_ARGS="--max-size 16M --repeats 3".
+BENCH_ARGS ?=
 OPS ?= 10000
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
@@ -23,7 +25,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test run shell selftest-pipeline clean rust-analyzer help
+	fmt test run shell bench selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -32,6 +34,7 @@ help:
 	@echo "make run        set up, build, boot the VM and run the narrated demo"
 	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
+	@echo "make bench      benchmark in the VM (plain kernel); results in bench/results/"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
@@ -102,6 +105,10 @@ test: setup
 run: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-demo
+
+bench: setup
+	@$(MAKE) --no-print-directory module-plain userspace
+	@scripts/bench.sh bench/results -- $(BENCH_ARGS)
 
 shell: setup
 	@$(MAKE) --no-print-directory module userspace

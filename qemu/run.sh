@@ -154,4 +154,4 @@ fi
 elapsed=$(($(date +%s) - start))
 
 # --- Verdict ----------------------------------------------------------------------------------
-exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"
+CMAMAP_FLAVOUR=$flavour exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"
