@@ -15,6 +15,9 @@ CARGO_JOBS ?= $(shell nproc)
 # Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
 RUN_ARGS ?=
 OPS ?= 10000
+# The ivshmem device of the test VM: its backing file, shared with the host, and size.
+IVSHMEM := $(OUT)/ivshmem.bin
+IVSHMEM_SIZE := 1048576
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
@@ -97,7 +100,10 @@ selftest-pipeline: setup
 test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
 	@scripts/selftest-pipeline.sh
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-test
+	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --ivshmem $(IVSHMEM) \
+		$(RUN_ARGS) -- /bin/cmamap-test
+	@$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

@@ -4,6 +4,7 @@
 mod alloc_map;
 mod device;
 pub mod gup;
+pub mod ivshmem;
 mod lifecycle;
 mod lifetime;
 mod mapping;
@@ -173,6 +174,21 @@ const TABLE: &[Entry] = &[
     plain("view_invalid_einval", views::view_invalid_einval),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Device memory: the BAR of an ivshmem PCI device (skipped without one).
+    plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
+    plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
+    plain(
+        "ivshmem_guest_writes_reach_host",
+        ivshmem::ivshmem_guest_writes_reach_host,
+    ),
+    plain(
+        "ivshmem_bad_mappings_refused",
+        ivshmem::ivshmem_bad_mappings_refused,
+    ),
+    plain(
+        "ivshmem_unbind_while_mapped",
+        ivshmem::ivshmem_unbind_while_mapped,
+    ),
     // Last: these unload and reload the module (the runner holds no file between tests).
     plain(
         "alloc_over_max_block_size_enospc",
