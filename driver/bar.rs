@@ -29,8 +29,12 @@ use kernel::{
 };
 
 extern "C" {
-    fn cmamap_bar_copy(phys: bindings::phys_addr_t, buf: *mut c_void, len: usize, to_device: bool)
-        -> i32;
+    fn cmamap_bar_copy(
+        phys: bindings::phys_addr_t,
+        buf: *mut c_void,
+        len: usize,
+        to_device: bool,
+    ) -> i32;
 }
 
 /// The raw `struct pci_dev` of `pdev`.
@@ -55,7 +59,11 @@ pub(crate) struct BarRegion {
 impl BarRegion {
     /// Enables memory decoding and requests memory BAR `bar` of `pdev` under `name`.
     /// `ENODEV` if the BAR is not page-aligned memory, `EBUSY` if someone else holds it.
-    pub(crate) fn claim(pdev: &pci::Device<Core<'_>>, bar: u32, name: &'static CStr) -> Result<Self> {
+    pub(crate) fn claim(
+        pdev: &pci::Device<Core<'_>>,
+        bar: u32,
+        name: &'static CStr,
+    ) -> Result<Self> {
         let phys = pdev.resource_start(bar)?;
         let len = pdev.resource_len(bar)?;
         let page_mask = PAGE_SIZE as u64 - 1;
@@ -220,14 +228,20 @@ impl BarMemory {
 
     /// Copies up to `len` bytes at `offset` of the BAR to `dest`, a page at a time through a
     /// bounce buffer (a user copy must not run under the gate: it may fault on this BAR).
-    pub(crate) fn copy_to_user(&self, offset: usize, len: usize, dest: &mut IovIterDest<'_>) -> Result<usize> {
+    pub(crate) fn copy_to_user(
+        &self,
+        offset: usize,
+        len: usize,
+        dest: &mut IovIterDest<'_>,
+    ) -> Result<usize> {
         let mut bounce = KVec::<u8>::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
         bounce.resize(PAGE_SIZE, 0, GFP_KERNEL)?;
         let mut done = 0;
         while let Some(chunk) = self.chunk(offset + done, len - done) {
             self.device_copy(offset + done, &mut bounce[..chunk], false)?;
             // SAFETY: `bounce` holds `chunk` initialized bytes.
-            let copied = unsafe { bindings::_copy_to_iter(bounce.as_ptr().cast(), chunk, dest.as_raw()) };
+            let copied =
+                unsafe { bindings::_copy_to_iter(bounce.as_ptr().cast(), chunk, dest.as_raw()) };
             done += copied;
             if copied < chunk {
                 break;
@@ -237,14 +251,20 @@ impl BarMemory {
     }
 
     /// Copies up to `len` bytes from `src` to `offset` of the BAR, as [`Self::copy_to_user`].
-    pub(crate) fn copy_from_user(&self, offset: usize, len: usize, src: &mut IovIterSource<'_>) -> Result<usize> {
+    pub(crate) fn copy_from_user(
+        &self,
+        offset: usize,
+        len: usize,
+        src: &mut IovIterSource<'_>,
+    ) -> Result<usize> {
         let mut bounce = KVec::<u8>::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
         bounce.resize(PAGE_SIZE, 0, GFP_KERNEL)?;
         let mut done = 0;
         while let Some(chunk) = self.chunk(offset + done, len - done) {
             // SAFETY: `bounce` has room for `chunk` bytes.
-            let copied =
-                unsafe { bindings::_copy_from_iter(bounce.as_mut_ptr().cast(), chunk, src.as_raw()) };
+            let copied = unsafe {
+                bindings::_copy_from_iter(bounce.as_mut_ptr().cast(), chunk, src.as_raw())
+            };
             if copied > 0 {
                 self.device_copy(offset + done, &mut bounce[..copied], true)?;
             }

@@ -91,9 +91,13 @@ struct file *cmamap_rmap_create(void)
 	return anon_inode_create_getfile("[cmamap]", &cmamap_rmap_fops, NULL, O_RDWR, NULL);
 }
 
+/*
+ * Synchronous: the holder's file_operations live in this module, which is being unloaded; a
+ * deferred fput() would run __fput() after the module text is gone. Nothing else holds it.
+ */
 void cmamap_rmap_destroy(struct file *holder)
 {
-	fput(holder);
+	__fput_sync(holder);
 }
 
 void cmamap_rmap_adopt(struct file *file, struct file *holder)

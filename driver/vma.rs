@@ -3,7 +3,7 @@
 //! `vm_operations_struct` glue: installing a block into a VMA, the fault handler, and the
 //! reference that every VMA holds on its block.
 //!
-//! One of the two modules with `unsafe` (the other is `cma`). The pattern follows
+//! One of the glue modules with `unsafe` (with `cma`, `bar`, `rmap`, `sys`). The pattern follows
 //! `drivers/android/binder/page_range.rs`: a static ops table, raw writes through
 //! `vma.as_ptr()` while the VMA is new, and `vm_ops` identity checks before trusting
 //! `vm_private_data`.

@@ -70,7 +70,10 @@ fn run_host_action(action: &HostAction) -> ExitCode {
     match result {
         Ok(()) => {
             if let HostAction::Check(path) = action {
-                println!("ivshmem: {} holds the host and guest patterns", path.display());
+                println!(
+                    "ivshmem: {} holds the host and guest patterns",
+                    path.display()
+                );
             }
             ExitCode::SUCCESS
         }

@@ -58,7 +58,11 @@ pub fn ivshmem_block_listed(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
     let info = device_block_or_skip!(&dev);
     ensure_eq!(info.owner, Owner::Device, "owner of the device block");
-    ensure_eq!(info.strategy, Strategy::Remap, "strategy of the device block");
+    ensure_eq!(
+        info.strategy,
+        Strategy::Remap,
+        "strategy of the device block"
+    );
     ensure_eq!(info.owner_tgid, 0, "owner_tgid of the device block");
     ensure!(
         !info.is_persistent(),
@@ -83,7 +87,9 @@ pub fn ivshmem_block_listed(ctx: &Ctx) -> TestResult {
         let claims = iomem_claims()?;
         let start = format!("{:x}-", info.phys_addr);
         ensure!(
-            claims.iter().any(|line| line.trim_start().starts_with(&start)),
+            claims
+                .iter()
+                .any(|line| line.trim_start().starts_with(&start)),
             "/proc/iomem has no region named cmamap at {:#x}: {claims:?}",
             info.phys_addr
         );
@@ -158,13 +164,9 @@ pub fn ivshmem_guest_writes_reach_host(ctx: &Ctx) -> TestResult {
     let part = |i: usize| (half + i * quarter) as u64;
     // Four paths, a quarter of the second half each: remap (uncached), fault, remap
     // write-combined, and pwrite.
-    for (i, view) in [
-        abi::STRATEGY_REMAP,
-        abi::STRATEGY_FAULT,
-        abi::VIEW_REMAP_WC,
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, view) in [abi::STRATEGY_REMAP, abi::STRATEGY_FAULT, abi::VIEW_REMAP_WC]
+        .into_iter()
+        .enumerate()
     {
         let mut mapping = dev
             .map(offset(&info, view, part(i)), quarter, Prot::ReadWrite)
@@ -251,6 +253,55 @@ pub fn ivshmem_bad_mappings_refused(ctx: &Ctx) -> TestResult {
         Errno::EINVAL,
         "VIEW_REMAP_WC of a CMA block",
     )?;
+    pass()
+}
+
+const PAT_LIST: &str = "/sys/kernel/debug/x86/pat_memtype_list";
+
+/// The x86 PAT memtype of `phys..phys + len`, as the kernel's reservation list names it.
+fn pat_memtype(phys: u64, len: u64) -> Result<Option<String>, Failure> {
+    let list = std::fs::read_to_string(PAT_LIST).step("read the PAT memtype list")?;
+    let range = format!("[mem {:#018x}-{:#018x}]", phys, phys + len);
+    Ok(list.lines().find_map(|line| {
+        line.split_once(&range)
+            .map(|(_, kind)| kind.trim().to_owned())
+    }))
+}
+
+pub fn ivshmem_cache_modes(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    if !Path::new(PAT_LIST).exists() {
+        return skip(format!("{PAT_LIST} absent: no x86 PAT or no debugfs"));
+    }
+    let p = ctx.page as u64;
+    // Two pages apart: PAT keeps one memtype per physical range, and a second mapping of the
+    // same page would inherit the first one's.
+    let uncached = dev.map(offset(&info, abi::STRATEGY_REMAP, 0), ctx.page, Prot::Read)?;
+    let combined = dev.map(
+        offset(&info, abi::VIEW_REMAP_WC, 2 * p),
+        ctx.page,
+        Prot::Read,
+    )?;
+    ensure_eq!(
+        pat_memtype(info.phys_addr, p)?.as_deref(),
+        Some("uncached-minus"),
+        "PAT memtype of the default (remap) mapping"
+    );
+    ensure_eq!(
+        pat_memtype(info.phys_addr + 2 * p, p)?.as_deref(),
+        Some("write-combining"),
+        "PAT memtype of the VIEW_REMAP_WC mapping"
+    );
+    drop((uncached, combined));
+    ensure_eq!(
+        pat_memtype(info.phys_addr + 2 * p, p)?,
+        None,
+        "PAT reservation after munmap"
+    );
     pass()
 }
 

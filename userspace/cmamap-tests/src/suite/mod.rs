@@ -181,6 +181,7 @@ const TABLE: &[Entry] = &[
         "ivshmem_guest_writes_reach_host",
         ivshmem::ivshmem_guest_writes_reach_host,
     ),
+    plain("ivshmem_cache_modes", ivshmem::ivshmem_cache_modes),
     plain(
         "ivshmem_bad_mappings_refused",
         ivshmem::ivshmem_bad_mappings_refused,
