@@ -29,6 +29,7 @@ use kernel::{
 };
 
 extern "C" {
+    fn cmamap_mm_has_users(mm: *mut c_void) -> bool;
     fn cmamap_bar_copy(
         phys: bindings::phys_addr_t,
         buf: *mut c_void,
@@ -195,6 +196,12 @@ impl BarMemory {
         if !state.live {
             return Err(ENODEV);
         }
+        // Forget mms whose processes are gone (an exited mm has no VMA left to zap), so the
+        // list stays as long as the set of live processes that map the BAR.
+        state.mms.retain(|m| {
+            // SAFETY: Each entry holds an `mmgrab` reference, so its `mm_struct` is valid.
+            unsafe { cmamap_mm_has_users(m.as_raw().cast()) }
+        });
         let known = state.mms.iter().any(|m| core::ptr::eq(&**m, mm));
         if !known {
             // Reserve first so that a failed push cannot leave PTEs `revoke` would not see.

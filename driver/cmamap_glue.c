@@ -79,6 +79,12 @@ int cmamap_bar_copy(phys_addr_t phys, void *buf, size_t len, bool to_device)
 	return 0;
 }
 
+/* Whether any task still uses @mm (a plain read: no reference is taken or dropped). */
+bool cmamap_mm_has_users(struct mm_struct *mm)
+{
+	return atomic_read(&mm->mm_users) > 0;
+}
+
 static const struct file_operations cmamap_rmap_fops = {};
 
 /*

@@ -14,6 +14,7 @@ unsigned long cmamap_free_cma_pages(void);
 void cmamap_vma_set_flags(struct vm_area_struct *vma, vm_flags_t flags);
 void cmamap_vma_set_cache(struct vm_area_struct *vma, bool write_combine);
 int cmamap_bar_copy(phys_addr_t phys, void *buf, size_t len, bool to_device);
+bool cmamap_mm_has_users(struct mm_struct *mm);
 struct file *cmamap_rmap_create(void);
 void cmamap_rmap_destroy(struct file *holder);
 void cmamap_rmap_adopt(struct file *file, struct file *holder);
