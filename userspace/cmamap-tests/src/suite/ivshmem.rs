@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use cmamap::{abi, pattern, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
 
+use std::io::{Read, Write};
+
 use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
 use crate::child;
 use crate::ctx::{self, Ctx};
+use crate::module::{self, Params, Restore};
 
 /// The pattern the host writes to the first half of the backing file before boot.
 pub const HOST_SEED: u64 = 0x4057_5348;
@@ -377,10 +380,45 @@ pub fn ivshmem_unbind_while_mapped(ctx: &Ctx) -> TestResult {
         .map_err(|m| Failure::new(format!("fault mapping before unbind: {m}")))?;
     ensure_eq!(dev.info(info.id)?.map_count, 2, "map_count before unbind");
 
+    // Another process with mappings of its own (its mm is not the unbinder's): it maps, reads,
+    // says ready, waits for the unbind, then touches its remap mapping, which must SIGBUS.
+    let (mut ready_rx, ready_tx) = pipe()?;
+    let (go_rx, mut go_tx) = pipe()?;
+    let other = child::spawn(|| {
+        let (mut ready_tx, mut go_rx) = (ready_tx, go_rx);
+        let own = dev.map(info.offset, pages * p, Prot::Read)?;
+        let own_fault = dev.map(offset(&info, abi::STRATEGY_FAULT, 0), pages * p, Prot::Read)?;
+        pattern::check(own.as_slice(), HOST_SEED, 0)?;
+        pattern::check(&own_fault.as_slice()[..p], HOST_SEED, 0)?;
+        ready_tx.write_all(b"r").step("say ready")?;
+        let mut go = [0u8; 1];
+        go_rx.read_exact(&mut go).step("wait for the unbind")?;
+        // The remap mapping first: its PTEs were made in mmap, the hard case to zap.
+        let byte = own.read_volatile(0);
+        let other = own_fault.read_volatile(0);
+        fail!("read {byte:#04x} and {other:#04x} from mappings of an unbound device")
+    })?;
+    let mut ready = [0u8; 1];
+    ready_rx
+        .read_exact(&mut ready)
+        .step("wait for the other process")?;
+    // Ours, the two the child inherited, and the child's own two.
+    ensure_eq!(
+        dev.info(info.id)?.map_count,
+        6,
+        "map_count with the other process's mappings"
+    );
+
     let mut rebind = Rebind {
         address: Some(address.clone()),
     };
     driver_write("unbind", &address)?;
+    go_tx.write_all(b"g").step("tell the other process")?;
+    match other.wait().step("waitpid")? {
+        Err(message) if message.contains("SIGBUS") => {}
+        Err(message) => fail!("other process: expected SIGBUS, it reported: {message}"),
+        Ok(()) => fail!("other process: expected SIGBUS, it exited cleanly"),
+    }
 
     // The block is gone: its id is dead like a freed block's.
     ensure!(
@@ -435,6 +473,46 @@ pub fn ivshmem_unbind_while_mapped(ctx: &Ctx) -> TestResult {
     let mapping = dev.map(again.offset, pages * p, Prot::Read)?;
     pattern::check(mapping.as_slice(), HOST_SEED, 0)
         .map_err(|m| Failure::new(format!("host data after rebind: {m}")))?;
+    pass()
+}
+
+/// A pipe as two files.
+fn pipe() -> Result<(std::fs::File, std::fs::File), Failure> {
+    let (read, write) = nix::unistd::pipe().step("pipe")?;
+    Ok((read.into(), write.into()))
+}
+
+pub fn ivshmem_rmmod_releases_region(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    {
+        let dev = ctx.open()?;
+        let _ = device_block_or_skip!(&dev);
+    }
+    let params = Params::current(ctx)?;
+    let restore = Restore::new(ctx, params);
+    ensure!(
+        !iomem_claims()?.is_empty(),
+        "/proc/iomem has no cmamap region while the device is bound"
+    );
+    if let Err(message) = module::rmmod()? {
+        fail!("rmmod: {message} (refcnt {})", module::refcnt());
+    }
+    let claims = iomem_claims()?;
+    ensure!(
+        claims.is_empty(),
+        "/proc/iomem still has cmamap regions after rmmod: {claims:?}"
+    );
+    restore.restore()?;
+    let dev = ctx.open()?;
+    let info = match device_block(&dev)? {
+        Ok(info) => info,
+        Err(_) => fail!("no device block after insmod"),
+    };
+    let mapping = dev.map(info.offset, ctx.page, Prot::Read)?;
+    pattern::check(mapping.as_slice(), HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host data after reload: {m}")))?;
     pass()
 }
 

@@ -200,6 +200,10 @@ const TABLE: &[Entry] = &[
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
     ),
+    plain(
+        "ivshmem_rmmod_releases_region",
+        ivshmem::ivshmem_rmmod_releases_region,
+    ),
 ];
 
 /// One runnable test.
