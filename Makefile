@@ -17,6 +17,9 @@ RUN_ARGS ?=
 # Extra arguments for `cmamap-bench run`, e.g. BENCH_ARGS="--max-size 16M --repeats 3".
 BENCH_ARGS ?=
 OPS ?= 10000
+# The ivshmem device of the test VM: its backing file, shared with the host, and size.
+IVSHMEM := $(OUT)/ivshmem.bin
+IVSHMEM_SIZE := 1048576
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
@@ -100,7 +103,10 @@ selftest-pipeline: setup
 test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
 	@scripts/selftest-pipeline.sh
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-test
+	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --ivshmem $(IVSHMEM) \
+		$(RUN_ARGS) -- /bin/cmamap-test
+	@$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

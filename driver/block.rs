@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A block: one CMA allocation, its identity, owner and mapping state.
+//! A block: one CMA allocation or one device BAR, its identity, owner and mapping state.
 //!
 //! A block is shared through `Arc`: the registry's list holds one reference while the id is
 //! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
-//! last reference goes, so no path can free memory that userspace can still reach.
+//! last reference goes, so no path can free memory that userspace can still reach. Device
+//! memory is not freed but revoked: on unbind its gate closes and its PTEs are zapped while
+//! VMAs may still hold the block (`pci`).
 
 use crate::{
     abi,
+    bar::BarMemory,
     charge::Charge,
     cma::{CmaPages, PAGE_SHIFT, PAGE_SIZE},
     strategy::Strategy,
@@ -25,21 +28,32 @@ pub(crate) enum Owner {
     File(u64),
     /// The module (`PERSIST`); freed by the free ioctl or at `rmmod`.
     Module,
+    /// A bound PCI device (its BAR); removed when the device unbinds.
+    Device,
 }
 
-/// One CMA-backed block.
+/// What memory a block is.
+pub(crate) enum Backing {
+    /// RAM from the default CMA area.
+    Cma(CmaPages),
+    /// A PCI BAR: no `struct page`, uncached, and revoked on unbind.
+    Bar(Pin<KBox<BarMemory>>),
+}
+
+/// One block of CMA pages or device memory.
 #[pin_data]
 pub(crate) struct Block {
     id: u32,
     strategy: Strategy,
     owner: Owner,
     owner_tgid: i32,
-    pages: CmaPages,
+    backing: Backing,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
     /// The address ALLOC_MAP mapped the block at, or 0: only that mapping may UNMAP_FREE.
     alloc_map_addr: Atomic<usize>,
-    _charge: Charge,
+    /// CMA blocks count against the module's limits; device memory does not.
+    _charge: Option<Charge>,
     #[pin]
     links: ListLinks,
 }
@@ -52,14 +66,14 @@ kernel::list::impl_list_item! {
 }
 
 impl Block {
-    /// Wraps freshly allocated pages in a block that no list holds yet.
+    /// Wraps freshly allocated memory in a block that no list holds yet.
     pub(crate) fn new(
         id: u32,
         strategy: Strategy,
         owner: Owner,
         owner_tgid: i32,
-        pages: CmaPages,
-        charge: Charge,
+        backing: Backing,
+        charge: Option<Charge>,
     ) -> Result<ListArc<Self>> {
         ListArc::pin_init(
             try_pin_init!(Self {
@@ -67,7 +81,7 @@ impl Block {
                 strategy,
                 owner,
                 owner_tgid,
-                pages,
+                backing,
                 map_count: Atomic::new(0),
                 alloc_map_addr: Atomic::new(0),
                 _charge: charge,
@@ -89,6 +103,15 @@ impl Block {
         self.owner
     }
 
+    /// A short name of the owner, for debugfs and fdinfo.
+    pub(crate) fn owner_name(&self) -> &'static str {
+        match self.owner {
+            Owner::File(_) => "file",
+            Owner::Module => "module",
+            Owner::Device => "device",
+        }
+    }
+
     pub(crate) fn owner_tgid(&self) -> i32 {
         self.owner_tgid
     }
@@ -103,13 +126,44 @@ impl Block {
         Some(self.alloc_map_addr.load(Relaxed)).filter(|&addr| addr != 0)
     }
 
-    pub(crate) fn pages(&self) -> &CmaPages {
-        &self.pages
+    pub(crate) fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// The device memory behind this block, if it is a BAR.
+    pub(crate) fn bar(&self) -> Option<&BarMemory> {
+        match &self.backing {
+            Backing::Bar(bar) => Some(bar),
+            Backing::Cma(_) => None,
+        }
+    }
+
+    /// The number of pages.
+    pub(crate) fn page_count(&self) -> usize {
+        match &self.backing {
+            Backing::Cma(pages) => pages.count(),
+            Backing::Bar(bar) => bar.count(),
+        }
+    }
+
+    /// The PFN of the first page.
+    pub(crate) fn first_pfn(&self) -> usize {
+        match &self.backing {
+            Backing::Cma(pages) => pages.first_pfn(),
+            Backing::Bar(bar) => bar.first_pfn(),
+        }
+    }
+
+    fn phys_addr(&self) -> u64 {
+        match &self.backing {
+            Backing::Cma(pages) => pages.phys_addr(),
+            Backing::Bar(bar) => bar.phys_addr(),
+        }
     }
 
     /// The block's size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        (self.pages.count() as u64) << PAGE_SHIFT
+        (self.page_count() as u64) << PAGE_SHIFT
     }
 
     /// The mmap offset that selects the block.
@@ -128,7 +182,7 @@ impl Block {
         let huge = PAGE_SIZE << crate::strategy::HUGE_ORDER;
         if self.strategy == Strategy::Huge
             && self.size() >= huge as u64
-            && self.pages.first_pfn() % (huge / PAGE_SIZE) == 0
+            && self.first_pfn() % (huge / PAGE_SIZE) == 0
         {
             huge
         } else {
@@ -140,14 +194,14 @@ impl Block {
     pub(crate) fn page_index(&self, pgoff: u64) -> Option<usize> {
         let (id, _view, inner) = abi::view_of_offset(pgoff.checked_mul(PAGE_SIZE as u64)?);
         let index = usize::try_from(inner >> PAGE_SHIFT).ok()?;
-        (id == self.id && index < self.pages.count()).then_some(index)
+        (id == self.id && index < self.page_count()).then_some(index)
     }
 
     /// Whether the open file `file_key` may use this block.
     pub(crate) fn visible_to(&self, file_key: u64) -> bool {
         match self.owner {
             Owner::File(key) => key == file_key,
-            Owner::Module => true,
+            Owner::Module | Owner::Device => true,
         }
     }
 
@@ -170,19 +224,20 @@ impl Block {
     pub(crate) fn info(&self, show_phys: bool) -> abi::BlockInfo {
         abi::BlockInfo {
             id: self.id,
-            flags: if self.owner == Owner::Module {
-                abi::ALLOC_PERSIST
-            } else {
-                0
+            flags: match self.owner {
+                Owner::File(_) => 0,
+                Owner::Module => abi::ALLOC_PERSIST,
+                Owner::Device => abi::INFO_DEVICE_MEMORY,
             },
             size: self.size(),
             offset: self.offset(),
-            phys_addr: if show_phys { self.pages.phys_addr() } else { 0 },
+            phys_addr: if show_phys { self.phys_addr() } else { 0 },
             strategy: self.strategy.to_abi(),
             map_count: self.map_count(),
             owner: match self.owner {
                 Owner::File(_) => abi::OWNER_THIS_FILE,
                 Owner::Module => abi::OWNER_MODULE,
+                Owner::Device => abi::OWNER_DEVICE,
             },
             owner_tgid: self.owner_tgid,
             reserved: [0; 2],

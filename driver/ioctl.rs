@@ -5,7 +5,7 @@
 
 use crate::{
     abi,
-    block::{Block, Owner},
+    block::{Backing, Block, Owner},
     charge::{self, Charge},
     cma::CmaPages,
     file::OpenFile,
@@ -109,7 +109,14 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     })?;
     let id = registry::next_id()?;
     let tgid = kernel::current!().tgid();
-    let block = Block::new(id, request.strategy, owner, tgid, pages, charge)?;
+    let block = Block::new(
+        id,
+        request.strategy,
+        owner,
+        tgid,
+        Backing::Cma(pages),
+        Some(charge),
+    )?;
 
     args.size = block.size();
     args.strategy = block.strategy().to_abi();
@@ -162,6 +169,10 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
             return Err(EINVAL);
         }
         vma::unmap_from_current(args.addr as usize, found.len)?;
+    }
+    // Device memory belongs to its device and goes only when the device unbinds.
+    if registry::lookup(args.id, me.key())?.owner() == Owner::Device {
+        return Err(EPERM);
     }
     let block = registry::unpublish(args.id, me.key())?;
     // Still mapped: the VMAs' references keep the pages until the last munmap.

@@ -3,7 +3,7 @@
 //! `vm_operations_struct` glue: installing a block into a VMA, the fault handler, and the
 //! reference that every VMA holds on its block.
 //!
-//! One of the two modules with `unsafe` (the other is `cma`). The pattern follows
+//! One of the glue modules with `unsafe` (with `cma`, `bar`, `rmap`, `sys`). The pattern follows
 //! `drivers/android/binder/page_range.rs`: a static ops table, raw writes through
 //! `vma.as_ptr()` while the VMA is new, and `vm_ops` identity checks before trusting
 //! `vm_private_data`.
@@ -15,9 +15,9 @@
 //! mremap) and `close` gives it back. So a block outlives every VMA that maps it.
 
 use crate::{
-    block::Block,
+    block::{Backing, Block},
     cma::PAGE_SIZE,
-    strategy::{Strategy, HUGE_ORDER},
+    strategy::{Cache, Strategy, HUGE_ORDER},
 };
 use core::ffi::c_void;
 use kernel::{
@@ -41,7 +41,14 @@ const MAP_NORESERVE: usize = 0x4000;
 
 extern "C" {
     fn cmamap_vma_set_flags(vma: *mut c_void, flags: bindings::vm_flags_t);
+    fn cmamap_vma_set_cache(vma: *mut c_void, write_combine: bool);
 }
+
+/// The flags of a VMA whose PFNs are inserted per fault.
+const FAULT_FLAGS: bindings::vm_flags_t = flags::PFNMAP
+    | flags::IO
+    | bindings::VM_DONTEXPAND as bindings::vm_flags_t
+    | bindings::VM_DONTDUMP as bindings::vm_flags_t;
 
 struct AssertSync<T>(T);
 // SAFETY: The ops table is never written after its constant initialization.
@@ -88,7 +95,7 @@ pub(crate) fn install(
     let len = vma.end() - vma.start();
     match strategy {
         Strategy::Remap => {
-            let pfn = block.pages().first_pfn() + first_page;
+            let pfn = block.first_pfn() + first_page;
             // SAFETY: The VMA is new and write-locked; the PFNs are the block's own pages,
             // which `check_inside` proved cover `len` bytes, and which outlive the VMA since
             // it owns a reference to the block. It sets VM_IO|VM_PFNMAP|VM_DONTEXPAND.
@@ -104,15 +111,9 @@ pub(crate) fn install(
             to_result(ret)?;
         }
         Strategy::Fault | Strategy::Huge => {
-            let set = flags::PFNMAP | flags::IO | bindings::VM_DONTEXPAND as bindings::vm_flags_t;
             // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
             // `vmf_insert_pfn` requires, and MAP_PRIVATE was refused before this point.
-            unsafe {
-                cmamap_vma_set_flags(
-                    vma.as_ptr().cast(),
-                    set | bindings::VM_DONTDUMP as bindings::vm_flags_t,
-                )
-            };
+            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), FAULT_FLAGS) };
         }
         Strategy::Page => {
             // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so GUP
@@ -125,6 +126,57 @@ pub(crate) fn install(
         Strategy::Huge => &CMAMAP_HUGE_VM_OPS.0,
         _ => &CMAMAP_VM_OPS.0,
     };
+    attach(vma, block, ops);
+    Ok(())
+}
+
+/// Maps pages `first_page..` of the device memory of `block` into the new `vma` with
+/// `strategy` (`Remap` or `Fault`) and `cache`, and hands one reference of `block` to the VMA.
+/// `ENODEV` once the device has unbound.
+pub(crate) fn install_bar(
+    vma: &VmaNew,
+    block: Arc<Block>,
+    strategy: Strategy,
+    cache: Cache,
+    first_page: usize,
+) -> Result {
+    let bar = block.bar().ok_or(EINVAL)?;
+    let len = vma.end() - vma.start();
+    // SAFETY: The VMA is new and write-locked; only its page protection changes.
+    unsafe { cmamap_vma_set_cache(vma.as_ptr().cast(), cache == Cache::WriteCombine) };
+    match strategy {
+        Strategy::Remap => {
+            let pfn = bar.first_pfn() + first_page;
+            bar.remap_live(vma.mm(), || {
+                // SAFETY: The VMA is new and write-locked; the PFNs are the BAR's, which
+                // `check_inside` proved cover `len` bytes and which the gate says the driver
+                // still holds. `revoke` zaps them before the region is released.
+                to_result(unsafe {
+                    bindings::remap_pfn_range(
+                        vma.as_ptr(),
+                        vma.start(),
+                        pfn,
+                        len,
+                        (*vma.as_ptr()).vm_page_prot,
+                    )
+                })
+            })?;
+        }
+        Strategy::Fault => {
+            if !bar.is_live() {
+                return Err(ENODEV);
+            }
+            // SAFETY: As in `install`: new, write-locked, shared, PFNMAP without MIXEDMAP.
+            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), FAULT_FLAGS) };
+        }
+        Strategy::Page | Strategy::Huge => return Err(EOPNOTSUPP),
+    }
+    attach(vma, block, &CMAMAP_VM_OPS.0);
+    Ok(())
+}
+
+/// Sets our `ops` on the new `vma` and gives it one reference of `block`.
+fn attach(vma: &VmaNew, block: Arc<Block>, ops: &'static bindings::vm_operations_struct) {
     block.mapped();
     let private = Arc::into_raw(block).cast_mut().cast::<c_void>();
     // SAFETY: The VMA is new and not yet visible to other threads. INVARIANT: the ops and the
@@ -133,7 +185,6 @@ pub(crate) fn install(
         (*vma.as_ptr()).vm_private_data = private;
         (*vma.as_ptr()).vm_ops = ops;
     }
-    Ok(())
 }
 
 /// The block that our VMA `vma` maps, or `None` if `vma` is not ours.
@@ -296,7 +347,20 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     let Some(index) = block.page_index(pgoff) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let Some(page) = block.pages().page_ptr(index) else {
+    let pages = match block.backing() {
+        Backing::Cma(pages) => pages,
+        Backing::Bar(bar) => {
+            let pfn = bar.first_pfn() + index;
+            // After unbind the gate is shut and the mapping's pages are gone: SIGBUS.
+            // SAFETY: The VMA is PFNMAP (set in `install_bar` or by `remap_pfn_range`), shared,
+            // and `address` is inside it. The gate proves the driver still holds the BAR, and
+            // `revoke` zaps this PTE before the region is released.
+            return bar
+                .while_live(|| unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) })
+                .unwrap_or(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+        }
+    };
+    let Some(page) = pages.page_ptr(index) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
     // The VMA's flags say how it was set up: the block may be mapped through another view.
@@ -312,7 +376,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
         }
     } else {
         // `fault` views, and `remap` ones whose PTEs were zapped: the VMA is PFNMAP.
-        let pfn = block.pages().first_pfn() + index;
+        let pfn = pages.first_pfn() + index;
         // SAFETY: The VMA is PFNMAP (set in `install` or by `remap_pfn_range`), shared, and
         // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
         unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) }
@@ -354,8 +418,8 @@ unsafe extern "C" fn vma_huge_fault(
     let Some(index) = block.page_index(pgoff) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let pfn = block.pages().first_pfn() + index;
-    if pfn % HUGE_PAGES != 0 || index + HUGE_PAGES > block.pages().count() {
+    let pfn = block.first_pfn() + index;
+    if pfn % HUGE_PAGES != 0 || index + HUGE_PAGES > block.page_count() {
         return FALLBACK;
     }
     // SAFETY: The VMA is PFNMAP and shared (set in `install`); `start..start + 2 MiB` lies in it

@@ -5,6 +5,7 @@ mod alloc_map;
 mod device;
 pub mod gup;
 mod huge;
+pub mod ivshmem;
 mod lifecycle;
 mod lifetime;
 mod mapping;
@@ -201,6 +202,22 @@ const TABLE: &[Entry] = &[
     ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Device memory: the BAR of an ivshmem PCI device (skipped without one).
+    plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
+    plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
+    plain(
+        "ivshmem_guest_writes_reach_host",
+        ivshmem::ivshmem_guest_writes_reach_host,
+    ),
+    plain("ivshmem_cache_modes", ivshmem::ivshmem_cache_modes),
+    plain(
+        "ivshmem_bad_mappings_refused",
+        ivshmem::ivshmem_bad_mappings_refused,
+    ),
+    plain(
+        "ivshmem_unbind_while_mapped",
+        ivshmem::ivshmem_unbind_while_mapped,
+    ),
     // Last: these unload and reload the module (the runner holds no file between tests).
     plain(
         "alloc_over_max_block_size_enospc",
@@ -210,6 +227,10 @@ const TABLE: &[Entry] = &[
     plain(
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
+    ),
+    plain(
+        "ivshmem_rmmod_releases_region",
+        ivshmem::ivshmem_rmmod_releases_region,
     ),
 ];
 
