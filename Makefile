@@ -105,8 +105,7 @@ test: setup
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --ivshmem $(IVSHMEM) \
-		$(RUN_ARGS) -- /bin/cmamap-test
-	@$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)
+		--host-check "$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)" $(RUN_ARGS) -- /bin/cmamap-test
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

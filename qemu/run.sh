@@ -18,6 +18,8 @@
 #     --quiet              do not stream the console
 #     --ivshmem FILE[:SIZE] add an ivshmem-plain PCI device whose BAR 2 is FILE, shared with
 #                          the host (SIZE, a power of two like 1M, creates a missing FILE)
+#     --host-check CMD     a command the host runs once the guest is gone: one more check in
+#                          the verdict (e.g. of the ivshmem backing file)
 # Exit status: 0 only if the command passed, the guest reported back, and the kernel log has
 # no splat, no bad taint, no kmemleak report and CMA came back to its baseline.
 set -euo pipefail
@@ -25,7 +27,7 @@ set -euo pipefail
 
 flavour=debug kernel="" module="$CMAMAP_ROOT/cmamap.ko" modparams="" timeout_s=1200
 append="" mode=run out="$CMAMAP_ROOT/out/vm" accel=${CMAMAP_ACCEL:-auto} quiet=0
-bins=() files=() cmd=() ivshmem=""
+bins=() files=() cmd=() ivshmem="" host_check=""
 while [ $# -gt 0 ]; do
     case $1 in
     --kernel) kernel=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --accel) accel=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
     --ivshmem) ivshmem=$2; shift 2 ;;
+    --host-check) host_check=$2; shift 2 ;;
     --) shift; cmd=("$@"); break ;;
     -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -169,4 +172,4 @@ fi
 elapsed=$(($(date +%s) - start))
 
 # --- Verdict ----------------------------------------------------------------------------------
-CMAMAP_FLAVOUR=$flavour exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"
+CMAMAP_FLAVOUR=$flavour CMAMAP_HOST_CHECK=$host_check exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"
