@@ -14,7 +14,12 @@ GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
 CARGO_JOBS ?= $(shell nproc)
 # Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
 RUN_ARGS ?=
+# Extra arguments for `cmamap-bench run`, e.g. BENCH_ARGS="--max-size 16M --repeats 3".
+BENCH_ARGS ?=
 OPS ?= 10000
+# The ivshmem device of the test VM: its backing file, shared with the host, and size.
+IVSHMEM := $(OUT)/ivshmem.bin
+IVSHMEM_SIZE := 1048576
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
@@ -23,7 +28,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test fuzz run shell selftest-pipeline clean rust-analyzer help
+	fmt test fuzz run shell bench selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -33,6 +38,7 @@ help:
 	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
 	@echo "make fuzz OPS=N [SEED=S]  run N random operations against the model in the VM (replay a seed)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
+	@echo "make bench      benchmark in the VM (plain kernel); results in bench/results/"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
@@ -98,7 +104,9 @@ selftest-pipeline: setup
 test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
 	@scripts/selftest-pipeline.sh
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-test
+	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --ivshmem $(IVSHMEM) \
+		--host-check "$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)" $(RUN_ARGS) -- /bin/cmamap-test
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
 fuzz: setup
@@ -109,6 +117,10 @@ fuzz: setup
 run: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-demo
+
+bench: setup
+	@$(MAKE) --no-print-directory module-plain userspace
+	@scripts/bench.sh bench/results -- $(BENCH_ARGS)
 
 shell: setup
 	@$(MAKE) --no-print-directory module userspace

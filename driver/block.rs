@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A block: one CMA allocation, its identity, owner and mapping state.
+//! A block: one CMA allocation or one device BAR, its identity, owner and mapping state.
 //!
 //! A block is shared through `Arc`: the registry's list holds one reference while the id is
 //! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
-//! last reference goes, so no path can free memory that userspace can still reach.
+//! last reference goes, so no path can free memory that userspace can still reach. Device
+//! memory is not freed but revoked: on unbind its gate closes and its PTEs are zapped while
+//! VMAs may still hold the block (`pci`).
 
 use crate::{
     abi,
+    bar::BarMemory,
     charge::Charge,
     cma::{CmaPages, PAGE_SHIFT, PAGE_SIZE},
     strategy::Strategy,
@@ -29,6 +32,16 @@ pub(crate) enum Owner {
     File(u64),
     /// The module (`PERSIST`); freed by the free ioctl or at `rmmod`.
     Module,
+    /// A bound PCI device (its BAR); removed when the device unbinds.
+    Device,
+}
+
+/// What memory a block is.
+pub(crate) enum Backing {
+    /// RAM from the default CMA area.
+    Cma(CmaPages),
+    /// A PCI BAR: no `struct page`, uncached, and revoked on unbind.
+    Bar(Pin<KBox<BarMemory>>),
 }
 
 impl Owner {
@@ -36,7 +49,7 @@ impl Owner {
     fn lets_use(self, file_key: u64) -> bool {
         match self {
             Owner::File(key) => key == file_key,
-            Owner::Module => true,
+            Owner::Module | Owner::Device => true,
         }
     }
 }
@@ -49,14 +62,14 @@ struct AllocMapAt {
     addr: usize,
 }
 
-/// One CMA-backed block.
+/// One block of CMA pages or device memory.
 #[pin_data]
 pub(crate) struct Block {
     id: u32,
     strategy: Strategy,
     owner: Owner,
     owner_tgid: i32,
-    pages: CmaPages,
+    backing: Backing,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
     /// The VMA that ALLOC_MAP made, while it lives: only that mapping may UNMAP_FREE. Recorded
@@ -64,7 +77,8 @@ pub(crate) struct Block {
     /// at the same address is never mistaken for it.
     #[pin]
     alloc_map: SpinLock<Option<AllocMapAt>>,
-    _charge: Charge,
+    /// CMA blocks count against the module's limits; device memory does not.
+    _charge: Option<Charge>,
     #[pin]
     links: ListLinks,
 }
@@ -77,14 +91,14 @@ kernel::list::impl_list_item! {
 }
 
 impl Block {
-    /// Wraps freshly allocated pages in a block that no list holds yet.
+    /// Wraps freshly allocated memory in a block that no list holds yet.
     pub(crate) fn new(
         id: u32,
         strategy: Strategy,
         owner: Owner,
         owner_tgid: i32,
-        pages: CmaPages,
-        charge: Charge,
+        backing: Backing,
+        charge: Option<Charge>,
     ) -> Result<ListArc<Self>> {
         ListArc::pin_init(
             try_pin_init!(Self {
@@ -92,7 +106,7 @@ impl Block {
                 strategy,
                 owner,
                 owner_tgid,
-                pages,
+                backing,
                 map_count: Atomic::new(0),
                 alloc_map <- new_spinlock!(None, "Block::alloc_map"),
                 _charge: charge,
@@ -112,6 +126,15 @@ impl Block {
 
     pub(crate) fn owner(&self) -> Owner {
         self.owner
+    }
+
+    /// A short name of the owner, for debugfs and fdinfo.
+    pub(crate) fn owner_name(&self) -> &'static str {
+        match self.owner {
+            Owner::File(_) => "file",
+            Owner::Module => "module",
+            Owner::Device => "device",
+        }
     }
 
     pub(crate) fn owner_tgid(&self) -> i32 {
@@ -137,13 +160,44 @@ impl Block {
         }
     }
 
-    pub(crate) fn pages(&self) -> &CmaPages {
-        &self.pages
+    pub(crate) fn backing(&self) -> &Backing {
+        &self.backing
+    }
+
+    /// The device memory behind this block, if it is a BAR.
+    pub(crate) fn bar(&self) -> Option<&BarMemory> {
+        match &self.backing {
+            Backing::Bar(bar) => Some(bar),
+            Backing::Cma(_) => None,
+        }
+    }
+
+    /// The number of pages.
+    pub(crate) fn page_count(&self) -> usize {
+        match &self.backing {
+            Backing::Cma(pages) => pages.count(),
+            Backing::Bar(bar) => bar.count(),
+        }
+    }
+
+    /// The PFN of the first page.
+    pub(crate) fn first_pfn(&self) -> usize {
+        match &self.backing {
+            Backing::Cma(pages) => pages.first_pfn(),
+            Backing::Bar(bar) => bar.first_pfn(),
+        }
+    }
+
+    fn phys_addr(&self) -> u64 {
+        match &self.backing {
+            Backing::Cma(pages) => pages.phys_addr(),
+            Backing::Bar(bar) => bar.phys_addr(),
+        }
     }
 
     /// The block's size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        (self.pages.count() as u64) << PAGE_SHIFT
+        (self.page_count() as u64) << PAGE_SHIFT
     }
 
     /// The mmap offset that selects the block.
@@ -156,11 +210,25 @@ impl Block {
         self.offset() >> PAGE_SHIFT
     }
 
+    /// The address alignment that lets its own mapping use the largest entries the block's
+    /// strategy and physical alignment allow.
+    pub(crate) fn map_alignment(&self) -> usize {
+        let huge = PAGE_SIZE << crate::strategy::HUGE_ORDER;
+        if self.strategy == Strategy::Huge
+            && self.size() >= huge as u64
+            && self.first_pfn() % (huge / PAGE_SIZE) == 0
+        {
+            huge
+        } else {
+            PAGE_SIZE
+        }
+    }
+
     /// The page of this block that mmap page offset `pgoff` (of any view) selects.
     pub(crate) fn page_index(&self, pgoff: u64) -> Option<usize> {
         let (id, _view, inner) = abi::view_of_offset(pgoff.checked_mul(PAGE_SIZE as u64)?);
         let index = usize::try_from(inner >> PAGE_SHIFT).ok()?;
-        (id == self.id && index < self.pages.count()).then_some(index)
+        (id == self.id && index < self.page_count()).then_some(index)
     }
 
     /// Whether the open file `file_key` may use this block.
@@ -187,19 +255,20 @@ impl Block {
     pub(crate) fn info(&self, show_phys: bool) -> abi::BlockInfo {
         abi::BlockInfo {
             id: self.id,
-            flags: if self.owner == Owner::Module {
-                abi::ALLOC_PERSIST
-            } else {
-                0
+            flags: match self.owner {
+                Owner::File(_) => 0,
+                Owner::Module => abi::ALLOC_PERSIST,
+                Owner::Device => abi::INFO_DEVICE_MEMORY,
             },
             size: self.size(),
             offset: self.offset(),
-            phys_addr: if show_phys { self.pages.phys_addr() } else { 0 },
+            phys_addr: if show_phys { self.phys_addr() } else { 0 },
             strategy: self.strategy.to_abi(),
             map_count: self.map_count(),
             owner: match self.owner {
                 Owner::File(_) => abi::OWNER_THIS_FILE,
                 Owner::Module => abi::OWNER_MODULE,
+                Owner::Device => abi::OWNER_DEVICE,
             },
             owner_tgid: self.owner_tgid,
             reserved: [0; 2],
@@ -219,8 +288,9 @@ mod tests {
     }
 
     #[test]
-    fn module_blocks_are_shared() {
+    fn module_and_device_blocks_are_shared() {
         assert!(Owner::Module.lets_use(1));
         assert!(Owner::Module.lets_use(u64::MAX));
+        assert!(Owner::Device.lets_use(1));
     }
 }

@@ -2,7 +2,7 @@
 
 //! Physically contiguous pages from the default CMA area.
 //!
-//! This is one of the two modules that hold `unsafe` (the other is `vma`): the FFI to
+//! This is one of the glue modules that hold `unsafe` (see `vma`): the FFI to
 //! `cma_alloc`/`cma_release` and the raw copies between the block and user iterators.
 
 use core::ffi::{c_ulong, c_void};

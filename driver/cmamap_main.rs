@@ -7,11 +7,15 @@
 //! A block belongs to the open file that allocated it, or with `PERSIST` to the module, and
 //! its pages go back to CMA only after the last VMA that maps it is gone (`block`).
 //!
+//! The module is also a PCI driver (`pci`): the BAR of a bound QEMU `ivshmem` device is one
+//! more block, of device memory (`bar`), revoked and zapped in every process on unbind.
+//!
 //! The ABI is `driver/uapi/cmamap.h`, shared in Rust with userspace (`abi`).
 
 use kernel::prelude::*;
 
 mod abi;
+mod bar;
 mod block;
 mod charge;
 mod cma;
@@ -21,7 +25,9 @@ mod file;
 mod ioctl;
 mod offsets;
 mod params;
+mod pci;
 mod registry;
+mod rmap;
 mod strategy;
 mod sys;
 mod vma;

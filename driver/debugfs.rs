@@ -2,7 +2,7 @@
 
 //! `/sys/kernel/debug/cmamap/blocks`: every live block, one line each.
 
-use crate::{block::Owner, registry};
+use crate::registry;
 use core::fmt;
 use kernel::debugfs::Writer;
 
@@ -21,19 +21,15 @@ impl Writer for BlocksView {
             if result.is_err() {
                 return;
             }
-            let owner = match block.owner() {
-                Owner::File(_) => "file",
-                Owner::Module => "module",
-            };
             result = writeln!(
                 f,
                 "{:>6} {:>12} {:>#10x} {:>8} {:>5} {:>6} {:>7}",
                 block.id(),
                 block.size(),
-                block.pages().first_pfn(),
+                block.first_pfn(),
                 block.strategy().name(),
                 block.map_count(),
-                owner,
+                block.owner_name(),
                 block.owner_tgid()
             );
         });

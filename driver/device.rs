@@ -1,31 +1,42 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module: registers `/dev/cmamap` and returns every remaining block at `rmmod`.
+//! The module: registers `/dev/cmamap` and the PCI driver, and returns every remaining block
+//! at `rmmod`.
 
-use crate::{block::Owner, debugfs::BlocksView, file::OpenFile, registry, sys};
+use crate::{
+    block::Owner, debugfs::BlocksView, file::OpenFile, pci::CmamapPci, registry,
+    rmap::SharedMapping, sys,
+};
 use kernel::{
     debugfs::{Dir, File},
+    driver,
     miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
 };
 
-/// The loaded module.
+/// The loaded module. Fields drop in order: the device node, then the PCI driver (unbinding
+/// zaps through the shared mapping), then debugfs, and the shared mapping last.
 #[pin_data(PinnedDrop)]
 pub(crate) struct CmamapModule {
     #[pin]
     misc: MiscDeviceRegistration<OpenFile>,
+    #[pin]
+    _pci: driver::Registration<kernel::pci::Adapter<CmamapPci>>,
     _debugfs: Dir,
     #[pin]
     _blocks_file: File<BlocksView>,
+    _rmap: SharedMapping,
 }
 
 impl kernel::InPlaceModule for CmamapModule {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         registry::init();
         sys::selftest_inject();
         let debugfs = Dir::new(c"cmamap");
         try_pin_init!(Self {
+            _rmap: SharedMapping::new()?,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
+            _pci <- driver::Registration::new(c"cmamap", module),
             _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
             _debugfs: debugfs,
         })
@@ -37,9 +48,10 @@ impl PinnedDrop for CmamapModule {
     fn drop(self: Pin<&mut Self>) {
         // No file is open and no VMA exists (each pins the module), so only PERSIST blocks
         // remain, and nothing maps them: freeing them here returns their memory at once.
+        // Device blocks go when the PCI driver unbinds, right after this.
         let (blocks, bytes) = registry::unpublish_where(|block| {
-            debug_assert!(block.owner() == Owner::Module);
-            true
+            debug_assert!(!matches!(block.owner(), Owner::File(_)));
+            block.owner() == Owner::Module
         });
         pr_info!(
             "unloaded; returned {} blocks, {} bytes to CMA\n",

@@ -5,9 +5,9 @@
 //! Lock order: `OpenFile::pending` is taken alone, never with `registry::BLOCKS` held.
 
 use crate::{
-    block::{Block, Owner},
+    block::{Backing, Block, Owner},
     charge::Counter,
-    ioctl, offsets, registry,
+    ioctl, offsets, registry, rmap,
     strategy::Strategy,
     vma,
 };
@@ -85,7 +85,11 @@ impl OpenFile {
         let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
         let from_alloc_map = self.is_pending(window.id);
         let block = self.find_block(window.id).map_err(|_| EINVAL)?;
-        window.check_inside(block.pages().count())?;
+        window.check_inside(block.page_count())?;
+        if block.bar().is_some() {
+            let (strategy, cache) = Strategy::for_device_view(window.view)?;
+            return vma::install_bar(vma, block, strategy, cache, window.first_page);
+        }
         let strategy = Strategy::from_abi(window.view, block.strategy().to_abi())?;
         if from_alloc_map {
             // Under the mmap lock, like the `close` that forgets it: no window in between.
@@ -99,8 +103,10 @@ impl OpenFile {
 impl MiscDevice for OpenFile {
     type Ptr = Pin<KBox<Self>>;
 
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Self::Ptr> {
+    fn open(file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Self::Ptr> {
         let counter = Arc::new(Counter::new(), GFP_KERNEL)?;
+        // Before any mmap: unbinding a device zaps its mappings through this address_space.
+        rmap::adopt(file);
         KBox::try_pin_init(
             try_pin_init!(Self {
                 key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
@@ -129,7 +135,10 @@ impl MiscDevice for OpenFile {
         let (id, inner) = offsets::io_position(*kiocb.ki_pos_mut())?;
         let block = kiocb.file().find_block(id).map_err(|_| EINVAL)?;
         let wanted = iov.len();
-        let copied = block.pages().copy_to_user(inner, wanted, iov);
+        let copied = match block.backing() {
+            Backing::Cma(pages) => pages.copy_to_user(inner, wanted, iov),
+            Backing::Bar(bar) => bar.copy_to_user(inner, wanted, iov)?,
+        };
         if copied == 0 && wanted > 0 && (inner as u64) < block.size() {
             return Err(EFAULT);
         }
@@ -144,7 +153,10 @@ impl MiscDevice for OpenFile {
         if wanted > 0 && inner as u64 >= block.size() {
             return Err(ENOSPC);
         }
-        let copied = block.pages().copy_from_user(inner, wanted, iov);
+        let copied = match block.backing() {
+            Backing::Cma(pages) => pages.copy_from_user(inner, wanted, iov),
+            Backing::Bar(bar) => bar.copy_from_user(inner, wanted, iov)?,
+        };
         if copied == 0 && wanted > 0 {
             return Err(EFAULT);
         }
@@ -157,11 +169,6 @@ impl MiscDevice for OpenFile {
         seq_print!(m, "cmamap-blocks:\t{}\n", me.counter.blocks());
         seq_print!(m, "cmamap-bytes:\t{}\n", me.counter.bytes());
         registry::for_each_visible(me.key, |block| {
-            let owner = if block.owner() == Owner::Module {
-                "module"
-            } else {
-                "file"
-            };
             seq_print!(
                 m,
                 "cmamap-block:\tid={} size={} strategy={} maps={} owner={}\n",
@@ -169,7 +176,7 @@ impl MiscDevice for OpenFile {
                 block.size(),
                 block.strategy().name(),
                 block.map_count(),
-                owner
+                block.owner_name()
             );
         });
     }

@@ -5,7 +5,7 @@
 
 use crate::{
     abi,
-    block::{Block, Owner},
+    block::{Backing, Block, Owner},
     charge::{self, Charge},
     cma::CmaPages,
     file::OpenFile,
@@ -109,7 +109,14 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     })?;
     let id = registry::next_id()?;
     let tgid = kernel::current!().tgid();
-    let block = Block::new(id, request.strategy, owner, tgid, pages, charge)?;
+    let block = Block::new(
+        id,
+        request.strategy,
+        owner,
+        tgid,
+        Backing::Cma(pages),
+        Some(charge),
+    )?;
 
     args.size = block.size();
     args.strategy = block.strategy().to_abi();
@@ -123,6 +130,7 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
             request.pages << crate::cma::PAGE_SHIFT,
             request.prot,
             block.offset(),
+            block.map_alignment(),
         );
         me.clear_pending();
         args.addr = mapped? as u64;
@@ -144,6 +152,8 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
     if args.pad0 != 0 || args.reserved != [0; 2] || (args.addr != 0) != unmap {
         return Err(EINVAL);
     }
+    // With UNMAP_FREE: the length of the ALLOC_MAP mapping to undo.
+    let mut unmap_len = None;
     if unmap {
         let task = kernel::current!();
         let mm = task.mm().ok_or(EINVAL)?;
@@ -159,10 +169,15 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
         {
             return Err(EINVAL);
         }
-        // A block already freed is refused before anything is unmapped: a failed call changes
-        // nothing.
-        registry::lookup(args.id, me.key())?;
-        vma::unmap_from_current(args.addr as usize, found.len)?;
+        unmap_len = Some(found.len);
+    }
+    // Checked before anything is unmapped, so that a refused call changes nothing: a freed
+    // block is ENOENT, and device memory belongs to its device and goes only when it unbinds.
+    if registry::lookup(args.id, me.key())?.owner() == Owner::Device {
+        return Err(EPERM);
+    }
+    if let Some(len) = unmap_len {
+        vma::unmap_from_current(args.addr as usize, len)?;
     }
     let block = registry::unpublish(args.id, me.key())?;
     // Still mapped: the VMAs' references keep the pages until the last munmap.

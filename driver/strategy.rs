@@ -38,6 +38,19 @@ impl Strategy {
         }
     }
 
+    /// Decodes the view of a mapping of device memory: `remap` (the default) or `fault`,
+    /// uncached, or `VIEW_REMAP_WC`. Device memory has no `struct page`, so the `page` and
+    /// `huge` views are `EOPNOTSUPP`; unknown values are `EINVAL`.
+    pub(crate) fn for_device_view(view: u32) -> Result<(Self, Cache)> {
+        match view {
+            abi::STRATEGY_DEFAULT | abi::STRATEGY_REMAP => Ok((Self::Remap, Cache::Uncached)),
+            abi::STRATEGY_FAULT => Ok((Self::Fault, Cache::Uncached)),
+            abi::VIEW_REMAP_WC => Ok((Self::Remap, Cache::WriteCombine)),
+            abi::STRATEGY_PAGE | abi::STRATEGY_HUGE => Err(EOPNOTSUPP),
+            _ => Err(EINVAL),
+        }
+    }
+
     /// The ABI value.
     pub(crate) fn to_abi(self) -> u32 {
         match self {
@@ -66,4 +79,13 @@ impl Strategy {
             Self::Huge => "huge",
         }
     }
+}
+
+/// The cache mode of a mapping of device memory (CMA RAM keeps the kernel's write-back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cache {
+    /// Uncached (`pgprot_noncached`, UC- on x86): the default for device memory.
+    Uncached,
+    /// Write-combining (`pgprot_writecombine`): asked for through `VIEW_REMAP_WC`.
+    WriteCombine,
 }

@@ -3,7 +3,7 @@
 //! `vm_operations_struct` glue: installing a block into a VMA, the fault handler, and the
 //! reference that every VMA holds on its block.
 //!
-//! One of the two modules with `unsafe` (the other is `cma`). The pattern follows
+//! One of the glue modules with `unsafe` (with `cma`, `bar`, `rmap`, `sys`). The pattern follows
 //! `drivers/android/binder/page_range.rs`: a static ops table, raw writes through
 //! `vma.as_ptr()` while the VMA is new, and `vm_ops` identity checks before trusting
 //! `vm_private_data`.
@@ -15,9 +15,9 @@
 //! mremap) and `close` gives it back. So a block outlives every VMA that maps it.
 
 use crate::{
-    block::Block,
+    block::{Backing, Block},
     cma::PAGE_SIZE,
-    strategy::{Strategy, HUGE_ORDER},
+    strategy::{Cache, Strategy, HUGE_ORDER},
 };
 use core::ffi::c_void;
 use kernel::{
@@ -31,11 +31,24 @@ use kernel::{
     sync::{Arc, ArcBorrow},
 };
 
+// mmap(2) flags and protection, from the uapi headers.
+const PROT_NONE: usize = 0x0;
 const MAP_SHARED: usize = 0x01;
+const MAP_PRIVATE: usize = 0x02;
+const MAP_FIXED: usize = 0x10;
+const MAP_ANONYMOUS: usize = 0x20;
+const MAP_NORESERVE: usize = 0x4000;
 
 extern "C" {
     fn cmamap_vma_set_flags(vma: *mut c_void, flags: bindings::vm_flags_t);
+    fn cmamap_vma_set_cache(vma: *mut c_void, write_combine: bool);
 }
+
+/// The flags of a VMA whose PFNs are inserted per fault.
+const FAULT_FLAGS: bindings::vm_flags_t = flags::PFNMAP
+    | flags::IO
+    | bindings::VM_DONTEXPAND as bindings::vm_flags_t
+    | bindings::VM_DONTDUMP as bindings::vm_flags_t;
 
 struct AssertSync<T>(T);
 // SAFETY: The ops table is never written after its constant initialization.
@@ -82,7 +95,7 @@ pub(crate) fn install(
     let len = vma.end() - vma.start();
     match strategy {
         Strategy::Remap => {
-            let pfn = block.pages().first_pfn() + first_page;
+            let pfn = block.first_pfn() + first_page;
             // SAFETY: The VMA is new and write-locked; the PFNs are the block's own pages,
             // which `check_inside` proved cover `len` bytes, and which outlive the VMA since
             // it owns a reference to the block. It sets VM_IO|VM_PFNMAP|VM_DONTEXPAND.
@@ -98,15 +111,9 @@ pub(crate) fn install(
             to_result(ret)?;
         }
         Strategy::Fault | Strategy::Huge => {
-            let set = flags::PFNMAP | flags::IO | bindings::VM_DONTEXPAND as bindings::vm_flags_t;
             // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
             // `vmf_insert_pfn` requires, and MAP_PRIVATE was refused before this point.
-            unsafe {
-                cmamap_vma_set_flags(
-                    vma.as_ptr().cast(),
-                    set | bindings::VM_DONTDUMP as bindings::vm_flags_t,
-                )
-            };
+            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), FAULT_FLAGS) };
         }
         Strategy::Page => {
             // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so GUP
@@ -119,6 +126,57 @@ pub(crate) fn install(
         Strategy::Huge => &CMAMAP_HUGE_VM_OPS.0,
         _ => &CMAMAP_VM_OPS.0,
     };
+    attach(vma, block, ops);
+    Ok(())
+}
+
+/// Maps pages `first_page..` of the device memory of `block` into the new `vma` with
+/// `strategy` (`Remap` or `Fault`) and `cache`, and hands one reference of `block` to the VMA.
+/// `ENODEV` once the device has unbound.
+pub(crate) fn install_bar(
+    vma: &VmaNew,
+    block: Arc<Block>,
+    strategy: Strategy,
+    cache: Cache,
+    first_page: usize,
+) -> Result {
+    let bar = block.bar().ok_or(EINVAL)?;
+    let len = vma.end() - vma.start();
+    // SAFETY: The VMA is new and write-locked; only its page protection changes.
+    unsafe { cmamap_vma_set_cache(vma.as_ptr().cast(), cache == Cache::WriteCombine) };
+    match strategy {
+        Strategy::Remap => {
+            let pfn = bar.first_pfn() + first_page;
+            bar.remap_live(vma.mm(), || {
+                // SAFETY: The VMA is new and write-locked; the PFNs are the BAR's, which
+                // `check_inside` proved cover `len` bytes and which the gate says the driver
+                // still holds. `revoke` zaps them before the region is released.
+                to_result(unsafe {
+                    bindings::remap_pfn_range(
+                        vma.as_ptr(),
+                        vma.start(),
+                        pfn,
+                        len,
+                        (*vma.as_ptr()).vm_page_prot,
+                    )
+                })
+            })?;
+        }
+        Strategy::Fault => {
+            if !bar.is_live() {
+                return Err(ENODEV);
+            }
+            // SAFETY: As in `install`: new, write-locked, shared, PFNMAP without MIXEDMAP.
+            unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), FAULT_FLAGS) };
+        }
+        Strategy::Page | Strategy::Huge => return Err(EOPNOTSUPP),
+    }
+    attach(vma, block, &CMAMAP_VM_OPS.0);
+    Ok(())
+}
+
+/// Sets our `ops` on the new `vma` and gives it one reference of `block`.
+fn attach(vma: &VmaNew, block: Arc<Block>, ops: &'static bindings::vm_operations_struct) {
     block.mapped();
     let private = Arc::into_raw(block).cast_mut().cast::<c_void>();
     // SAFETY: The VMA is new and not yet visible to other threads. INVARIANT: the ops and the
@@ -127,7 +185,6 @@ pub(crate) fn install(
         (*vma.as_ptr()).vm_private_data = private;
         (*vma.as_ptr()).vm_ops = ops;
     }
-    Ok(())
 }
 
 /// The block that our VMA `vma` maps, or `None` if `vma` is not ours.
@@ -162,30 +219,71 @@ pub(crate) fn mapping_at(mm: &MmWithUser, addr: usize) -> Option<FoundMapping> {
     })
 }
 
-/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would.
+/// The result of `vm_mmap`: an address, or a negative errno.
+fn mmap_result(addr: usize) -> Result<usize> {
+    let as_signed = addr as isize;
+    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
+        return Err(Error::from_errno(as_signed as i32));
+    }
+    Ok(addr)
+}
+
+/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would,
+/// at an address aligned to `align` (a power of two, at least a page), so that a `huge`
+/// mapping gets PMD entries.
 pub(crate) fn map_into_current(
     file: &kernel::fs::File,
     len: usize,
     prot: u32,
     offset: u64,
+    align: usize,
 ) -> Result<usize> {
-    // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself and
-    // runs our `mmap` handler. It returns an address or a negative errno.
-    let addr = unsafe {
+    let offset = usize::try_from(offset).map_err(|_| EINVAL)?;
+    if align <= PAGE_SIZE {
+        // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself
+        // and runs our `mmap` handler.
+        return mmap_result(unsafe {
+            bindings::vm_mmap(file.as_ptr(), 0, len, prot as usize, MAP_SHARED, offset)
+        });
+    }
+    // Reserve `len + align` bytes of inaccessible address space, map over its aligned part
+    // and give the slack back, as userspace would.
+    let reserved_len = len.checked_add(align).ok_or(ENOMEM)?;
+    // SAFETY: An anonymous mapping without MAP_FIXED changes nothing that exists.
+    let reserved = mmap_result(unsafe {
+        bindings::vm_mmap(
+            core::ptr::null_mut(),
+            0,
+            reserved_len,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            0,
+        )
+    })?;
+    let start = reserved.next_multiple_of(align);
+    // SAFETY: As above; MAP_FIXED replaces only `start..start + len`, inside the reservation.
+    let mapped = mmap_result(unsafe {
         bindings::vm_mmap(
             file.as_ptr(),
-            0,
+            start,
             len,
             prot as usize,
-            MAP_SHARED,
-            usize::try_from(offset).map_err(|_| EINVAL)?,
+            MAP_SHARED | MAP_FIXED,
+            offset,
         )
+    });
+    let reserved_end = reserved + reserved_len;
+    let (keep_start, keep_end) = match mapped {
+        Ok(_) => (start, start + len),
+        Err(_) => (start, start),
     };
-    let as_signed = addr as isize;
-    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
-        return Err(Error::from_errno(as_signed as i32));
+    for (from, to) in [(reserved, keep_start), (keep_end, reserved_end)] {
+        if to > from {
+            // Another thread may already have unmapped the slack; nothing to undo then.
+            let _ = unmap_from_current(from, to - from);
+        }
     }
-    Ok(addr as usize)
+    mapped
 }
 
 /// Unmaps `len` bytes at `addr` from the current process.
@@ -250,7 +348,20 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     let Some(index) = block.page_index(pgoff) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let Some(page) = block.pages().page_ptr(index) else {
+    let pages = match block.backing() {
+        Backing::Cma(pages) => pages,
+        Backing::Bar(bar) => {
+            let pfn = bar.first_pfn() + index;
+            // After unbind the gate is shut and the mapping's pages are gone: SIGBUS.
+            // SAFETY: The VMA is PFNMAP (set in `install_bar` or by `remap_pfn_range`), shared,
+            // and `address` is inside it. The gate proves the driver still holds the BAR, and
+            // `revoke` zaps this PTE before the region is released.
+            return bar
+                .while_live(|| unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) })
+                .unwrap_or(bindings::vm_fault_reason_VM_FAULT_SIGBUS);
+        }
+    };
+    let Some(page) = pages.page_ptr(index) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
     // The VMA's flags say how it was set up: the block may be mapped through another view.
@@ -266,7 +377,7 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
         }
     } else {
         // `fault` views, and `remap` ones whose PTEs were zapped: the VMA is PFNMAP.
-        let pfn = block.pages().first_pfn() + index;
+        let pfn = pages.first_pfn() + index;
         // SAFETY: The VMA is PFNMAP (set in `install` or by `remap_pfn_range`), shared, and
         // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
         unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) }
@@ -308,8 +419,8 @@ unsafe extern "C" fn vma_huge_fault(
     let Some(index) = block.page_index(pgoff) else {
         return bindings::vm_fault_reason_VM_FAULT_SIGBUS;
     };
-    let pfn = block.pages().first_pfn() + index;
-    if pfn % HUGE_PAGES != 0 || index + HUGE_PAGES > block.pages().count() {
+    let pfn = block.first_pfn() + index;
+    if pfn % HUGE_PAGES != 0 || index + HUGE_PAGES > block.page_count() {
         return FALLBACK;
     }
     // SAFETY: The VMA is PFNMAP and shared (set in `install`); `start..start + 2 MiB` lies in it

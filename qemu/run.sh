@@ -16,6 +16,10 @@
 #     --out DIR            where logs go (default: ./out/vm)
 #     --accel tcg|kvm|auto (default: $CMAMAP_ACCEL or auto: KVM only if a probe boot works)
 #     --quiet              do not stream the console
+#     --ivshmem FILE[:SIZE] add an ivshmem-plain PCI device whose BAR 2 is FILE, shared with
+#                          the host (SIZE, a power of two like 1M, creates a missing FILE)
+#     --host-check CMD     a command the host runs once the guest is gone: one more check in
+#                          the verdict (e.g. of the ivshmem backing file)
 # Exit status: 0 only if the command passed, the guest reported back, and the kernel log has
 # no splat, no bad taint, no kmemleak report and CMA came back to its baseline.
 set -euo pipefail
@@ -23,7 +27,7 @@ set -euo pipefail
 
 flavour=debug kernel="" module="$CMAMAP_ROOT/cmamap.ko" modparams="" timeout_s=1200
 append="" mode=run out="$CMAMAP_ROOT/out/vm" accel=${CMAMAP_ACCEL:-auto} quiet=0
-bins=() files=() cmd=()
+bins=() files=() cmd=() ivshmem="" host_check=""
 while [ $# -gt 0 ]; do
     case $1 in
     --kernel) kernel=$2; shift 2 ;;
@@ -39,8 +43,10 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --accel) accel=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
+    --ivshmem) ivshmem=$2; shift 2 ;;
+    --host-check) host_check=$2; shift 2 ;;
     --) shift; cmd=("$@"); break ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -136,6 +142,18 @@ cmdline+=" panic_on_warn=0 rdinit=/init $append"
 result="$out/result.txt" console="$out/console.log"
 rm -f "$result" "$console"
 qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio" -append "$cmdline")
+if [ -n "$ivshmem" ]; then
+    shm_file=${ivshmem%%:*} shm_size=${ivshmem#*:}
+    [ "$shm_size" != "$ivshmem" ] || shm_size=""
+    if [ ! -e "$shm_file" ]; then
+        [ -n "$shm_size" ] || die "--ivshmem $shm_file does not exist and has no :SIZE"
+        truncate -s "$shm_size" "$shm_file"
+    fi
+    shm_file=$(realpath "$shm_file")
+    [ -n "$shm_size" ] || shm_size=$(stat -c %s "$shm_file")
+    qemu+=(-object "memory-backend-file,id=cmamap-shm,mem-path=$shm_file,size=$shm_size,share=on"
+        -device "ivshmem-plain,memdev=cmamap-shm")
+fi
 start=$(date +%s)
 status=0
 if [ "$mode" = shell ]; then
@@ -154,4 +172,4 @@ fi
 elapsed=$(($(date +%s) - start))
 
 # --- Verdict ----------------------------------------------------------------------------------
-exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"
+CMAMAP_FLAVOUR=$flavour CMAMAP_HOST_CHECK=$host_check exec "$CMAMAP_ROOT/qemu/verdict.sh" "$out" "$status" "$elapsed" "$timeout_s"

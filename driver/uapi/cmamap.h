@@ -29,6 +29,16 @@
 /* Owners reported by info. */
 #define CMAMAP_OWNER_THIS_FILE 1 /* allocated through the file the caller used */
 #define CMAMAP_OWNER_MODULE 2    /* a PERSIST block */
+#define CMAMAP_OWNER_DEVICE 3    /* device memory (a PCI BAR); gone when the device unbinds */
+
+/*
+ * cmamap_info.flags (out only): device memory (a PCI BAR), not CMA RAM. It has no struct page:
+ * only the remap and fault views, and CMAMAP_VIEW_REMAP_WC, map it (page and huge: EOPNOTSUPP).
+ */
+#define CMAMAP_INFO_DEVICE_MEMORY (1U << 16)
+
+/* A view for device memory only: remap, write-combined instead of uncached. */
+#define CMAMAP_VIEW_REMAP_WC 5
 
 /* Largest alignment order accepted (2^10 pages = 4 MiB with 4 KiB pages). */
 #define CMAMAP_MAX_ALIGN_ORDER 10
@@ -76,14 +86,14 @@ struct cmamap_free {
 /* CMAMAP_IOC_INFO, and each entry of CMAMAP_IOC_LIST. */
 struct cmamap_info {
 	__u32 id;          /* in: the block's handle */
-	__u32 flags;       /* out: CMAMAP_ALLOC_* */
+	__u32 flags;       /* out: CMAMAP_ALLOC_*, CMAMAP_INFO_DEVICE_MEMORY */
 	__u64 size;        /* out: bytes */
 	__u64 offset;      /* out: mmap offset */
 	__u64 phys_addr;   /* out: physical address; 0 unless the caller has CAP_SYS_ADMIN */
 	__u32 strategy;    /* out: CMAMAP_STRATEGY_* */
 	__u32 map_count;   /* out: live VMAs that map the block */
 	__u32 owner;       /* out: CMAMAP_OWNER_* */
-	__s32 owner_tgid;  /* out: process that allocated it */
+	__s32 owner_tgid;  /* out: process that allocated it; 0 for device memory */
 	__u64 reserved[2]; /* must be 0 on input; 0 on output */
 };
 

@@ -30,6 +30,15 @@ pub const ALLOC_FLAGS_ALL: u32 = ALLOC_PERSIST;
 pub const OWNER_THIS_FILE: u32 = 1;
 /// A `PERSIST` block, owned by the module.
 pub const OWNER_MODULE: u32 = 2;
+/// Device memory (a PCI BAR), owned by the bound device; it goes away on unbind.
+pub const OWNER_DEVICE: u32 = 3;
+
+/// `BlockInfo::flags` (out only): the block is device memory (a PCI BAR), not CMA RAM. It has
+/// no `struct page`, so only the `remap` and `fault` views (and `VIEW_REMAP_WC`) map it.
+pub const INFO_DEVICE_MEMORY: u32 = 1 << 16;
+
+/// A view value for device memory only: `remap` with write-combining instead of uncached.
+pub const VIEW_REMAP_WC: u32 = 5;
 
 /// Largest alignment order accepted.
 pub const MAX_ALIGN_ORDER: u32 = 10;
@@ -80,7 +89,7 @@ pub struct FreeArgs {
 pub struct BlockInfo {
     /// In: the block's handle.
     pub id: u32,
-    /// Out: `ALLOC_*` flags.
+    /// Out: `ALLOC_*` flags, and `INFO_DEVICE_MEMORY` for a PCI BAR.
     pub flags: u32,
     /// Out: bytes.
     pub size: u64,
@@ -94,7 +103,7 @@ pub struct BlockInfo {
     pub map_count: u32,
     /// Out: `OWNER_*`.
     pub owner: u32,
-    /// Out: the process that allocated it.
+    /// Out: the process that allocated it; 0 for device memory.
     pub owner_tgid: i32,
     /// Must be 0 on input; 0 on output.
     pub reserved: [u64; 2],

@@ -22,6 +22,8 @@ pub fn size_text(bytes: u64) -> String {
 pub fn flags_text(info: &Info) -> &'static str {
     if info.is_persistent() {
         "persist"
+    } else if info.is_device_memory() {
+        "device-memory"
     } else {
         "-"
     }

@@ -44,6 +44,10 @@ Options:
   --fuzz-seed S            Its seed, decimal or 0x-hex, to replay a run [default: fresh]
   --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
                            for kernels that place other movable pages in CMA [default: 0]
+  --host-fill FILE BYTES   On the host, before boot: create the ivshmem backing FILE with
+                           the host pattern in its first half, and exit
+  --host-check FILE        On the host, after the VM: check that FILE holds the host pattern
+                           in its first half and the guest's in its second, and exit
   -h, --help               Print this help
 ";
 
@@ -56,6 +60,36 @@ struct Options {
     fuzz_ops: usize,
     fuzz_seed: Option<u64>,
     filters: Vec<String>,
+    host: Option<HostAction>,
+}
+
+/// The host-side halves of the ivshmem data test.
+enum HostAction {
+    Fill(PathBuf, usize),
+    Check(PathBuf),
+}
+
+fn run_host_action(action: &HostAction) -> ExitCode {
+    let result = match action {
+        HostAction::Fill(path, size) => suite::ivshmem::host_fill(path, *size)
+            .map_err(|e| format!("write {}: {e}", path.display())),
+        HostAction::Check(path) => suite::ivshmem::host_check(path),
+    };
+    match result {
+        Ok(()) => {
+            if let HostAction::Check(path) = action {
+                println!(
+                    "ivshmem: {} holds the host and guest patterns",
+                    path.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("cmamap-test: ivshmem: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_u64(text: &str) -> Option<u64> {
@@ -75,6 +109,7 @@ fn parse_args() -> Result<Options, String> {
         fuzz_ops: 10_000,
         fuzz_seed: None,
         filters: Vec::new(),
+        host: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -110,6 +145,18 @@ fn parse_args() -> Result<Options, String> {
                 options.cma_tolerance_kib = value
                     .parse()
                     .map_err(|_| format!("--cma-tolerance-kb: not a number: {value}"))?;
+            }
+            "--host-fill" => {
+                let path = PathBuf::from(args.next().ok_or("--host-fill needs FILE BYTES")?);
+                let value = args.next().ok_or("--host-fill needs FILE BYTES")?;
+                let size: usize = value
+                    .parse()
+                    .map_err(|_| format!("--host-fill: not a number: {value}"))?;
+                options.host = Some(HostAction::Fill(path, size));
+            }
+            "--host-check" => {
+                let path = args.next().ok_or("--host-check needs FILE")?;
+                options.host = Some(HostAction::Check(path.into()));
             }
             other if other.starts_with('-') => return Err(format!("unknown option {other}")),
             filter => options.filters.push(filter.to_owned()),
@@ -221,6 +268,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(action) = &options.host {
+        return run_host_action(action);
+    }
     let cases: Vec<suite::Case> = suite::cases()
         .into_iter()
         .filter(|case| {

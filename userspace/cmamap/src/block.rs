@@ -167,7 +167,7 @@ impl<'dev> Block<'dev> {
             view => view == Strategy::Huge,
         };
         if huge {
-            // 2 MiB-aligned blocks get PMD entries only where the address is aligned like the
+            // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
             // physical pages: address = offset_in_block modulo 2 MiB.
             Mapping::new_huge_placed(fd, offset, len, prot, sharing, offset_in_block)
         } else {
@@ -175,18 +175,19 @@ impl<'dev> Block<'dev> {
         }
     }
 
-    /// Like [`Block::map_view`], but at whatever address the kernel picks, even for `huge`:
-    /// to show what an unaligned huge mapping does.
-    pub fn map_view_anywhere(
+    /// Like [`Block::map_view`], `MAP_SHARED`, at an address congruent to `phase` modulo
+    /// [`crate::HUGE_SIZE`] whatever the strategy: to show what a misplaced huge mapping does.
+    pub fn map_view_at_phase(
         &self,
         view: Strategy,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
+        phase: u64,
     ) -> Result<Mapping<'_>> {
         let offset = view_offset(self.offset, view, offset_in_block)?;
         let fd = std::os::fd::AsFd::as_fd(self.dev);
-        Mapping::new(fd, offset, len, prot, Sharing::Shared)
+        Mapping::new_huge_placed(fd, offset, len, prot, Sharing::Shared, phase)
     }
 
     /// `pread` at `offset_in_block`.

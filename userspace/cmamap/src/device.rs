@@ -122,6 +122,11 @@ impl Info {
     pub fn is_persistent(&self) -> bool {
         self.flags & abi::ALLOC_PERSIST != 0
     }
+
+    /// True for device memory (a PCI BAR) rather than CMA RAM.
+    pub fn is_device_memory(&self) -> bool {
+        self.flags & abi::INFO_DEVICE_MEMORY != 0
+    }
 }
 
 /// Device-wide figures and limits, as `IOC_STAT` reports them.

@@ -118,6 +118,8 @@ pub enum Owner {
     ThisFile,
     /// A `PERSIST` block, owned by the module until freed or rmmod.
     Module,
+    /// Device memory (a PCI BAR), owned by the bound device until it unbinds.
+    Device,
     /// A value outside this ABI version.
     Unknown(u32),
 }
@@ -128,6 +130,7 @@ impl Owner {
         match raw {
             abi::OWNER_THIS_FILE => Owner::ThisFile,
             abi::OWNER_MODULE => Owner::Module,
+            abi::OWNER_DEVICE => Owner::Device,
             other => Owner::Unknown(other),
         }
     }
@@ -137,6 +140,7 @@ impl Owner {
         match self {
             Owner::ThisFile => abi::OWNER_THIS_FILE,
             Owner::Module => abi::OWNER_MODULE,
+            Owner::Device => abi::OWNER_DEVICE,
             Owner::Unknown(raw) => raw,
         }
     }
@@ -147,6 +151,7 @@ impl fmt::Display for Owner {
         match self {
             Owner::ThisFile => f.write_str("file"),
             Owner::Module => f.write_str("module"),
+            Owner::Device => f.write_str("device"),
             Owner::Unknown(raw) => write!(f, "unknown({raw})"),
         }
     }

@@ -29,7 +29,7 @@ struct Cli {
     device: PathBuf,
 
     /// Size of each demo block.
-    #[arg(long, value_parser = parse_size, default_value = "1M")]
+    #[arg(long, value_parser = parse_size, default_value = "4M")]
     size: u64,
 
     #[command(subcommand)]
@@ -265,7 +265,8 @@ fn demo(device: &Path, size: u64) -> Result {
     for block in &blocks {
         let seed = u64::from(block.id());
         let mut mapping = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-        // One write per page, counted: remap maps everything up front, the others fault.
+        // One write per page, counted: remap maps everything up front, huge faults once per
+        // 2 MiB, fault and page once per page.
         let before = minor_faults()?;
         for index in (0..mapping.len()).step_by(page) {
             mapping.write_volatile(index, 0);

@@ -8,6 +8,8 @@ mod alloc_map;
 mod device;
 mod fault_injection;
 pub mod gup;
+mod huge;
+pub mod ivshmem;
 mod lifecycle;
 mod lifetime;
 mod mapping;
@@ -176,8 +178,51 @@ const TABLE: &[Entry] = &[
         views::view_gup_only_through_page_view,
     ),
     plain("view_invalid_einval", views::view_invalid_einval),
+    // The huge strategy: PMD entries where aligned, 4 KiB faults elsewhere.
+    plain(
+        "huge_64m_touch_takes_32_faults",
+        huge::huge_64m_touch_takes_32_faults,
+    ),
+    plain("huge_data_across_2m_edges", huge::huge_data_across_2m_edges),
+    plain("huge_partial_mappings", huge::huge_partial_mappings),
+    plain(
+        "huge_misplaced_address_falls_back",
+        huge::huge_misplaced_address_falls_back,
+    ),
+    plain(
+        "huge_view_of_aligned_page_block",
+        huge::huge_view_of_aligned_page_block,
+    ),
+    plain(
+        "huge_split_mapping_keeps_data",
+        huge::huge_split_mapping_keeps_data,
+    ),
+    plain(
+        "huge_fork_shares_pmd_mapping",
+        huge::huge_fork_shares_pmd_mapping,
+    ),
+    plain(
+        "huge_alloc_map_is_2m_aligned",
+        huge::huge_alloc_map_is_2m_aligned,
+    ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Device memory: the BAR of an ivshmem PCI device (skipped without one).
+    plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
+    plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
+    plain(
+        "ivshmem_guest_writes_reach_host",
+        ivshmem::ivshmem_guest_writes_reach_host,
+    ),
+    plain("ivshmem_cache_modes", ivshmem::ivshmem_cache_modes),
+    plain(
+        "ivshmem_bad_mappings_refused",
+        ivshmem::ivshmem_bad_mappings_refused,
+    ),
+    plain(
+        "ivshmem_unbind_while_mapped",
+        ivshmem::ivshmem_unbind_while_mapped,
+    ),
     // Adversarial: edges of sizes and offsets, mappings cut apart, lifetimes, races.
     plain(
         "alloc_size_edges_refused",
@@ -268,6 +313,10 @@ const TABLE: &[Entry] = &[
     plain(
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
+    ),
+    plain(
+        "ivshmem_rmmod_releases_region",
+        ivshmem::ivshmem_rmmod_releases_region,
     ),
     plain(
         "insmod_rmmod_cycles",

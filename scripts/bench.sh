@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make bench`: runs cmamap-bench in the VM on the plain kernel and writes the results folder.
+#
+#   scripts/bench.sh [RESULTS_DIR] [-- BENCH_RUN_ARGS...]
+# Needs out/mod-plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
+# The run's output lands in out/bench/ (result.txt, console.log); the results folder gets
+# raw.csv, summary.csv, table.txt and chart.svg. Exits non-zero if the VM verdict or a sample
+# failed.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+results="$CMAMAP_ROOT/bench/results"
+if [ $# -gt 0 ] && [ "$1" != -- ]; then
+    results=$1
+    shift
+fi
+[ "${1:-}" != -- ] || shift
+bin="$CMAMAP_ROOT/userspace/target/x86_64-unknown-linux-gnu/release"
+module="$CMAMAP_ROOT/out/mod-plain/cmamap.ko"
+out="$CMAMAP_ROOT/out/bench"
+[ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
+[ -f "$module" ] || die "$module missing; run make module-plain"
+
+# TCG's rdtsc reads the host's counter, so the host measures its rate (the guest's own clock
+# moves in 4 ms steps).
+khz=$("$bin/cmamap-bench" tsc-khz)
+args=(run --tsc-khz "$khz" "$@")
+start=$(date +%s)
+status=0
+"$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
+    --timeout 1200 --accel tcg -- /bin/cmamap-bench "${args[@]}" || status=$?
+echo "== VM run took $(($(date +%s) - start))s (verdict exit $status)"
+printf -v command 'make bench (qemu/run.sh --flavour plain ... -- cmamap-bench %s)' "${args[*]}"
+"$bin/cmamap-bench" report --input "$out/result.txt" --out "$results" --command "$command" || status=1
+exit "$status"

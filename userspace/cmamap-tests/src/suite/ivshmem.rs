@@ -1,0 +1,537 @@
+//! Device memory: the BAR of QEMU's `ivshmem-plain` device, which the driver exposes as a
+//! block. The backing file is shared with the host: `make test` fills its first half with
+//! [`HOST_SEED`] before boot, the guest writes [`GUEST_SEED`] over its second half, and the
+//! host checks both halves after the VM exits (`cmamap-test --host-fill/--host-check`).
+
+use std::path::{Path, PathBuf};
+
+use cmamap::{abi, pattern, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
+
+use std::io::{Read, Write};
+
+use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
+use crate::child;
+use crate::ctx::{self, Ctx};
+use crate::module::{self, Params, Restore};
+
+/// The pattern the host writes to the first half of the backing file before boot.
+pub const HOST_SEED: u64 = 0x4057_5348;
+/// The pattern the guest writes to the second half.
+pub const GUEST_SEED: u64 = 0x4755_4553;
+
+const DRIVER_DIR: &str = "/sys/bus/pci/drivers/cmamap";
+
+/// The device block, or the skip verdict when no ivshmem device is bound.
+fn device_block(dev: &Device) -> Result<Result<Info, TestResult>, Failure> {
+    let found = dev.list()?.into_iter().find(Info::is_device_memory);
+    Ok(found.ok_or_else(|| {
+        skip("no ivshmem device bound to cmamap (boot with qemu/run.sh --ivshmem FILE:SIZE)")
+    }))
+}
+
+macro_rules! device_block_or_skip {
+    ($dev:expr) => {
+        match device_block($dev)? {
+            Ok(info) => info,
+            Err(skipped) => return skipped,
+        }
+    };
+}
+
+/// The mmap offset of byte `byte` of `info` through view `view`.
+fn offset(info: &Info, view: u32, byte: u64) -> u64 {
+    abi::view_offset(info.id, view, byte)
+}
+
+fn len_of(info: &Info) -> Result<usize, Failure> {
+    usize::try_from(info.size).step("BAR size")
+}
+
+/// `/proc/iomem` lines that name the driver's region.
+fn iomem_claims() -> Result<Vec<String>, Failure> {
+    let iomem = std::fs::read_to_string("/proc/iomem").step("read /proc/iomem")?;
+    Ok(iomem
+        .lines()
+        .filter(|line| line.trim_end().ends_with(": cmamap"))
+        .map(str::to_owned)
+        .collect())
+}
+
+pub fn ivshmem_block_listed(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    ensure_eq!(info.owner, Owner::Device, "owner of the device block");
+    ensure_eq!(
+        info.strategy,
+        Strategy::Remap,
+        "strategy of the device block"
+    );
+    ensure_eq!(info.owner_tgid, 0, "owner_tgid of the device block");
+    ensure!(
+        !info.is_persistent(),
+        "device block has ALLOC_PERSIST: flags {:#x}",
+        info.flags
+    );
+    ensure!(
+        info.size >= ctx.pages(1) && info.size.is_power_of_two(),
+        "BAR size {} is not a power of two of at least a page",
+        info.size
+    );
+    ensure_eq!(dev.info(info.id)?, info, "INFO of the device block");
+    // Any open file reaches it, like a PERSIST block.
+    let other = ctx.open()?;
+    ensure_eq!(
+        other.info(info.id)?,
+        info,
+        "INFO of the device block through another file"
+    );
+    if ctx.root {
+        ensure!(info.phys_addr != 0, "root sees phys_addr 0 for the BAR");
+        let claims = iomem_claims()?;
+        let start = format!("{:x}-", info.phys_addr);
+        ensure!(
+            claims
+                .iter()
+                .any(|line| line.trim_start().starts_with(&start)),
+            "/proc/iomem has no region named cmamap at {:#x}: {claims:?}",
+            info.phys_addr
+        );
+    }
+    // Device memory belongs to the device: no user frees it.
+    expect_errno(dev.free(info.id), Errno::EPERM, "FREE of the device block")?;
+    ensure!(
+        device_block(&dev)?.is_ok(),
+        "the device block left the list after a refused FREE"
+    );
+    if let Ok(text) = std::fs::read_to_string("/sys/kernel/debug/cmamap/blocks") {
+        ensure!(
+            text.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first() == Some(&info.id.to_string().as_str()) && words.contains(&"device")
+            }),
+            "debugfs blocks has no device line for block {}:\n{text}",
+            info.id
+        );
+    }
+    pass()
+}
+
+pub fn ivshmem_reads_host_data(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    let half = len_of(&info)? / 2;
+    // Through the default (remap, uncached) mapping of the whole BAR.
+    let whole = dev.map(info.offset, len_of(&info)?, Prot::Read)?;
+    pattern::check(&whole.as_slice()[..half], HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host half through the remap mapping: {m}")))?;
+    drop(whole);
+    // Through the fault view, from its third page on.
+    let skip_bytes = 2 * ctx.page;
+    let fault = dev.map(
+        offset(&info, abi::STRATEGY_FAULT, skip_bytes as u64),
+        half - skip_bytes,
+        Prot::Read,
+    )?;
+    // Warm up getrusage itself so that its first call's faults are not counted.
+    ctx::minor_fault_count()?;
+    let faults_before = ctx::minor_fault_count()?;
+    pattern::check(fault.as_slice(), HOST_SEED, skip_bytes as u64)
+        .map_err(|m| Failure::new(format!("host half through the fault view: {m}")))?;
+    let faults = ctx::minor_fault_count()? - faults_before;
+    let pages = ((half - skip_bytes) / ctx.page) as i64;
+    ensure!(
+        faults >= pages,
+        "reading {pages} pages through the fault view took only {faults} minor faults"
+    );
+    drop(fault);
+    // pread across a page boundary.
+    let mut buf = vec![0u8; 3 * ctx.page];
+    let at = (ctx.page / 2) as u64;
+    let read = dev.pread(info.offset + at, &mut buf)?;
+    ensure_eq!(read, buf.len(), "pread length");
+    pattern::check(&buf, HOST_SEED, at)
+        .map_err(|m| Failure::new(format!("host half through pread: {m}")))?;
+    pass()
+}
+
+pub fn ivshmem_guest_writes_reach_host(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    let len = len_of(&info)?;
+    let half = len / 2;
+    let quarter = half / 4;
+    ensure!(
+        quarter >= ctx.page && quarter % ctx.page == 0,
+        "BAR of {len} bytes is too small for this test"
+    );
+    let part = |i: usize| (half + i * quarter) as u64;
+    // Four paths, a quarter of the second half each: remap (uncached), fault, remap
+    // write-combined, and pwrite.
+    for (i, view) in [abi::STRATEGY_REMAP, abi::STRATEGY_FAULT, abi::VIEW_REMAP_WC]
+        .into_iter()
+        .enumerate()
+    {
+        let mut mapping = dev
+            .map(offset(&info, view, part(i)), quarter, Prot::ReadWrite)
+            .step(&format!("map view {view}"))?;
+        pattern::fill(mapping.as_mut_slice(), GUEST_SEED, part(i));
+        pattern::check(mapping.as_slice(), GUEST_SEED, part(i))
+            .map_err(|m| Failure::new(format!("reading back through view {view}: {m}")))?;
+    }
+    let data = pattern::generate(quarter, GUEST_SEED, part(3));
+    ensure_eq!(
+        dev.pwrite(info.offset + part(3), &data)?,
+        quarter,
+        "pwrite length"
+    );
+    // Everything through another path: pread of the whole second half.
+    let mut back = vec![0u8; half];
+    ensure_eq!(
+        dev.pread(info.offset + half as u64, &mut back)?,
+        half,
+        "pread length"
+    );
+    pattern::check(&back, GUEST_SEED, half as u64)
+        .map_err(|m| Failure::new(format!("second half through pread: {m}")))?;
+    pass()
+}
+
+pub fn ivshmem_bad_mappings_refused(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    let len = len_of(&info)?;
+    let p = ctx.page;
+    expect_errno(
+        dev.map(info.offset, len + p, Prot::Read),
+        Errno::EINVAL,
+        "mmap one page past the BAR",
+    )?;
+    expect_errno(
+        dev.map(info.offset + info.size, p, Prot::Read),
+        Errno::EINVAL,
+        "mmap at the BAR's end",
+    )?;
+    expect_errno(
+        dev.map(info.offset + info.size - p as u64, 2 * p, Prot::Read),
+        Errno::EINVAL,
+        "mmap across the BAR's end",
+    )?;
+    for view in [abi::STRATEGY_PAGE, abi::STRATEGY_HUGE] {
+        expect_errno(
+            dev.map(offset(&info, view, 0), p, Prot::Read),
+            Errno::EOPNOTSUPP,
+            &format!("mmap of device memory through view {view} (needs struct page)"),
+        )?;
+    }
+    expect_errno(
+        dev.map(offset(&info, 6, 0), p, Prot::Read),
+        Errno::EINVAL,
+        "mmap through unknown view 6",
+    )?;
+    expect_errno(
+        dev.map_with(info.offset, p, Prot::Read, Sharing::Private),
+        Errno::EINVAL,
+        "MAP_PRIVATE of device memory",
+    )?;
+    // Past the end, pread reads nothing and pwrite has no room.
+    let mut buf = [0u8; 8];
+    ensure_eq!(
+        dev.pread(info.offset + info.size, &mut buf)?,
+        0,
+        "pread at the BAR's end"
+    );
+    expect_errno(
+        dev.pwrite(info.offset + info.size, &buf),
+        Errno::ENOSPC,
+        "pwrite at the BAR's end",
+    )?;
+    // Write-combining is for device memory only.
+    let cma = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
+    expect_errno(
+        dev.map(
+            abi::view_offset(cma.id(), abi::VIEW_REMAP_WC, 0),
+            p,
+            Prot::Read,
+        ),
+        Errno::EINVAL,
+        "VIEW_REMAP_WC of a CMA block",
+    )?;
+    pass()
+}
+
+const PAT_LIST: &str = "/sys/kernel/debug/x86/pat_memtype_list";
+
+/// The x86 PAT memtype of `phys..phys + len`, as the kernel's reservation list names it.
+fn pat_memtype(phys: u64, len: u64) -> Result<Option<String>, Failure> {
+    let list = std::fs::read_to_string(PAT_LIST).step("read the PAT memtype list")?;
+    let range = format!("[mem {:#018x}-{:#018x}]", phys, phys + len);
+    Ok(list.lines().find_map(|line| {
+        line.split_once(&range)
+            .map(|(_, kind)| kind.trim().to_owned())
+    }))
+}
+
+pub fn ivshmem_cache_modes(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    if !Path::new(PAT_LIST).exists() {
+        return skip(format!("{PAT_LIST} absent: no x86 PAT or no debugfs"));
+    }
+    let p = ctx.page as u64;
+    // Two pages apart: PAT keeps one memtype per physical range, and a second mapping of the
+    // same page would inherit the first one's.
+    let uncached = dev.map(offset(&info, abi::STRATEGY_REMAP, 0), ctx.page, Prot::Read)?;
+    let combined = dev.map(
+        offset(&info, abi::VIEW_REMAP_WC, 2 * p),
+        ctx.page,
+        Prot::Read,
+    )?;
+    ensure_eq!(
+        pat_memtype(info.phys_addr, p)?.as_deref(),
+        Some("uncached-minus"),
+        "PAT memtype of the default (remap) mapping"
+    );
+    ensure_eq!(
+        pat_memtype(info.phys_addr + 2 * p, p)?.as_deref(),
+        Some("write-combining"),
+        "PAT memtype of the VIEW_REMAP_WC mapping"
+    );
+    drop((uncached, combined));
+    ensure_eq!(
+        pat_memtype(info.phys_addr + 2 * p, p)?,
+        None,
+        "PAT reservation after munmap"
+    );
+    pass()
+}
+
+/// The PCI address of the bound ivshmem device, from the driver's sysfs directory.
+fn bound_device() -> Result<Option<String>, Failure> {
+    let Ok(entries) = std::fs::read_dir(DRIVER_DIR) else {
+        return Ok(None);
+    };
+    for entry in entries {
+        let name = entry.step("read the driver's sysfs directory")?.file_name();
+        let name = name.to_string_lossy();
+        if name.contains(':') && name.contains('.') {
+            return Ok(Some(name.into_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn driver_write(file: &str, address: &str) -> Result<(), Failure> {
+    let path = PathBuf::from(DRIVER_DIR).join(file);
+    std::fs::write(&path, address).step(&format!("write {address} to {}", path.display()))
+}
+
+/// Binds the device again when dropped, so that a failing test leaves it bound.
+struct Rebind {
+    address: Option<String>,
+}
+
+impl Drop for Rebind {
+    fn drop(&mut self) {
+        if let Some(address) = self.address.take() {
+            if !Path::new(DRIVER_DIR).join(&address).exists() {
+                let _ = driver_write("bind", &address);
+            }
+        }
+    }
+}
+
+/// Touches byte `index` of the mapping at `addr` in a forked child, which must die of SIGBUS.
+fn expect_sigbus(addr: usize, index: usize, what: &str) -> Result<(), Failure> {
+    let verdict = child::spawn(|| {
+        // SAFETY: `addr + index` lies in a live mapping inherited from the parent; reading it
+        // either returns a byte or raises SIGBUS, which is what the test checks.
+        let byte = unsafe { std::ptr::read_volatile((addr + index) as *const u8) };
+        Err(Failure::new(format!("read {byte:#04x}")))
+    })?
+    .wait()
+    .step("waitpid")?;
+    match verdict {
+        Err(message) if message.contains("SIGBUS") => Ok(()),
+        Err(message) => fail!("{what}: expected SIGBUS, the child reported: {message}"),
+        Ok(()) => fail!("{what}: expected SIGBUS, the child exited cleanly"),
+    }
+}
+
+pub fn ivshmem_unbind_while_mapped(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    let Some(address) = bound_device()? else {
+        return skip(format!("no device under {DRIVER_DIR}"));
+    };
+    let p = ctx.page;
+    let pages = 4;
+    // One mapping per strategy; the fault one has pages touched and pages never touched.
+    let remap = dev.map(info.offset, pages * p, Prot::Read)?;
+    let fault = dev.map(offset(&info, abi::STRATEGY_FAULT, 0), pages * p, Prot::Read)?;
+    pattern::check(remap.as_slice(), HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("remap mapping before unbind: {m}")))?;
+    pattern::check(&fault.as_slice()[..2 * p], HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("fault mapping before unbind: {m}")))?;
+    ensure_eq!(dev.info(info.id)?.map_count, 2, "map_count before unbind");
+
+    // Another process with mappings of its own (its mm is not the unbinder's): it maps, reads,
+    // says ready, waits for the unbind, then touches its remap mapping, which must SIGBUS.
+    let (mut ready_rx, ready_tx) = pipe()?;
+    let (go_rx, mut go_tx) = pipe()?;
+    let other = child::spawn(|| {
+        let (mut ready_tx, mut go_rx) = (ready_tx, go_rx);
+        let own = dev.map(info.offset, pages * p, Prot::Read)?;
+        let own_fault = dev.map(offset(&info, abi::STRATEGY_FAULT, 0), pages * p, Prot::Read)?;
+        pattern::check(own.as_slice(), HOST_SEED, 0)?;
+        pattern::check(&own_fault.as_slice()[..p], HOST_SEED, 0)?;
+        ready_tx.write_all(b"r").step("say ready")?;
+        let mut go = [0u8; 1];
+        go_rx.read_exact(&mut go).step("wait for the unbind")?;
+        // The remap mapping first: its PTEs were made in mmap, the hard case to zap.
+        let byte = own.read_volatile(0);
+        let other = own_fault.read_volatile(0);
+        fail!("read {byte:#04x} and {other:#04x} from mappings of an unbound device")
+    })?;
+    let mut ready = [0u8; 1];
+    ready_rx
+        .read_exact(&mut ready)
+        .step("wait for the other process")?;
+    // Ours, the two the child inherited, and the child's own two.
+    ensure_eq!(
+        dev.info(info.id)?.map_count,
+        6,
+        "map_count with the other process's mappings"
+    );
+
+    let mut rebind = Rebind {
+        address: Some(address.clone()),
+    };
+    driver_write("unbind", &address)?;
+    go_tx.write_all(b"g").step("tell the other process")?;
+    match other.wait().step("waitpid")? {
+        Err(message) if message.contains("SIGBUS") => {}
+        Err(message) => fail!("other process: expected SIGBUS, it reported: {message}"),
+        Ok(()) => fail!("other process: expected SIGBUS, it exited cleanly"),
+    }
+
+    // The block is gone: its id is dead like a freed block's.
+    ensure!(
+        device_block(&dev)?.is_err(),
+        "a device block is still listed after unbind"
+    );
+    expect_errno(dev.info(info.id), Errno::ENOENT, "INFO after unbind")?;
+    let mut buf = [0u8; 8];
+    expect_errno(
+        dev.pread(info.offset, &mut buf),
+        Errno::EINVAL,
+        "pread after unbind",
+    )?;
+    expect_errno(
+        dev.pwrite(info.offset, &buf),
+        Errno::EINVAL,
+        "pwrite after unbind",
+    )?;
+    expect_errno(
+        dev.map(info.offset, p, Prot::Read),
+        Errno::EINVAL,
+        "mmap after unbind",
+    )?;
+    let claims = iomem_claims()?;
+    ensure!(
+        claims.is_empty(),
+        "/proc/iomem still has cmamap regions after unbind: {claims:?}"
+    );
+    // Every access through the old mappings, touched or not, remap or fault: SIGBUS.
+    expect_sigbus(remap.addr(), 0, "remap mapping, touched page")?;
+    expect_sigbus(remap.addr(), 3 * p, "remap mapping, last page")?;
+    expect_sigbus(fault.addr(), 0, "fault mapping, touched page")?;
+    expect_sigbus(fault.addr(), 3 * p, "fault mapping, untouched page")?;
+    // The mappings still unmap cleanly.
+    drop(remap);
+    drop(fault);
+
+    rebind.address = None;
+    driver_write("bind", &address)?;
+    let again = match device_block(&dev)? {
+        Ok(again) => again,
+        Err(_) => fail!("no device block after binding {address} again"),
+    };
+    ensure!(
+        again.id > info.id,
+        "rebound block has id {}, not newer than {}",
+        again.id,
+        info.id
+    );
+    ensure_eq!(again.size, info.size, "BAR size after rebind");
+    ensure_eq!(again.map_count, 0, "map_count after rebind");
+    let mapping = dev.map(again.offset, pages * p, Prot::Read)?;
+    pattern::check(mapping.as_slice(), HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host data after rebind: {m}")))?;
+    pass()
+}
+
+/// A pipe as two files.
+fn pipe() -> Result<(std::fs::File, std::fs::File), Failure> {
+    let (read, write) = nix::unistd::pipe().step("pipe")?;
+    Ok((read.into(), write.into()))
+}
+
+pub fn ivshmem_rmmod_releases_region(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    {
+        let dev = ctx.open()?;
+        let _ = device_block_or_skip!(&dev);
+    }
+    let params = Params::current(ctx)?;
+    let restore = Restore::new(ctx, params);
+    ensure!(
+        !iomem_claims()?.is_empty(),
+        "/proc/iomem has no cmamap region while the device is bound"
+    );
+    if let Err(message) = module::rmmod()? {
+        fail!("rmmod: {message} (refcnt {})", module::refcnt());
+    }
+    let claims = iomem_claims()?;
+    ensure!(
+        claims.is_empty(),
+        "/proc/iomem still has cmamap regions after rmmod: {claims:?}"
+    );
+    restore.restore()?;
+    let dev = ctx.open()?;
+    let info = match device_block(&dev)? {
+        Ok(info) => info,
+        Err(_) => fail!("no device block after insmod"),
+    };
+    let mapping = dev.map(info.offset, ctx.page, Prot::Read)?;
+    pattern::check(mapping.as_slice(), HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host data after reload: {m}")))?;
+    pass()
+}
+
+/// Host side, before boot: a backing file of `size` bytes with [`HOST_SEED`] in its first half
+/// and zeros in the second.
+pub fn host_fill(path: &Path, size: usize) -> std::io::Result<()> {
+    let mut data = pattern::generate(size / 2, HOST_SEED, 0);
+    data.resize(size, 0);
+    std::fs::write(path, data)
+}
+
+/// Host side, after the VM exits: the host half unchanged and the guest's pattern in the
+/// second half.
+pub fn host_check(path: &Path) -> Result<(), String> {
+    let data = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let half = data.len() / 2;
+    pattern::check(&data[..half], HOST_SEED, 0)
+        .map_err(|m| format!("host half of {}: {m}", path.display()))?;
+    pattern::check(&data[half..], GUEST_SEED, half as u64)
+        .map_err(|m| format!("guest half of {}: {m}", path.display()))?;
+    Ok(())
+}
