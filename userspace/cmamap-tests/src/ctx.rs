@@ -140,3 +140,13 @@ pub fn drop_privileges() -> Result<(), Failure> {
 pub fn is_cma_shortage(errno: Errno) -> bool {
     matches!(errno, Errno::ENOMEM | Errno::EBUSY)
 }
+
+/// The blocks of CMA memory that `dev` lists: device memory (a bound PCI BAR, visible to every
+/// file) is not the tests' to count.
+pub fn ram_blocks_listed(dev: &Device) -> Result<u32, Failure> {
+    let listed = dev.list().step("LIST")?;
+    Ok(listed
+        .iter()
+        .filter(|info| !info.is_device_memory())
+        .count() as u32)
+}

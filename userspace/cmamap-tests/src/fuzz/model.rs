@@ -698,7 +698,14 @@ impl<'c> Model<'c> {
                 }
                 let file = (file % nfiles) as usize;
                 let dev = &self.files[file].dev;
-                let mut listed: Vec<u32> = dev.list().step("LIST")?.iter().map(|i| i.id).collect();
+                // Device memory (a PCI BAR) is listed to every file; the model holds only CMA blocks.
+                let mut listed: Vec<u32> = dev
+                    .list()
+                    .step("LIST")?
+                    .iter()
+                    .filter(|i| !i.is_device_memory())
+                    .map(|i| i.id)
+                    .collect();
                 let mut model: Vec<u32> = self
                     .reachable(file)
                     .iter()

@@ -124,7 +124,11 @@ fn device_mappings() -> Result<usize, Failure> {
 /// Fails unless the file holds exactly `blocks` blocks and the process no device mapping
 /// beyond `mappings`.
 fn ensure_clean(dev: &Device, blocks: u32, mappings: usize, what: &str) -> Result<(), Failure> {
-    ensure_eq!(dev.list_count()?, blocks, "{what}: blocks listed");
+    ensure_eq!(
+        crate::ctx::ram_blocks_listed(dev)?,
+        blocks,
+        "{what}: blocks listed"
+    );
     ensure_eq!(dev.stat()?.blocks_file, blocks, "{what}: blocks charged");
     ensure_eq!(device_mappings()?, mappings, "{what}: device mappings");
     Ok(())

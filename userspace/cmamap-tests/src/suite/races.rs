@@ -274,7 +274,7 @@ fn alloc_free_threads(ctx: &Ctx, shared: bool) -> TestResult {
         "blocks left on the shared file"
     );
     ensure_eq!(
-        shared_dev.list_count()?,
+        crate::ctx::ram_blocks_listed(&shared_dev)?,
         0,
         "blocks listed on the shared file"
     );
@@ -312,7 +312,7 @@ pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
     std::mem::forget(region);
     let stop = AtomicBool::new(false);
     // The kernel itself touches the range (read(2) from /dev/zero copies into it), so a fault
-    // that meets a munmap gives EFAULT instead of a signal.
+    // that meets the unmapping gives EFAULT instead of a signal.
     let (copies, refusals) = std::thread::scope(|scope| -> Result<(u64, u64), Failure> {
         let worker = scope.spawn(|| -> Result<(u64, u64), Failure> {
             let (mut copies, mut refusals) = (0, 0);
@@ -339,16 +339,28 @@ pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
         });
         let mut result = Ok(());
         for round in 0..300 {
-            // SAFETY: the range is the test's own mapping (or the hole it left).
-            unsafe { libc::munmap(addr as *mut libc::c_void, len) };
-            match mmap_raw(
-                addr,
-                len,
-                RW,
-                libc::MAP_FIXED_NOREPLACE,
-                dev.as_fd(),
-                block.offset(),
-            ) {
+            // Unmap the device by mapping inaccessible memory over it in place (a bare munmap
+            // would leave a hole that another thread's allocation may take), then map the
+            // device back.
+            // SAFETY: MAP_FIXED replaces only the test's own range.
+            let hole = unsafe {
+                libc::mmap(
+                    addr as *mut libc::c_void,
+                    len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if hole as usize != addr {
+                result = Err(Failure::new(format!(
+                    "round {round}: PROT_NONE over the range: {}",
+                    Errno::last()
+                )));
+                break;
+            }
+            match mmap_raw(addr, len, RW, libc::MAP_FIXED, dev.as_fd(), block.offset()) {
                 Ok(at) if at == addr => {}
                 other => {
                     result = Err(Failure::new(format!("round {round}: remap: {other:?}")));
