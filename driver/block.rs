@@ -11,7 +11,6 @@
 use crate::{
     abi,
     bar::BarMemory,
-    charge::Charge,
     cma::{CmaPages, PAGE_SHIFT, PAGE_SIZE},
     strategy::Strategy,
 };
@@ -38,7 +37,7 @@ pub(crate) enum Owner {
 
 /// What memory a block is.
 pub(crate) enum Backing {
-    /// RAM from the default CMA area.
+    /// RAM from the default CMA area, charged against the module's limits until it is back.
     Cma(CmaPages),
     /// A PCI BAR: no `struct page`, uncached, and revoked on unbind.
     Bar(Pin<KBox<BarMemory>>),
@@ -77,8 +76,6 @@ pub(crate) struct Block {
     /// at the same address is never mistaken for it.
     #[pin]
     alloc_map: SpinLock<Option<AllocMapAt>>,
-    /// CMA blocks count against the module's limits; device memory does not.
-    _charge: Option<Charge>,
     #[pin]
     links: ListLinks,
 }
@@ -98,7 +95,6 @@ impl Block {
         owner: Owner,
         owner_tgid: i32,
         backing: Backing,
-        charge: Option<Charge>,
     ) -> Result<ListArc<Self>> {
         ListArc::pin_init(
             try_pin_init!(Self {
@@ -109,7 +105,6 @@ impl Block {
                 backing,
                 map_count: Atomic::new(0),
                 alloc_map <- new_spinlock!(None, "Block::alloc_map"),
-                _charge: charge,
                 links <- ListLinks::new(),
             }),
             GFP_KERNEL,

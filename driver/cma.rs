@@ -4,8 +4,18 @@
 //!
 //! This is one of the glue modules that hold `unsafe` (see `vma`): the FFI to
 //! `cma_alloc`/`cma_release` and the raw copies between the block and user iterators.
+//!
+//! Pages go back to CMA only when nothing outside the driver holds them. The `page` strategy
+//! lets get_user_pages take references (vmsplice into a pipe, O_DIRECT) that can outlive
+//! every VMA, and `cma_release` frees pages whatever their count. So a block whose pages are
+//! still held leaves them to `quarantine`, which returns them once the last outside
+//! reference is gone.
 
-use core::ffi::{c_ulong, c_void};
+use crate::{charge::Charge, quarantine};
+use core::{
+    ffi::{c_ulong, c_void},
+    mem::ManuallyDrop,
+};
 use kernel::{
     bindings,
     iov::{IovIterDest, IovIterSource},
@@ -22,6 +32,7 @@ extern "C" {
     fn cmamap_page_address(page: *const c_void) -> *mut c_void;
     fn cmamap_zero_pfns(pfn: c_ulong, count: c_ulong);
     fn cmamap_free_cma_pages() -> c_ulong;
+    fn cmamap_pages_idle(page: *const c_void, count: c_ulong) -> bool;
 }
 
 /// The kernel's page size.
@@ -29,18 +40,58 @@ pub(crate) const PAGE_SIZE: usize = bindings::PAGE_SIZE;
 /// log2 of [`PAGE_SIZE`].
 pub(crate) const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 
-/// A zeroed, physically contiguous run of pages owned by this driver.
+/// A run of pages from `cma_alloc`, and the charge that counts them until they are back.
+///
+/// It has no `Drop`: a run that is dropped without [`CmaRun::try_release`] stays allocated
+/// (a leak, never a free of memory that may be in use).
 ///
 /// # Invariants
 ///
 /// `first` is the first page of `count` pages returned by `cma_alloc` on `area`, not yet
-/// released. `base` is the kernel linear-map address of those pages, valid for
-/// `count * PAGE_SIZE` bytes (CMA memory on 64-bit is never highmem).
-pub(crate) struct CmaPages {
+/// released.
+pub(crate) struct CmaRun {
     area: *mut c_void,
     first: *mut c_void,
-    base: *mut u8,
     count: usize,
+    _charge: Charge,
+}
+
+// SAFETY: The pages are plain memory owned by this value; nothing ties them to a thread.
+unsafe impl Send for CmaRun {}
+
+impl CmaRun {
+    /// The number of pages.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Returns the pages to CMA, or gives the run back while anything outside the driver
+    /// still holds a reference to one of its pages.
+    ///
+    /// Once every count is ours alone nobody can take a new reference (no page table maps
+    /// the pages, and a pipe can only copy references it already has), so the check holds
+    /// until `cma_release` drops our references.
+    pub(crate) fn try_release(self) -> Result<(), Self> {
+        // SAFETY: By the invariants the `count` pages from `first` are allocated.
+        if !unsafe { cmamap_pages_idle(self.first, self.count as c_ulong) } {
+            return Err(self);
+        }
+        // SAFETY: By the invariants the pages came from `cma_alloc(area)`; `self` is consumed,
+        // so they are released exactly once, and only this driver holds them.
+        unsafe { cma_release(self.area, self.first, self.count as c_ulong) };
+        Ok(())
+    }
+}
+
+/// A zeroed, physically contiguous run of pages owned by a block.
+///
+/// # Invariants
+///
+/// `run` is live until `drop` takes it. `base` is the kernel linear-map address of its pages,
+/// valid for `count * PAGE_SIZE` bytes (CMA memory on 64-bit is never highmem).
+pub(crate) struct CmaPages {
+    run: ManuallyDrop<CmaRun>,
+    base: *mut u8,
 }
 
 // SAFETY: The pages are plain memory owned by this value; nothing ties them to a thread.
@@ -50,12 +101,13 @@ unsafe impl Send for CmaPages {}
 unsafe impl Sync for CmaPages {}
 
 impl CmaPages {
-    /// Allocates `count` pages aligned to `2^align_order` pages and zeroes them.
+    /// Allocates `count` pages aligned to `2^align_order` pages and zeroes them; `charge`
+    /// stays with the pages until they are back in CMA.
     ///
     /// Sleeps. Gives `ENODEV` without a default CMA area; when CMA cannot satisfy the request,
     /// `EBUSY` if enough CMA pages are free in total (the area is fragmented or pinned) and
     /// `ENOMEM` otherwise. `cma_alloc` is asked not to warn, so a failure is never a splat.
-    pub(crate) fn alloc(count: usize, align_order: u32) -> Result<Self> {
+    pub(crate) fn alloc(count: usize, align_order: u32, charge: Charge) -> Result<Self> {
         // SAFETY: `NULL` asks for the default area; the call has no other precondition.
         let area = unsafe { dev_get_cma_area(core::ptr::null_mut()) };
         if area.is_null() {
@@ -78,22 +130,25 @@ impl CmaPages {
         let base = unsafe { cmamap_page_address(first) }.cast::<u8>();
         // INVARIANT: `first` heads `count` pages from `cma_alloc(area)`; `base` maps them.
         Ok(Self {
-            area,
-            first,
+            run: ManuallyDrop::new(CmaRun {
+                area,
+                first,
+                count,
+                _charge: charge,
+            }),
             base,
-            count,
         })
     }
 
     /// The number of pages.
     pub(crate) fn count(&self) -> usize {
-        self.count
+        self.run.count
     }
 
     /// The PFN of the first page.
     pub(crate) fn first_pfn(&self) -> usize {
-        // SAFETY: By the invariants `first` is a valid page.
-        unsafe { cmamap_page_to_pfn(self.first) as usize }
+        // SAFETY: By the invariants `run.first` is a valid page.
+        unsafe { cmamap_page_to_pfn(self.run.first) as usize }
     }
 
     /// The physical address of the first byte.
@@ -103,7 +158,7 @@ impl CmaPages {
 
     /// The `struct page` of page `index`, for `vm_insert_page`.
     pub(crate) fn page_ptr(&self, index: usize) -> Option<*mut bindings::page> {
-        if index >= self.count {
+        if index >= self.count() {
             return None;
         }
         // SAFETY: `index < count`, so the PFN lies inside the allocation and has a page.
@@ -146,16 +201,17 @@ impl CmaPages {
 
     /// `len` cut to the end of the block, or `None` when `offset` is at or past it.
     fn clamp(&self, offset: usize, len: usize) -> Option<usize> {
-        let size = self.count * PAGE_SIZE;
+        let size = self.count() * PAGE_SIZE;
         (offset < size).then(|| len.min(size - offset))
     }
 }
 
 impl Drop for CmaPages {
     fn drop(&mut self) {
-        // SAFETY: By the invariants the pages came from `cma_alloc(area)` and are released
-        // exactly once, here. Callers drop a `CmaPages` only once no VMA maps it (the `Block`
-        // that owns it is kept alive by every VMA through an `Arc`).
-        unsafe { cma_release(self.area, self.first, self.count as c_ulong) };
+        // SAFETY: `drop` runs once, and nothing uses `run` after it.
+        let run = unsafe { ManuallyDrop::take(&mut self.run) };
+        // Callers drop a `CmaPages` only once no VMA maps it (the `Block` that owns it is kept
+        // alive by every VMA through an `Arc`); outside references may remain.
+        quarantine::release(run);
     }
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Static inlines that Rust cannot call, wrapped as real functions for driver/cma.rs,
- * driver/vma.rs, driver/bar.rs and driver/rmap.rs. No logic lives here.
+ * driver/vma.rs, driver/bar.rs and driver/rmap.rs, and the delayed work of
+ * driver/quarantine.rs. No logic lives here.
  */
 #include <linux/anon_inodes.h>
 #include <linux/err.h>
@@ -10,9 +11,11 @@
 #include <linux/highmem.h>
 #include <linux/io.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/vmstat.h>
+#include <linux/workqueue.h>
 
 #include "cmamap_glue.h"
 
@@ -46,6 +49,51 @@ void cmamap_zero_pfns(unsigned long pfn, unsigned long count)
 unsigned long cmamap_free_cma_pages(void)
 {
 	return global_zone_page_state(NR_FREE_CMA_PAGES);
+}
+
+/* Whether this driver holds the only reference to each of @count pages from @first. */
+bool cmamap_pages_idle(const struct page *first, unsigned long count)
+{
+	unsigned long pfn = page_to_pfn(first), i;
+
+	for (i = 0; i < count; i++)
+		if (page_count(pfn_to_page(pfn + i)) != 1)
+			return false;
+	return true;
+}
+
+/* Rust's entry point (driver/quarantine.rs). */
+void cmamap_quarantine_retry(void);
+
+static void cmamap_quarantine_work_fn(struct work_struct *work)
+{
+	cmamap_quarantine_retry();
+}
+
+/*
+ * In C because the Rust workqueue of 7.3 cannot cancel a work item, and the module's exit
+ * must: cancel_delayed_work_sync() also waits for a run that re-arms itself.
+ */
+static DECLARE_DELAYED_WORK(cmamap_quarantine_work, cmamap_quarantine_work_fn);
+
+void cmamap_quarantine_retry_later(unsigned int ms)
+{
+	schedule_delayed_work(&cmamap_quarantine_work, msecs_to_jiffies(ms));
+}
+
+void cmamap_quarantine_cancel(void)
+{
+	cancel_delayed_work_sync(&cmamap_quarantine_work);
+}
+
+void cmamap_module_get(void)
+{
+	__module_get(THIS_MODULE);
+}
+
+void cmamap_module_put(void)
+{
+	module_put(THIS_MODULE);
 }
 
 void cmamap_vma_set_flags(struct vm_area_struct *vma, vm_flags_t flags)

@@ -26,6 +26,7 @@ mod ioctl;
 mod offsets;
 mod params;
 mod pci;
+mod quarantine;
 mod registry;
 mod rmap;
 mod strategy;

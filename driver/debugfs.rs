@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/sys/kernel/debug/cmamap/blocks`: every live block, one line each.
+//! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; and `held_pages`,
+//! the pages of freed blocks that wait for an outside reference to go (`quarantine`).
 
-use crate::registry;
+use crate::{quarantine, registry};
 use core::fmt;
 use kernel::debugfs::Writer;
 
@@ -34,5 +35,14 @@ impl Writer for BlocksView {
             );
         });
         result
+    }
+}
+
+/// The contents of the `held_pages` file: one number.
+pub(crate) struct HeldPagesView;
+
+impl Writer for HeldPagesView {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", quarantine::pages_held())
     }
 }

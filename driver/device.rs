@@ -4,8 +4,13 @@
 //! at `rmmod`.
 
 use crate::{
-    block::Owner, debugfs::BlocksView, file::OpenFile, pci::CmamapPci, registry,
-    rmap::SharedMapping, sys,
+    block::Owner,
+    debugfs::{BlocksView, HeldPagesView},
+    file::OpenFile,
+    pci::CmamapPci,
+    quarantine, registry,
+    rmap::SharedMapping,
+    sys,
 };
 use kernel::{
     debugfs::{Dir, File},
@@ -25,12 +30,15 @@ pub(crate) struct CmamapModule {
     _debugfs: Dir,
     #[pin]
     _blocks_file: File<BlocksView>,
+    #[pin]
+    _held_pages_file: File<HeldPagesView>,
     _rmap: SharedMapping,
 }
 
 impl kernel::InPlaceModule for CmamapModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         registry::init();
+        quarantine::init();
         sys::selftest_inject();
         let debugfs = Dir::new(c"cmamap");
         try_pin_init!(Self {
@@ -38,6 +46,7 @@ impl kernel::InPlaceModule for CmamapModule {
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
             _pci <- driver::Registration::new(c"cmamap", module),
             _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
+            _held_pages_file <- debugfs.read_only_file(c"held_pages", HeldPagesView),
             _debugfs: debugfs,
         })
     }
@@ -53,6 +62,9 @@ impl PinnedDrop for CmamapModule {
             debug_assert!(!matches!(block.owner(), Owner::File(_)));
             block.owner() == Owner::Module
         });
+        // A freed PERSIST block may still be pinned by a pipe; nothing else can wait here,
+        // since a waiting run holds the module.
+        quarantine::drain_at_exit();
         pr_info!(
             "unloaded; returned {} blocks, {} bytes to CMA\n",
             blocks,

@@ -98,7 +98,7 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     let align_order = request
         .strategy
         .align_order(request.pages, request.align_order);
-    let pages = CmaPages::alloc(request.pages, align_order).inspect_err(|e| {
+    let pages = CmaPages::alloc(request.pages, align_order, charge).inspect_err(|e| {
         if sys::log_ratelimit_ok() {
             pr_info!(
                 "CMA allocation of {} pages failed: {:?}\n",
@@ -109,14 +109,7 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     })?;
     let id = registry::next_id()?;
     let tgid = kernel::current!().tgid();
-    let block = Block::new(
-        id,
-        request.strategy,
-        owner,
-        tgid,
-        Backing::Cma(pages),
-        Some(charge),
-    )?;
+    let block = Block::new(id, request.strategy, owner, tgid, Backing::Cma(pages))?;
 
     args.size = block.size();
     args.strategy = block.strategy().to_abi();
@@ -172,9 +165,12 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
         unmap_len = Some(found.len);
     }
     // Checked before anything is unmapped, so that a refused call changes nothing: a freed
-    // block is ENOENT, and device memory belongs to its device and goes only when it unbinds.
-    if registry::lookup(args.id, me.key())?.owner() == Owner::Device {
-        return Err(EPERM);
+    // block is ENOENT, device memory belongs to its device and goes only when it unbinds, and
+    // a `PERSIST` block, which only CAP_SYS_ADMIN can make, only CAP_SYS_ADMIN can free.
+    match registry::lookup(args.id, me.key())?.owner() {
+        Owner::Device => return Err(EPERM),
+        Owner::Module if !sys::caller_is_admin() => return Err(EPERM),
+        Owner::Module | Owner::File(_) => {}
     }
     if let Some(len) = unmap_len {
         vma::unmap_from_current(args.addr as usize, len)?;

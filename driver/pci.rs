@@ -58,14 +58,7 @@ impl pci::Driver for CmamapPci {
         }
         let memory = BarMemory::new(&region)?;
         let id = registry::next_id()?;
-        let block = Block::new(
-            id,
-            Strategy::Remap,
-            Owner::Device,
-            0,
-            Backing::Bar(memory),
-            None,
-        )?;
+        let block = Block::new(id, Strategy::Remap, Owner::Device, 0, Backing::Bar(memory))?;
         let shared = block.clone_arc();
         registry::publish(block);
         dev_info!(

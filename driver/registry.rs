@@ -2,8 +2,8 @@
 
 //! The one list of live blocks.
 //!
-//! Lock order: `BLOCKS` is the only lock of the driver besides `OpenFile::pending`, which is
-//! never held together with it. Nothing sleeps in CMA or in `copy_to_user` under `BLOCKS`;
+//! Lock order: `BLOCKS` and `OpenFile::pending` are never held together, and
+//! `quarantine::QUARANTINE` is a leaf. Nothing sleeps in CMA or in `copy_to_user` under `BLOCKS`;
 //! blocks leave the list as `ListArc`s and are dropped (and possibly freed) after the guard.
 
 use crate::{abi, block::Block};

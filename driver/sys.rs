@@ -19,6 +19,36 @@ pub(crate) fn log_ratelimit_ok() -> bool {
 
 extern "C" {
     fn cmamap_selftest_inject();
+    fn cmamap_quarantine_retry_later(ms: u32);
+    fn cmamap_quarantine_cancel();
+    fn cmamap_module_get();
+    fn cmamap_module_put();
+}
+
+/// Runs `quarantine`'s retry on the system workqueue in `ms` milliseconds, unless a run is
+/// already pending.
+pub(crate) fn retry_quarantine_later(ms: u32) {
+    // SAFETY: Schedules a static work item; callable from any sleeping context.
+    unsafe { cmamap_quarantine_retry_later(ms) };
+}
+
+/// Cancels the quarantine's retry and waits for a run under way; it will not run again unless
+/// scheduled anew.
+pub(crate) fn cancel_quarantine_retry() {
+    // SAFETY: Cancels a static work item; we may sleep.
+    unsafe { cmamap_quarantine_cancel() };
+}
+
+/// Takes a reference on this module, so that `rmmod` is refused until [`release_module`].
+pub(crate) fn hold_module() {
+    // SAFETY: The module is live (we run its code); taking a reference has no precondition.
+    unsafe { cmamap_module_get() };
+}
+
+/// Drops a reference taken by [`hold_module`].
+pub(crate) fn release_module() {
+    // SAFETY: Called once per `hold_module`, by the quarantine's bookkeeping.
+    unsafe { cmamap_module_put() };
 }
 
 /// Runs the deliberate faults that `scripts/selftest-pipeline.sh` compiles in; a no-op in

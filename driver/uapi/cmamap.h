@@ -23,7 +23,7 @@
 #define CMAMAP_STRATEGY_HUGE 4    /* 2 MiB PMD entries where aligned, else like FAULT */
 
 /* Allocation flags. */
-#define CMAMAP_ALLOC_PERSIST (1U << 0) /* owned by the module, not the file; CAP_SYS_ADMIN */
+#define CMAMAP_ALLOC_PERSIST (1U << 0) /* owned by the module, not the file; CAP_SYS_ADMIN to make and to free */
 #define CMAMAP_ALLOC_FLAGS_ALL (CMAMAP_ALLOC_PERSIST)
 
 /* Owners reported by info. */

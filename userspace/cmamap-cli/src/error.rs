@@ -35,6 +35,10 @@ fn hint(op: &str, errno: Errno) -> Option<&'static str> {
         }
         ("mmap", Errno::EACCES) => "the device was opened read-only",
         ("CMAMAP_IOC_ALLOC", Errno::EPERM) => "--persist needs CAP_SYS_ADMIN",
+        ("CMAMAP_IOC_FREE", Errno::EPERM) => {
+            "a persistent block needs CAP_SYS_ADMIN to free; device memory goes only when its \
+             device unbinds"
+        }
         ("CMAMAP_IOC_ALLOC", Errno::ENOSPC) => {
             "over the driver's max_bytes_per_file or max_bytes_total limit; see `cmamap stat`"
         }

@@ -170,6 +170,10 @@ const TABLE: &[Entry] = &[
     ),
     // get_user_pages.
     per_strategy("vmsplice_gup", gup::vmsplice_gup),
+    plain(
+        "vmsplice_pins_outlive_free",
+        gup::vmsplice_pins_outlive_free,
+    ),
     // Views: one block mapped through any strategy.
     plain("views_share_data", views::views_share_data),
     plain("view_fault_counts", views::view_fault_counts),
@@ -313,6 +317,10 @@ const TABLE: &[Entry] = &[
     plain(
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
+    ),
+    plain(
+        "rmmod_refused_while_pages_pinned",
+        reload::rmmod_refused_while_pages_pinned,
     ),
     plain(
         "ivshmem_rmmod_releases_region",

@@ -75,6 +75,9 @@ pub fn persist_needs_cap_sys_admin(ctx: &Ctx) -> TestResult {
     }
     // Opened as root: the device node is root-only, and the check is on the caller.
     let dev = ctx.open()?;
+    let persistent = dev.alloc(&AllocRequest::new(ctx.pages(1)).persist(true))?;
+    let _guard = PersistGuard::new(ctx, persistent.id());
+    let persistent_id = persistent.id();
     child::run(|| {
         drop_privileges()?;
         expect_alloc_refused(
@@ -82,6 +85,14 @@ pub fn persist_needs_cap_sys_admin(ctx: &Ctx) -> TestResult {
             Errno::EPERM,
             "PERSIST without CAP_SYS_ADMIN",
         )?;
+        // Whoever opens the device sees a PERSIST block, but only an admin may free it.
+        expect_errno(
+            dev.free(persistent_id),
+            Errno::EPERM,
+            "FREE of a PERSIST block without CAP_SYS_ADMIN",
+        )?;
+        dev.info(persistent_id)
+            .step("INFO of the PERSIST block after the refused FREE")?;
         // A file-owned block needs no capability.
         let block = dev
             .alloc(&AllocRequest::new(ctx.pages(1)))

@@ -1,4 +1,5 @@
-//! Unloading the module: refused while a file or a mapping of the device lives, fine after.
+//! Unloading the module: refused while a file or a mapping of the device lives, or while
+//! something outside the driver holds pages of a freed block; fine after.
 //! These tests reload the module, so they run last.
 
 use cmamap::{pattern, AllocRequest, Prot, Strategy};
@@ -6,6 +7,7 @@ use cmamap::{pattern, AllocRequest, Prot, Strategy};
 use crate::check::{pass, Failure, Step, TestResult};
 use crate::ctx::Ctx;
 use crate::module::{self, Params, Restore};
+use crate::suite::gup;
 
 /// Fails unless nothing pins the module: the runner and the other tests must hold no file.
 fn ensure_idle() -> Result<(), Failure> {
@@ -123,5 +125,30 @@ pub fn rmmod_refused_while_mapped(ctx: &Ctx) -> TestResult {
     drop(mapping);
 
     unload_and_reload(ctx, &params, "the last mapping was unmapped")?;
+    pass()
+}
+
+pub fn rmmod_refused_while_pages_pinned(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    if !std::path::Path::new(gup::DEBUGFS_HELD_PAGES).exists() {
+        return crate::check::skip(format!(
+            "{} absent: no debugfs mounted",
+            gup::DEBUGFS_HELD_PAGES
+        ));
+    }
+    let params = Params::current(ctx)?;
+    let _restore = Restore::new(ctx, params);
+    ensure_idle()?;
+
+    let pages = 4;
+    // No file and no mapping is left: only the pipe holds the pages.
+    let reader = gup::pin_freed_block(ctx, pages, 83)?;
+    ensure_rmmod_refused(ctx, "a pipe holds pages of a freed block")?;
+    gup::drain_pinned(reader, pages * ctx.page, 83)?;
+    gup::wait_for_held_pages(0)?;
+
+    unload_and_reload(ctx, &params, "the pipe let go of the pages")?;
     pass()
 }
