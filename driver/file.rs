@@ -2,7 +2,8 @@
 
 //! An open file of `/dev/cmamap`: the owner of the blocks it allocates.
 //!
-//! Lock order: `OpenFile::pending` is taken alone, never with `registry::BLOCKS` held.
+//! Lock order: `OpenFile::alloc_map`, then the caller's mmap lock, then `OpenFile::pending`;
+//! `pending` is never held with `registry::BLOCKS`.
 
 use crate::{
     block::{Backing, Block, Owner},
@@ -29,14 +30,30 @@ use kernel::{
 /// Source of open-file keys; keys are never reused, so a block cannot change hands.
 static NEXT_FILE_KEY: Atomic<u64> = Atomic::new(1);
 
+/// The block that ALLOC_MAP is mapping before it is published, and the task doing it: only
+/// that task's `mmap` may find it, so no other thread reaches an unpublished block.
+struct PendingMap {
+    block: Arc<Block>,
+    /// An identity only, never dereferenced.
+    task: usize,
+}
+
+/// The calling task's identity, to compare with [`PendingMap::task`].
+fn current_task() -> usize {
+    kernel::current!().as_ptr() as usize
+}
+
 /// Per-open-file state.
 #[pin_data]
 pub(crate) struct OpenFile {
     key: u64,
     counter: Arc<Counter>,
-    /// The block that ALLOC_MAP is mapping before it is published.
+    /// Held across one ALLOC_MAP's mapping, so that concurrent ones on the file take turns
+    /// with the one `pending` slot.
     #[pin]
-    pending: Mutex<Option<Arc<Block>>>,
+    alloc_map: Mutex<()>,
+    #[pin]
+    pending: Mutex<Option<PendingMap>>,
 }
 
 impl OpenFile {
@@ -48,30 +65,34 @@ impl OpenFile {
         self.counter.clone()
     }
 
-    pub(crate) fn set_pending(&self, block: Arc<Block>) {
-        *self.pending.lock() = Some(block);
-    }
-
-    pub(crate) fn clear_pending(&self) {
+    /// Runs `map` (which mmaps `block` into the calling task) while the file's `mmap` lets
+    /// this task, and only it, find the unpublished `block`.
+    pub(crate) fn map_unpublished<T>(&self, block: Arc<Block>, map: impl FnOnce() -> T) -> T {
+        let _turn = self.alloc_map.lock();
+        *self.pending.lock() = Some(PendingMap {
+            block,
+            task: current_task(),
+        });
+        let mapped = map();
         // Dropped outside the lock.
-        let block = self.pending.lock().take();
-        drop(block);
+        let pending = self.pending.lock().take();
+        drop(pending);
+        mapped
     }
 
-    /// Whether ALLOC_MAP is mapping block `id` through this file right now.
-    fn is_pending(&self, id: u32) -> bool {
-        self.pending.lock().as_ref().is_some_and(|b| b.id() == id)
-    }
-
-    /// The block with `id` that this file may use: published, or being mapped by ALLOC_MAP.
-    fn find_block(&self, id: u32) -> Result<Arc<Block>> {
-        let pending = self
-            .pending
+    /// The block `id` if the calling task's ALLOC_MAP is mapping it right now.
+    fn pending_for_caller(&self, id: u32) -> Option<Arc<Block>> {
+        self.pending
             .lock()
             .as_ref()
-            .filter(|b| b.id() == id)
-            .cloned();
-        match pending {
+            .filter(|p| p.block.id() == id && p.task == current_task())
+            .map(|p| p.block.clone())
+    }
+
+    /// The block with `id` that this file may use: published, or being mapped by the caller's
+    /// ALLOC_MAP.
+    fn find_block(&self, id: u32) -> Result<Arc<Block>> {
+        match self.pending_for_caller(id) {
             Some(block) => Ok(block),
             None => registry::lookup(id, self.key),
         }
@@ -83,8 +104,12 @@ impl OpenFile {
             return Err(EINVAL);
         }
         let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
-        let from_alloc_map = self.is_pending(window.id);
-        let block = self.find_block(window.id).map_err(|_| EINVAL)?;
+        let pending = self.pending_for_caller(window.id);
+        let from_alloc_map = pending.is_some();
+        let block = match pending {
+            Some(block) => block,
+            None => registry::lookup(window.id, self.key).map_err(|_| EINVAL)?,
+        };
         window.check_inside(block.page_count())?;
         if block.bar().is_some() {
             let (strategy, cache) = Strategy::for_device_view(window.view)?;
@@ -111,6 +136,7 @@ impl MiscDevice for OpenFile {
             try_pin_init!(Self {
                 key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
                 counter,
+                alloc_map <- new_mutex!((), "OpenFile::alloc_map"),
                 pending <- new_mutex!(None, "OpenFile::pending"),
             }),
             GFP_KERNEL,

@@ -116,16 +116,15 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
     args.id = id;
     args.offset = block.offset();
     if let Some(file) = map_through {
-        // The mmap handler finds the unpublished block through `pending`.
-        me.set_pending(block.clone_arc());
-        let mapped = vma::map_into_current(
-            file,
-            request.pages << crate::cma::PAGE_SHIFT,
-            request.prot,
-            block.offset(),
-            block.map_alignment(),
-        );
-        me.clear_pending();
+        let mapped = me.map_unpublished(block.clone_arc(), || {
+            vma::map_into_current(
+                file,
+                request.pages << crate::cma::PAGE_SHIFT,
+                request.prot,
+                block.offset(),
+                block.map_alignment(),
+            )
+        });
         args.addr = mapped? as u64;
         if let Err(e) = writer.write(&args) {
             // The VMA holds the only other reference; unmapping it frees the block.

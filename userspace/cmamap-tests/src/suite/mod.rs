@@ -292,6 +292,7 @@ const TABLE: &[Entry] = &[
     per_strategy("race_free_vs_touch", races::race_free_vs_touch),
     per_strategy("race_fork_during_faults", races::race_fork_during_faults),
     plain("race_alloc_free_one_fd", races::race_alloc_free_one_fd),
+    plain("race_alloc_map_one_fd", races::race_alloc_map_one_fd),
     plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
     // The model-based random tester.
     plain("fuzz_model", crate::fuzz::fuzz_model),

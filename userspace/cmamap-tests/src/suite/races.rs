@@ -387,3 +387,70 @@ pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
     block.free()?;
     pass()
 }
+
+/// ALLOC_MAP from 4 threads on one file, while another thread keeps mmapping ids that are
+/// about to be handed out. Every ALLOC_MAP and every UNMAP_FREE must succeed: the threads take
+/// turns with the file's one slot for an unpublished block, and only the thread whose
+/// ALLOC_MAP is running may map it (the sniper gets EINVAL until the id is published).
+pub fn race_alloc_map_one_fd(ctx: &Ctx) -> TestResult {
+    let dev = ctx.open()?;
+    // The next ids come after this one.
+    let first_id = dev.alloc(&AllocRequest::new(ctx.pages(1)))?.id() + 1;
+    let done = AtomicBool::new(false);
+    let sniped = std::thread::scope(|scope| -> Result<u64, Failure> {
+        let sniper = scope.spawn(|| {
+            let mut rng = Rng::new(7);
+            let mut sniped = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let id = first_id + rng.below((THREADS * ROUNDS) as u64) as u32;
+                let offset = cmamap::abi::offset_of_id(id);
+                if dev.map(offset, ctx.page, Prot::ReadWrite).is_ok() {
+                    sniped += 1;
+                }
+            }
+            sniped
+        });
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let dev = &dev;
+                scope.spawn(move || -> Result<(), Failure> {
+                    let mut rng = Rng::new(100 + t as u64);
+                    for round in 0..ROUNDS {
+                        let strategy = Strategy::CONCRETE[rng.below(4) as usize];
+                        let pages = 1 + rng.below(4) as usize;
+                        let request = AllocRequest::new(ctx.pages(pages)).strategy(strategy);
+                        let mut mapped = dev
+                            .alloc_map(&request, Prot::ReadWrite)
+                            .map_err(|e| Failure::new(format!("round {round}: ALLOC_MAP: {e}")))?;
+                        let value = rng.next_u64();
+                        pattern::fill(mapped.as_mut_slice(), value, 0);
+                        pattern::check(mapped.as_slice(), value, 0)
+                            .map_err(|m| Failure::new(format!("round {round}: {m}")))?;
+                        mapped
+                            .unmap_free()
+                            .map_err(|e| Failure::new(format!("round {round}: UNMAP_FREE: {e}")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for (t, worker) in workers.into_iter().enumerate() {
+            let joined = worker
+                .join()
+                .map_err(|_| Failure::new(format!("thread {t} panicked")))
+                .and_then(|r| r.map_err(|f| Failure::new(format!("thread {t}: {}", f.0))));
+            result = result.and(joined);
+        }
+        done.store(true, Ordering::Relaxed);
+        let sniped = sniper.join().map_err(|_| Failure::new("sniper panicked"))?;
+        result.map(|()| sniped)
+    })?;
+    ensure_eq!(
+        crate::ctx::ram_blocks_listed(&dev)?,
+        0,
+        "blocks listed after the race"
+    );
+    println!("# {sniped} of the sniper's mmaps hit a published block");
+    pass()
+}
