@@ -187,7 +187,7 @@ fn info(me: &OpenFile, user: UserPtr) -> Result {
         return Err(EINVAL);
     }
     let block = registry::lookup(args.id, me.key())?;
-    writer.write(&block.info(sys::caller_is_admin()))
+    writer.write(&block.info(sys::caller_sees_phys()))
 }
 
 fn list(me: &OpenFile, user: UserPtr) -> Result {
@@ -196,7 +196,7 @@ fn list(me: &OpenFile, user: UserPtr) -> Result {
     if args.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let show_phys = sys::caller_is_admin();
+    let show_phys = sys::caller_sees_phys();
     // Collected under the lock, copied out after it: a user copy may fault into mmap paths.
     let mut infos = KVec::new();
     let mut result = Ok(());

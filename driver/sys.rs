@@ -10,6 +10,19 @@ pub(crate) fn caller_is_admin() -> bool {
     unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) }
 }
 
+/// Whether the caller may see physical addresses: `CAP_SYS_ADMIN`, checked without an audit
+/// record, since INFO and LIST only leave the address out for everyone else.
+pub(crate) fn caller_sees_phys() -> bool {
+    // SAFETY: `init_user_ns` is a static that lives for the whole kernel; the call only reads
+    // the current task's credentials.
+    unsafe {
+        bindings::ns_capable_noaudit(
+            core::ptr::addr_of_mut!(bindings::init_user_ns),
+            bindings::CAP_SYS_ADMIN as i32,
+        )
+    }
+}
+
 /// Whether a log line may be printed now (the kernel's shared printk rate limit), so that a
 /// caller looping on a failing ioctl cannot flood the log.
 pub(crate) fn log_ratelimit_ok() -> bool {

@@ -99,7 +99,7 @@ struct cmamap_info {
 
 /* CMAMAP_IOC_LIST: the blocks the caller can reach (this file's and PERSIST ones). */
 struct cmamap_list {
-	__u64 entries;     /* in: user pointer to struct cmamap_info[capacity], may be 0 */
+	__u64 entries;     /* in: user pointer to struct cmamap_info[capacity]; 0 with capacity 0 */
 	__u32 capacity;    /* in: entries available */
 	__u32 count;       /* out: blocks reachable; min(count, capacity) were written */
 	__u64 reserved[2]; /* must be 0 */

@@ -113,7 +113,7 @@ pub struct BlockInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListArgs {
-    /// In: user pointer to `BlockInfo[capacity]`; may be 0.
+    /// In: user pointer to `BlockInfo[capacity]`; 0 with capacity 0 asks only for the count.
     pub entries: u64,
     /// In: entries available.
     pub capacity: u32,
