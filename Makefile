@@ -17,6 +17,8 @@ RUN_ARGS ?=
 # Extra arguments for `cmamap-bench run`, e.g. BENCH_ARGS="--max-size 16M --repeats 3".
 BENCH_ARGS ?=
 OPS ?= 10000
+# VMs that share the test suite in `make test`; each keeps about one host core busy under TCG.
+SHARDS ?= 2
 # The ivshmem device of the test VM: its backing file, shared with the host, and size.
 IVSHMEM := $(OUT)/ivshmem.bin
 IVSHMEM_SIZE := 1048576
@@ -99,14 +101,13 @@ check:
 	@echo "check: rustfmt, clippy and host tests clean"
 
 selftest-pipeline: setup
-	@scripts/selftest-pipeline.sh
+	@CMAMAP_SELFTEST=always scripts/selftest-pipeline.sh
 
 test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --ivshmem $(IVSHMEM) \
-		--host-check "$(GUEST_BIN)/cmamap-test --host-check $(IVSHMEM)" $(RUN_ARGS) -- /bin/cmamap-test
+	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
 fuzz: setup

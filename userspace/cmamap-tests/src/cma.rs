@@ -41,6 +41,13 @@ pub fn wait_for_cma_free(
     }
 }
 
+/// How far CmaFree may fall across a test without a leak, when the exact figures (the CMA
+/// areas' `available_pages`, which only `cma_alloc`/`cma_release` move, and the driver's
+/// totals) are back: the kernel lends free CMA pages to other movable allocations (the test
+/// runner's own heap, page cache), which come and go on their own schedule. Seen: one page
+/// after a fuzz run. A rise is never a leak.
+pub const LENT_PAGES_SLACK_KIB: u64 = 64;
+
 /// The figures a test must leave as it found them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -67,10 +74,12 @@ pub fn snapshot(device: &Path) -> Snapshot {
 /// What differs between `before` and `now`, empty when nothing does.
 fn differences(before: &Snapshot, now: &Snapshot, tolerance_kib: u64) -> Vec<String> {
     let mut problems = Vec::new();
+    let exact_known = before.cma_available_pages.is_some() && now.cma_available_pages.is_some();
+    let slack = tolerance_kib + if exact_known { LENT_PAGES_SLACK_KIB } else { 0 };
     if let (Some(b), Some(n)) = (before.cma_free_kib, now.cma_free_kib) {
-        if b.abs_diff(n) > tolerance_kib {
+        if n + slack < b {
             problems.push(format!(
-                "CmaFree is {n} kB after the test, {b} kB before (tolerance {tolerance_kib} kB)"
+                "CmaFree is {n} kB after the test, {b} kB before (slack {slack} kB)"
             ));
         }
     }
@@ -91,18 +100,36 @@ fn differences(before: &Snapshot, now: &Snapshot, tolerance_kib: u64) -> Vec<Str
 }
 
 /// Waits up to [`SETTLE`] for the figures to return to `before`; describes what stayed off.
-pub fn settle(before: &Snapshot, device: &Path, tolerance_kib: u64) -> Result<(), String> {
+/// On success, a note when CmaFree ended below its reading before (within the slack).
+pub fn settle(
+    before: &Snapshot,
+    device: &Path,
+    tolerance_kib: u64,
+) -> Result<Option<String>, String> {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let problems = differences(before, &snapshot(device), tolerance_kib);
+        let now = snapshot(device);
+        let problems = differences(before, &now, tolerance_kib);
         if problems.is_empty() {
-            return Ok(());
+            return Ok(lent_note(before, &now));
         }
         if Instant::now() >= deadline {
             return Err(format!("leak check: {}", problems.join("; ")));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Says how far CmaFree ended below `before`, if it did, though nothing else leaked.
+fn lent_note(before: &Snapshot, now: &Snapshot) -> Option<String> {
+    let (b, n) = (before.cma_free_kib?, now.cma_free_kib?);
+    (n < b).then(|| {
+        format!(
+            "CmaFree {} kB below its reading before the test, CMA areas' available pages \
+             exact: pages lent to other movable allocations",
+            b - n
+        )
+    })
 }
 
 #[cfg(test)]
@@ -125,11 +152,12 @@ mod tests {
 
     #[test]
     fn each_figure_is_checked() {
-        let before = snap(100, 25, 1, 4096);
-        assert_eq!(differences(&before, &snap(96, 25, 1, 4096), 0).len(), 1);
-        assert!(differences(&before, &snap(96, 25, 1, 4096), 4).is_empty());
-        assert_eq!(differences(&before, &snap(100, 24, 1, 4096), 0).len(), 1);
-        let leaked = differences(&before, &snap(96, 24, 2, 8192), 0);
+        let before = snap(1000, 25, 1, 4096);
+        let fell = 1000 - LENT_PAGES_SLACK_KIB - 4;
+        assert_eq!(differences(&before, &snap(fell, 25, 1, 4096), 0).len(), 1);
+        assert!(differences(&before, &snap(fell, 25, 1, 4096), 4).is_empty());
+        assert_eq!(differences(&before, &snap(1000, 24, 1, 4096), 0).len(), 1);
+        let leaked = differences(&before, &snap(fell, 24, 2, 8192), 0);
         assert_eq!(leaked.len(), 3, "{leaked:?}");
         assert!(leaked[2].contains("driver holds Some(2) blocks"));
     }
@@ -144,5 +172,39 @@ mod tests {
         };
         assert!(differences(&without_cma, &snap(7, 7, 1, 4096), 0).is_empty());
         assert!(differences(&snap(7, 7, 1, 4096), &without_cma, 0).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod lent_pages_tests {
+    use super::*;
+
+    fn snap(free: Option<u64>, available: Option<u64>) -> Snapshot {
+        Snapshot {
+            cma_free_kib: free,
+            cma_available_pages: available,
+            blocks_total: Some(0),
+            bytes_total: Some(0),
+        }
+    }
+
+    #[test]
+    fn cma_free_may_fall_a_little_when_the_bitmap_is_exact() {
+        let before = snap(Some(1000), Some(25));
+        assert!(differences(&before, &snap(Some(996), Some(25)), 0).is_empty());
+        assert!(lent_note(&before, &snap(Some(996), Some(25))).is_some());
+        // A rise is never a leak, and needs no note.
+        assert!(differences(&before, &snap(Some(1100), Some(25)), 0).is_empty());
+        assert!(lent_note(&before, &snap(Some(1100), Some(25))).is_none());
+        // Past the slack it is a leak.
+        let far = 1000 - LENT_PAGES_SLACK_KIB - 4;
+        assert_eq!(differences(&before, &snap(Some(far), Some(25)), 0).len(), 1);
+    }
+
+    #[test]
+    fn without_the_bitmap_cma_free_is_strict() {
+        let before = snap(Some(1000), None);
+        assert_eq!(differences(&before, &snap(Some(996), None), 0).len(), 1);
+        assert!(differences(&before, &snap(Some(996), None), 4).is_empty());
     }
 }

@@ -42,6 +42,8 @@ Options:
   --no-fork                Run tests in this process (for a debugger; no crash isolation)
   --fuzz-ops N             Operations of the random tester (fuzz_model) [default: 10000]
   --fuzz-seed S            Its seed, decimal or 0x-hex, to replay a run [default: fresh]
+  --shard K/N              Run only shard K (0..N-1) of N: the VMs of `make test` split
+                           the suite (long cases dealt out first, ivshmem cases in shard 0)
   --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
                            for kernels that place other movable pages in CMA [default: 0]
   --host-fill FILE BYTES   On the host, before boot: create the ivshmem backing FILE with
@@ -59,6 +61,7 @@ struct Options {
     cma_tolerance_kib: u64,
     fuzz_ops: usize,
     fuzz_seed: Option<u64>,
+    shard: (usize, usize),
     filters: Vec<String>,
     host: Option<HostAction>,
 }
@@ -108,6 +111,7 @@ fn parse_args() -> Result<Options, String> {
         cma_tolerance_kib: 0,
         fuzz_ops: 10_000,
         fuzz_seed: None,
+        shard: (0, 1),
         filters: Vec::new(),
         host: None,
     };
@@ -139,6 +143,14 @@ fn parse_args() -> Result<Options, String> {
                 let value = args.next().ok_or("--fuzz-seed needs a number")?;
                 options.fuzz_seed =
                     Some(parse_u64(&value).ok_or(format!("--fuzz-seed: not a number: {value}"))?);
+            }
+            "--shard" => {
+                let value = args.next().ok_or("--shard needs K/N")?;
+                options.shard = value
+                    .split_once('/')
+                    .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
+                    .filter(|&(k, n)| k < n)
+                    .ok_or(format!("--shard: want K/N with K < N, got {value}"))?;
             }
             "--cma-tolerance-kb" => {
                 let value = args.next().ok_or("--cma-tolerance-kb needs a number")?;
@@ -271,7 +283,8 @@ fn main() -> ExitCode {
     if let Some(action) = &options.host {
         return run_host_action(action);
     }
-    let cases: Vec<suite::Case> = suite::cases()
+    let (shard, shards) = options.shard;
+    let cases: Vec<suite::Case> = suite::shard(suite::cases(), shard, shards)
         .into_iter()
         .filter(|case| {
             options.filters.is_empty() || options.filters.iter().any(|f| case.name.contains(f))
@@ -294,7 +307,14 @@ fn main() -> ExitCode {
         fuzz_seed: options.fuzz_seed,
     };
     let mut ktap = Ktap::start(cases.len());
-    ktap.diag(&format!("cmamap-test: {} cases", cases.len()));
+    if shards > 1 {
+        ktap.diag(&format!(
+            "cmamap-test: {} cases (shard {shard} of {shards})",
+            cases.len()
+        ));
+    } else {
+        ktap.diag(&format!("cmamap-test: {} cases", cases.len()));
+    }
     figures::reset();
     let cma_at_start = (
         cmamap::meminfo::cma_available_pages(),
@@ -323,8 +343,11 @@ fn main() -> ExitCode {
             run_case(case, &ctx)
         };
         let leak = cma::settle(&before, &ctx.device, ctx.cma_tolerance_kib);
+        if let Ok(Some(note)) = &leak {
+            ktap.diag(note);
+        }
         let verdict = match (verdict, leak) {
-            (verdict, Ok(())) => verdict,
+            (verdict, Ok(_)) => verdict,
             (Verdict::NotOk(reason), Err(leak)) => Verdict::NotOk(format!("{reason}\n{leak}")),
             (_, Err(leak)) => Verdict::NotOk(leak),
         };

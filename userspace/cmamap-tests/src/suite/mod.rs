@@ -374,3 +374,88 @@ pub fn cases() -> Vec<Case> {
     }
     cases
 }
+
+/// Cases that take far longer than the rest under TCG (about 25 s, 25 s and 12 s).
+const LONG_CASES: [&str; 3] = [
+    "alloc_until_enomem_then_again",
+    "fuzz_model",
+    "insmod_rmmod_cycles",
+];
+
+/// Whether a case needs the ivshmem device, which only shard 0's VM has.
+fn needs_ivshmem(name: &str) -> bool {
+    name.starts_with("ivshmem_")
+}
+
+/// The cases of shard `shard` of `shards`, in table order (so the reloading cases stay last).
+/// The long cases are dealt out first, one to each shard in turn, and the others after them
+/// in order, so that the shards take about as long; ivshmem cases go to shard 0.
+pub fn shard(cases: Vec<Case>, shard: usize, shards: usize) -> Vec<Case> {
+    let mut long_dealt = 0;
+    let mut short_dealt = LONG_CASES.len();
+    cases
+        .into_iter()
+        .filter(|case| {
+            let owner = if needs_ivshmem(&case.name) {
+                0
+            } else if LONG_CASES.contains(&case.name.as_str()) {
+                long_dealt += 1;
+                (long_dealt - 1) % shards
+            } else {
+                short_dealt += 1;
+                (short_dealt - 1) % shards
+            };
+            owner == shard
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cases: &[Case]) -> Vec<&str> {
+        cases.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn shards_partition_the_cases_in_order() {
+        let all = cases();
+        let total = all.len();
+        let mut seen = Vec::new();
+        for k in 0..3 {
+            let part = shard(cases(), k, 3);
+            let part_names = names(&part);
+            // Table order within a shard.
+            let positions: Vec<usize> = part_names
+                .iter()
+                .map(|n| all.iter().position(|c| c.name == *n).unwrap())
+                .collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]));
+            seen.extend(part.into_iter().map(|c| c.name));
+        }
+        seen.sort();
+        let mut expected: Vec<String> = all.into_iter().map(|c| c.name).collect();
+        expected.sort();
+        assert_eq!(seen.len(), total);
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn long_cases_are_spread_and_ivshmem_stays_on_shard_0() {
+        for long in LONG_CASES {
+            assert!(cases().iter().any(|c| c.name == long), "{long} is no case");
+        }
+        let first = shard(cases(), 0, 2);
+        let second = shard(cases(), 1, 2);
+        let long_in = |part: &[Case]| {
+            part.iter()
+                .filter(|c| LONG_CASES.contains(&c.name.as_str()))
+                .count()
+        };
+        assert_eq!((long_in(&first), long_in(&second)), (2, 1));
+        assert!(second.iter().all(|c| !needs_ivshmem(&c.name)));
+        assert!(first.iter().any(|c| needs_ivshmem(&c.name)));
+        assert_eq!(names(&shard(cases(), 0, 1)), names(&cases()));
+    }
+}
