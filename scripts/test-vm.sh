@@ -57,5 +57,17 @@ for ((k = 0; k < shards; k++)); do
     fi
 done
 echo
+echo "===== all $shards VMs"
+# The suite's own summary lines, added up over the VMs.
+cat out/vm-shard*.log | awk '
+    /^# summary: [0-9]+ cases/ { cases += $3 }
+    /^# summary: [0-9]+ random operations, seed/ { ops += $3; seeds = seeds (seeds ? ", " : "") $NF }
+    /^# summary: [0-9]+ fault-injection points visited in [0-9]+ walks/ { points += $3; walks += $(NF - 1) }
+    /^# summary: CMA available pages/ { sub(/^# summary: /, ""); vm++; print "# summary: VM " vm ": " $0 }
+    END {
+        print "# summary: " cases " cases"
+        if (ops) print "# summary: " ops " random operations, seed " seeds
+        print "# summary: " points " fault-injection points visited in " walks " walks"
+    }'
 echo "$passed passed, $failures failed, $skipped skipped"
 [ "$failed" = 0 ] && [ "$failures" = 0 ]
