@@ -64,7 +64,9 @@ module-plain:
 
 rust-analyzer:
 	@$(call kbuild,debug) rust-analyzer
-	@echo "wrote rust-project.json"
+	@python3 scripts/rust-project.py $(OUT)/mod-debug/rust-project.json \
+		$(CURDIR)/rust-project.json $(CURDIR)/driver/cmamap_main.rs
+	@echo "wrote $(CURDIR)/rust-project.json"
 
 # Static glibc binaries: the guest has no libc.
 userspace:
