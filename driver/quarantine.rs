@@ -64,6 +64,10 @@ fn retry(held: &mut KVec<CmaRun>) -> usize {
             index += 1;
         }
     }
+    pages_in(held)
+}
+
+fn pages_in(held: &KVec<CmaRun>) -> usize {
     held.iter().map(CmaRun::count).sum()
 }
 
@@ -88,7 +92,7 @@ extern "C" fn cmamap_quarantine_retry() {
 
 /// The number of pages that wait here.
 pub(crate) fn pages_held() -> usize {
-    QUARANTINE.lock().iter().map(CmaRun::count).sum()
+    pages_in(&QUARANTINE.lock())
 }
 
 /// At module exit, after the last blocks were dropped: stops the retries and releases what it
