@@ -107,7 +107,8 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
             );
         }
     })?;
-    let id = registry::next_id()?;
+    let lease = registry::lease_id()?;
+    let id = lease.id();
     let tgid = kernel::current!().tgid();
     let block = Block::new(id, request.strategy, owner, tgid, Backing::Cma(pages))?;
 
@@ -125,17 +126,26 @@ fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
                 block.map_alignment(),
             )
         });
-        args.addr = mapped? as u64;
-        if let Err(e) = writer.write(&args) {
-            // The VMA holds the only other reference; unmapping it frees the block.
-            let _ = vma::unmap_from_current(args.addr as usize, block.size() as usize);
+        let written = mapped.and_then(|addr| {
+            args.addr = addr as u64;
+            writer.write(&args).inspect_err(|_| {
+                // The VMA holds the only other reference; unmapping it frees the block.
+                let _ = vma::unmap_from_current(addr, block.size() as usize);
+            })
+        });
+        if let Err(e) = written {
+            // A VMA that survived (another thread forked meanwhile) maps the block under
+            // this id: it must stay dead.
+            if block.map_count() != 0 {
+                lease.retire();
+            }
             return Err(e);
         }
     } else {
         writer.write(&args)?;
     }
     // Published only now that userspace has its handle.
-    registry::publish(block);
+    registry::publish(block, lease);
     Ok(())
 }
 

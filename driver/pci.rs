@@ -57,10 +57,11 @@ impl pci::Driver for CmamapPci {
             return Err(E2BIG);
         }
         let memory = BarMemory::new(&region)?;
-        let id = registry::next_id()?;
+        let lease = registry::lease_id()?;
+        let id = lease.id();
         let block = Block::new(id, Strategy::Remap, Owner::Device, 0, Backing::Bar(memory))?;
         let shared = block.clone_arc();
-        registry::publish(block);
+        registry::publish(block, lease);
         dev_info!(
             pdev.as_ref(),
             "BAR {}: {} bytes at {:#x} are block {}\n",

@@ -13,15 +13,51 @@ use kernel::{
     sync::Arc,
 };
 
-/// Live blocks and the id counter.
+/// How many ids of failed allocations are kept to be handed out again; more are dropped.
+const RETURNED_IDS: usize = 8;
+
+/// Live blocks and the ids.
 pub(crate) struct BlockList {
     list: List<Block>,
     last_id: u32,
+    /// Ids handed out for blocks that were never published, handed out again first.
+    returned: [u32; RETURNED_IDS],
+    returned_len: usize,
+}
+
+impl BlockList {
+    const fn new() -> Self {
+        Self {
+            list: List::new(),
+            last_id: 0,
+            returned: [0; RETURNED_IDS],
+            returned_len: 0,
+        }
+    }
+
+    /// A returned id if there is one, else the next new one.
+    fn take_id(&mut self) -> Result<u32> {
+        if self.returned_len > 0 {
+            self.returned_len -= 1;
+            return Ok(self.returned[self.returned_len]);
+        }
+        self.last_id = id_after(self.last_id)?;
+        Ok(self.last_id)
+    }
+
+    /// Keeps `id`, which was never published, to be handed out again (or drops it when the
+    /// store is full: an id lost, never one reused while known).
+    fn give_back(&mut self, id: u32) {
+        if let Some(slot) = self.returned.get_mut(self.returned_len) {
+            *slot = id;
+            self.returned_len += 1;
+        }
+    }
 }
 
 kernel::sync::global_lock! {
     // SAFETY: `registry::init` runs in module init before the device is registered.
-    unsafe(uninit) static BLOCKS: Mutex<BlockList> = BlockList { list: List::new(), last_id: 0 };
+    unsafe(uninit) static BLOCKS: Mutex<BlockList> = BlockList::new();
 }
 
 /// Initializes the registry. Call once, from module init, before anything else uses it.
@@ -39,15 +75,46 @@ fn id_after(last: u32) -> Result<u32> {
     Ok(last + 1)
 }
 
-/// Hands out the next id. Ids are never reused, so a stale id or offset stays dead.
-pub(crate) fn next_id() -> Result<u32> {
-    let mut blocks = BLOCKS.lock();
-    blocks.last_id = id_after(blocks.last_id)?;
-    Ok(blocks.last_id)
+/// An id for a block that is not published yet. Publishing the block keeps the id; dropping
+/// the lease gives it back, so a failed allocation (a read-only argument, say) uses up no id.
+/// The id of a published block is never handed out again, so a stale id or offset stays dead.
+pub(crate) struct IdLease {
+    id: u32,
+    give_back: bool,
 }
 
-/// Makes a block visible by its id.
-pub(crate) fn publish(block: ListArc<Block>) {
+impl IdLease {
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Never hands the id out again, though its block was not published: a VMA may still map
+    /// the block under this id.
+    pub(crate) fn retire(mut self) {
+        self.give_back = false;
+    }
+}
+
+impl Drop for IdLease {
+    fn drop(&mut self) {
+        if self.give_back {
+            BLOCKS.lock().give_back(self.id);
+        }
+    }
+}
+
+/// Leases an id for a new block.
+pub(crate) fn lease_id() -> Result<IdLease> {
+    Ok(IdLease {
+        id: BLOCKS.lock().take_id()?,
+        give_back: true,
+    })
+}
+
+/// Makes a block visible by its id, which `lease` handed out.
+pub(crate) fn publish(block: ListArc<Block>, mut lease: IdLease) {
+    debug_assert_eq!(block.id(), lease.id);
+    lease.give_back = false;
     BLOCKS.lock().list.push_back(block);
 }
 
@@ -128,6 +195,31 @@ mod tests {
     fn ids_never_wrap() {
         assert_eq!(id_after(abi::MAX_ID), Err(ENOSPC));
         assert_eq!(id_after(u32::MAX), Err(ENOSPC));
+    }
+
+    #[test]
+    fn returned_ids_come_back_first() {
+        let mut blocks = BlockList::new();
+        assert_eq!(blocks.take_id(), Ok(1));
+        assert_eq!(blocks.take_id(), Ok(2));
+        blocks.give_back(2);
+        assert_eq!(blocks.take_id(), Ok(2));
+        assert_eq!(blocks.take_id(), Ok(3));
+    }
+
+    #[test]
+    fn a_full_store_drops_returned_ids() {
+        let mut blocks = BlockList::new();
+        for id in 1..=(RETURNED_IDS as u32 + 2) {
+            assert_eq!(blocks.take_id(), Ok(id));
+        }
+        for id in 1..=(RETURNED_IDS as u32 + 2) {
+            blocks.give_back(id);
+        }
+        for _ in 0..RETURNED_IDS {
+            assert!(blocks.take_id().is_ok_and(|id| id <= RETURNED_IDS as u32));
+        }
+        assert_eq!(blocks.take_id(), Ok(RETURNED_IDS as u32 + 3));
     }
 
     #[test]

@@ -155,7 +155,9 @@ pub fn null_and_readonly_args_efault(ctx: &Ctx) -> TestResult {
         );
     }
     // A read-only page holding valid arguments: the driver reads them, acts, and must undo
-    // everything when it cannot write the results back.
+    // everything when it cannot write the results back, the id included. Nothing else
+    // allocates in the VM meanwhile, so the ids tell.
+    let id_before = dev.alloc(&AllocRequest::new(ctx.pages(1)))?.id();
     let page = crate::region::reserve(ctx.page)?;
     page.mprotect_rw(true)?;
     let mut alloc = AllocRequest::new(ctx.pages(2)).to_args();
@@ -195,6 +197,12 @@ pub fn null_and_readonly_args_efault(ctx: &Ctx) -> TestResult {
     }
     // Read-only INFO and STAT arguments (outputs) fail the same way.
     let block = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
+    ensure_eq!(
+        block.id(),
+        id_before + 1,
+        "id of the first block after the failed ALLOC and ALLOC_MAP (the ids they took must \
+         come back)"
+    );
     page.mprotect_rw(true)?;
     let info = abi::BlockInfo {
         id: block.id(),
