@@ -11,37 +11,54 @@ use nix::fcntl::{vmsplice, SpliceFFlags};
 use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
 use crate::ctx::Ctx;
 
-/// vmsplices `mapping`, which holds pattern `seed`, into a pipe. When `pinnable` the pipe must
-/// deliver the pattern; otherwise vmsplice must fail with `EFAULT`. `what` names the mapping.
+/// vmsplices all of `mapping`, which `what` names, into a new pipe: the pipe's read end (its
+/// write end closed), or vmsplice's error.
 ///
 /// The mapping must fit the default pipe (16 pages), so that vmsplice never waits for a reader.
+fn vmsplice_to_pipe(mapping: &Mapping<'_>, what: &str) -> Result<Result<File, Errno>, Failure> {
+    let (reader, writer) = nix::unistd::pipe().step("pipe")?;
+    match vmsplice(
+        writer.as_fd(),
+        &[IoSlice::new(mapping.as_slice())],
+        SpliceFFlags::empty(),
+    ) {
+        Ok(spliced) => {
+            ensure_eq!(spliced, mapping.len(), "bytes spliced from {what}");
+            Ok(Ok(File::from(reader)))
+        }
+        Err(errno) => Ok(Err(errno)),
+    }
+}
+
+/// Reads the whole pipe and checks that it shows pattern `seed` over `len` bytes; `context`
+/// heads the message of a mismatch. Draining the pipe drops its page references.
+fn check_pipe(reader: File, len: usize, seed: u64, context: &str) -> Result<(), Failure> {
+    let mut piped = Vec::new();
+    { reader }.read_to_end(&mut piped).step("read the pipe")?;
+    ensure_eq!(piped.len(), len, "bytes read from the pipe");
+    pattern::check(&piped, seed, 0).map_err(|m| Failure::new(format!("{context}: {m}")))
+}
+
+/// vmsplices `mapping`, which holds pattern `seed`, into a pipe. When `pinnable` the pipe must
+/// deliver the pattern; otherwise vmsplice must fail with `EFAULT`. `what` names the mapping.
 pub fn check_vmsplice(
     mapping: &Mapping<'_>,
     seed: u64,
     pinnable: bool,
     what: &str,
 ) -> Result<(), Failure> {
-    let size = mapping.len();
-    let (reader, writer) = nix::unistd::pipe().step("pipe")?;
-    let spliced = vmsplice(
-        writer.as_fd(),
-        &[IoSlice::new(mapping.as_slice())],
-        SpliceFFlags::empty(),
-    );
+    let spliced = vmsplice_to_pipe(mapping, what)?;
     if !pinnable {
         return expect_errno(spliced, Errno::EFAULT, &format!("vmsplice of {what}"));
     }
-    let spliced = spliced.step(&format!("vmsplice of {what}"))?;
-    ensure_eq!(spliced, size, "bytes spliced from {what}");
-    drop(writer);
+    let reader = spliced.step(&format!("vmsplice of {what}"))?;
     // Draining the pipe drops its page references before the block goes.
-    let mut piped = Vec::new();
-    File::from(reader)
-        .read_to_end(&mut piped)
-        .step("read the pipe")?;
-    ensure_eq!(piped.len(), size, "bytes read from the pipe");
-    pattern::check(&piped, seed, 0)
-        .map_err(|m| Failure::new(format!("pages of {what} pinned by vmsplice: {m}")))
+    check_pipe(
+        reader,
+        mapping.len(),
+        seed,
+        &format!("pages of {what} pinned by vmsplice"),
+    )
 }
 
 pub fn vmsplice_gup(ctx: &Ctx, strategy: Strategy) -> TestResult {
@@ -94,33 +111,24 @@ pub fn pin_freed_block(ctx: &Ctx, pages: usize, seed: u64) -> Result<File, Failu
     let block = dev.alloc(&AllocRequest::new(ctx.pages(pages)).strategy(Strategy::Page))?;
     let mut mapping = block.map(Prot::ReadWrite)?;
     pattern::fill(mapping.as_mut_slice(), seed, 0);
-    let (reader, writer) = nix::unistd::pipe().step("pipe")?;
-    let spliced = vmsplice(
-        writer.as_fd(),
-        &[IoSlice::new(mapping.as_slice())],
-        SpliceFFlags::empty(),
-    )
-    .step("vmsplice of a page mapping")?;
-    ensure_eq!(spliced, mapping.len(), "bytes spliced");
-    drop(writer);
+    let reader =
+        vmsplice_to_pipe(&mapping, "a page mapping")?.step("vmsplice of a page mapping")?;
     drop(mapping);
     block
         .free()
         .step("FREE of a block whose pages a pipe holds")?;
     drop(dev);
-    Ok(File::from(reader))
+    Ok(reader)
 }
 
 /// Reads the whole pipe and checks that it still shows pattern `seed` over `len` bytes.
 pub fn drain_pinned(reader: File, len: usize, seed: u64) -> Result<(), Failure> {
-    let mut piped = Vec::new();
-    { reader }.read_to_end(&mut piped).step("read the pipe")?;
-    ensure_eq!(piped.len(), len, "bytes read from the pipe");
-    pattern::check(&piped, seed, 0).map_err(|m| {
-        Failure::new(format!(
-            "a pipe's pages of a freed block were reused before the pipe let go: {m}"
-        ))
-    })
+    check_pipe(
+        reader,
+        len,
+        seed,
+        "a pipe's pages of a freed block were reused before the pipe let go",
+    )
 }
 
 /// vmsplice references outlive the mapping, the block and its file: the driver must hold the
