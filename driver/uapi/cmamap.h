@@ -119,6 +119,85 @@ struct cmamap_stat {
 	__u64 reserved[2];      /* must be 0 on input; 0 on output */
 };
 
+/* Directions of a device mapping (the DMA API's enum dma_data_direction). */
+#define CMAMAP_DMA_BIDIRECTIONAL 0 /* the device reads and writes */
+#define CMAMAP_DMA_TO_DEVICE 1     /* the device reads what the CPU wrote */
+#define CMAMAP_DMA_FROM_DEVICE 2   /* the device writes what the CPU reads */
+
+/* Longest device name, with its NUL. */
+#define CMAMAP_DEVICE_NAME_MAX 64
+
+/*
+ * A device, named as users name it: a PCI address ("0000:00:05.0") or BUS:NAME with BUS one
+ * of pci, platform, amba (arm64) and cpu ("platform:a0000000.dma"). The library turns a path
+ * under /sys/bus/BUS/devices/ into this form.
+ */
+struct cmamap_device {
+	char name[CMAMAP_DEVICE_NAME_MAX]; /* in: NUL-terminated */
+	__u32 dma_bits; /* in: the device's DMA address width, 0 for the kernel's mask. It becomes
+			 * the DMA mask of a device that no driver owns (as a probe would set it),
+			 * and bounds the bus address in any case. */
+	__u32 pad0;     /* must be 0 */
+};
+
+/* CMAMAP_IOC_DMA_MAP: maps (part of) a block for a device through the DMA API. */
+struct cmamap_dma_map {
+	__u32 id;          /* in: the block's handle */
+	__u32 direction;   /* in: CMAMAP_DMA_* */
+	__u64 offset;      /* in: bytes into the block, page aligned */
+	__u64 length;      /* in: bytes, a page multiple; 0 maps to the end of the block */
+	struct cmamap_device device; /* in */
+	__u64 dma_addr;    /* out: the bus address that this device must use */
+	__u32 handle;      /* out: the mapping's handle, for DMA_UNMAP */
+	__u32 pad1;        /* must be 0 */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* CMAMAP_IOC_DMA_UNMAP. */
+struct cmamap_dma_unmap {
+	__u32 handle;      /* in: what DMA_MAP returned through this file */
+	__u32 pad0;        /* must be 0 */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* cmamap_sync.flags: exactly one. */
+#define CMAMAP_SYNC_FOR_CPU (1U << 0)    /* before the CPU reads what a device wrote */
+#define CMAMAP_SYNC_FOR_DEVICE (1U << 1) /* before a device reads what the CPU wrote */
+
+/*
+ * CMAMAP_IOC_SYNC: syncs every device mapping of the block that overlaps the range and whose
+ * direction overlaps @direction, each with its own direction, as the DMA API requires.
+ */
+struct cmamap_sync {
+	__u32 id;          /* in: the block's handle */
+	__u32 flags;       /* in: CMAMAP_SYNC_FOR_CPU or CMAMAP_SYNC_FOR_DEVICE */
+	__u64 offset;      /* in: bytes into the block */
+	__u64 length;      /* in: bytes; 0 syncs to the end of the block */
+	__u32 direction;   /* in: CMAMAP_DMA_* of the data that moved */
+	__u32 synced;      /* out: device mappings synced */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/* Each entry of CMAMAP_IOC_DMA_LIST: one device mapping of a block. */
+struct cmamap_dma_info {
+	__u32 handle;      /* out */
+	__u32 direction;   /* out: CMAMAP_DMA_* */
+	__u64 offset;      /* out: bytes into the block */
+	__u64 length;      /* out: bytes */
+	__u64 dma_addr;    /* out: the device's bus address */
+	char device[CMAMAP_DEVICE_NAME_MAX]; /* out: BUS:NAME */
+};
+
+/* CMAMAP_IOC_DMA_LIST: the device mappings of one block, made through any file. */
+struct cmamap_dma_list {
+	__u32 id;          /* in: the block's handle */
+	__u32 capacity;    /* in: entries available */
+	__u64 entries;     /* in: user pointer to struct cmamap_dma_info[capacity] */
+	__u32 count;       /* out: mappings; min(count, capacity) were written */
+	__u32 pad0;        /* must be 0 */
+	__u64 reserved[2]; /* must be 0 */
+};
+
 #define CMAMAP_IOC_ALLOC _IOWR(CMAMAP_IOC_MAGIC, 0x00, struct cmamap_alloc)
 #define CMAMAP_IOC_FREE _IOW(CMAMAP_IOC_MAGIC, 0x01, struct cmamap_free)
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
@@ -126,5 +205,9 @@ struct cmamap_stat {
 #define CMAMAP_IOC_ALLOC_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x04, struct cmamap_alloc)
 #define CMAMAP_IOC_UNMAP_FREE _IOW(CMAMAP_IOC_MAGIC, 0x05, struct cmamap_free)
 #define CMAMAP_IOC_STAT _IOWR(CMAMAP_IOC_MAGIC, 0x06, struct cmamap_stat)
+#define CMAMAP_IOC_DMA_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x07, struct cmamap_dma_map)
+#define CMAMAP_IOC_DMA_UNMAP _IOW(CMAMAP_IOC_MAGIC, 0x08, struct cmamap_dma_unmap)
+#define CMAMAP_IOC_SYNC _IOWR(CMAMAP_IOC_MAGIC, 0x09, struct cmamap_sync)
+#define CMAMAP_IOC_DMA_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x0a, struct cmamap_dma_list)
 
 #endif /* _UAPI_CMAMAP_H */

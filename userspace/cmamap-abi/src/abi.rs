@@ -149,6 +149,148 @@ pub struct StatArgs {
     pub reserved: [u64; 2],
 }
 
+/// A device mapping in which the device reads and writes.
+pub const DMA_BIDIRECTIONAL: u32 = 0;
+/// A device mapping in which the device reads what the CPU wrote.
+pub const DMA_TO_DEVICE: u32 = 1;
+/// A device mapping in which the device writes what the CPU reads.
+pub const DMA_FROM_DEVICE: u32 = 2;
+
+/// Longest device name, with its NUL.
+pub const DEVICE_NAME_MAX: usize = 64;
+
+/// A device, named as users name it: a PCI address or `BUS:NAME`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceName {
+    /// In: NUL-terminated.
+    pub name: [u8; DEVICE_NAME_MAX],
+    /// In: the device's DMA address width, 0 for the kernel's mask.
+    pub dma_bits: u32,
+    /// Must be 0.
+    pub pad0: u32,
+}
+
+impl Default for DeviceName {
+    fn default() -> Self {
+        Self {
+            name: [0; DEVICE_NAME_MAX],
+            dma_bits: 0,
+            pad0: 0,
+        }
+    }
+}
+
+/// Argument of `IOC_DMA_MAP`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaMapArgs {
+    /// In: the block's handle.
+    pub id: u32,
+    /// In: `DMA_*`.
+    pub direction: u32,
+    /// In: bytes into the block, page aligned.
+    pub offset: u64,
+    /// In: bytes, a page multiple; 0 maps to the end of the block.
+    pub length: u64,
+    /// In: the device.
+    pub device: DeviceName,
+    /// Out: the bus address that this device must use.
+    pub dma_addr: u64,
+    /// Out: the mapping's handle.
+    pub handle: u32,
+    /// Must be 0.
+    pub pad1: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// Argument of `IOC_DMA_UNMAP`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaUnmapArgs {
+    /// In: what `IOC_DMA_MAP` returned through this file.
+    pub handle: u32,
+    /// Must be 0.
+    pub pad0: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// `SyncArgs::flags`: before the CPU reads what a device wrote.
+pub const SYNC_FOR_CPU: u32 = 1 << 0;
+/// `SyncArgs::flags`: before a device reads what the CPU wrote.
+pub const SYNC_FOR_DEVICE: u32 = 1 << 1;
+
+/// Argument of `IOC_SYNC`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncArgs {
+    /// In: the block's handle.
+    pub id: u32,
+    /// In: `SYNC_FOR_CPU` or `SYNC_FOR_DEVICE`.
+    pub flags: u32,
+    /// In: bytes into the block.
+    pub offset: u64,
+    /// In: bytes; 0 syncs to the end of the block.
+    pub length: u64,
+    /// In: `DMA_*` of the data that moved.
+    pub direction: u32,
+    /// Out: device mappings synced.
+    pub synced: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// Each entry of `IOC_DMA_LIST`: one device mapping of a block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaInfo {
+    /// Out: the mapping's handle.
+    pub handle: u32,
+    /// Out: `DMA_*`.
+    pub direction: u32,
+    /// Out: bytes into the block.
+    pub offset: u64,
+    /// Out: bytes.
+    pub length: u64,
+    /// Out: the device's bus address.
+    pub dma_addr: u64,
+    /// Out: `BUS:NAME`, NUL-terminated.
+    pub device: [u8; DEVICE_NAME_MAX],
+}
+
+impl Default for DmaInfo {
+    fn default() -> Self {
+        Self {
+            handle: 0,
+            direction: 0,
+            offset: 0,
+            length: 0,
+            dma_addr: 0,
+            device: [0; DEVICE_NAME_MAX],
+        }
+    }
+}
+
+/// Argument of `IOC_DMA_LIST`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmaListArgs {
+    /// In: the block's handle.
+    pub id: u32,
+    /// In: entries available.
+    pub capacity: u32,
+    /// In: user pointer to `DmaInfo[capacity]`.
+    pub entries: u64,
+    /// Out: mappings; `min(count, capacity)` were written.
+    pub count: u32,
+    /// Must be 0.
+    pub pad0: u32,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -182,6 +324,22 @@ pub const IOC_ALLOC_MAP: u32 = ioc(
 pub const IOC_UNMAP_FREE: u32 = ioc(IOC_WRITE, 0x05, core::mem::size_of::<FreeArgs>());
 /// Device-wide figures and limits.
 pub const IOC_STAT: u32 = ioc(IOC_READ | IOC_WRITE, 0x06, core::mem::size_of::<StatArgs>());
+/// Maps (part of) a block for a device through the DMA API.
+pub const IOC_DMA_MAP: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x07,
+    core::mem::size_of::<DmaMapArgs>(),
+);
+/// Ends a device mapping.
+pub const IOC_DMA_UNMAP: u32 = ioc(IOC_WRITE, 0x08, core::mem::size_of::<DmaUnmapArgs>());
+/// Syncs the device mappings of a block for the CPU or for the devices.
+pub const IOC_SYNC: u32 = ioc(IOC_READ | IOC_WRITE, 0x09, core::mem::size_of::<SyncArgs>());
+/// Lists the device mappings of one block.
+pub const IOC_DMA_LIST: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x0a,
+    core::mem::size_of::<DmaListArgs>(),
+);
 
 /// log2 of the mmap offset space each block owns (64 GiB), in the style of DRM fake offsets.
 pub const OFFSET_SHIFT: u32 = 36;

@@ -86,6 +86,28 @@ fn layouts() -> Vec<StructLayout> {
                 reserved
             ]
         ),
+        layout!(DeviceName, "cmamap_device", [name, dma_bits, pad0]),
+        layout!(
+            DmaMapArgs,
+            "cmamap_dma_map",
+            [id, direction, offset, length, device, dma_addr, handle, pad1, reserved]
+        ),
+        layout!(DmaUnmapArgs, "cmamap_dma_unmap", [handle, pad0, reserved]),
+        layout!(
+            SyncArgs,
+            "cmamap_sync",
+            [id, flags, offset, length, direction, synced, reserved]
+        ),
+        layout!(
+            DmaInfo,
+            "cmamap_dma_info",
+            [handle, direction, offset, length, dma_addr, device]
+        ),
+        layout!(
+            DmaListArgs,
+            "cmamap_dma_list",
+            [id, capacity, entries, count, pad0, reserved]
+        ),
     ]
 }
 
@@ -121,6 +143,16 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_IOC_ALLOC_MAP", IOC_ALLOC_MAP as u64),
         ("CMAMAP_IOC_UNMAP_FREE", IOC_UNMAP_FREE as u64),
         ("CMAMAP_IOC_STAT", IOC_STAT as u64),
+        ("CMAMAP_IOC_DMA_MAP", IOC_DMA_MAP as u64),
+        ("CMAMAP_IOC_DMA_UNMAP", IOC_DMA_UNMAP as u64),
+        ("CMAMAP_IOC_SYNC", IOC_SYNC as u64),
+        ("CMAMAP_IOC_DMA_LIST", IOC_DMA_LIST as u64),
+        ("CMAMAP_DMA_BIDIRECTIONAL", DMA_BIDIRECTIONAL as u64),
+        ("CMAMAP_DMA_TO_DEVICE", DMA_TO_DEVICE as u64),
+        ("CMAMAP_DMA_FROM_DEVICE", DMA_FROM_DEVICE as u64),
+        ("CMAMAP_DEVICE_NAME_MAX", DEVICE_NAME_MAX as u64),
+        ("CMAMAP_SYNC_FOR_CPU", SYNC_FOR_CPU as u64),
+        ("CMAMAP_SYNC_FOR_DEVICE", SYNC_FOR_DEVICE as u64),
     ]
 }
 
