@@ -21,6 +21,7 @@ mod charge;
 mod cma;
 mod debugfs;
 mod device;
+mod dma;
 mod file;
 mod ioctl;
 mod offsets;

@@ -5,6 +5,7 @@
 
 use crate::{
     block::Owner,
+    dma::DmaMappings,
     debugfs::{BlocksView, HeldPagesView},
     file::OpenFile,
     pci::CmamapPci,
@@ -23,6 +24,7 @@ use kernel::{
 /// zaps through the shared mapping), then debugfs, and the shared mapping last.
 #[pin_data(PinnedDrop)]
 pub(crate) struct CmamapModule {
+    _dma: DmaMappings,
     #[pin]
     misc: MiscDeviceRegistration<OpenFile>,
     #[pin]
@@ -42,6 +44,7 @@ impl kernel::InPlaceModule for CmamapModule {
         sys::selftest_inject();
         let debugfs = Dir::new(c"cmamap");
         try_pin_init!(Self {
+            _dma: DmaMappings::init()?,
             _rmap: SharedMapping::new()?,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
             _pci <- driver::Registration::new(c"cmamap", module),

@@ -8,7 +8,7 @@
 use crate::{
     block::{Backing, Block, Owner},
     charge::Counter,
-    ioctl, offsets, registry, rmap,
+    dma, ioctl, offsets, registry, rmap,
     strategy::Strategy,
     vma,
 };
@@ -146,6 +146,7 @@ impl MiscDevice for OpenFile {
     fn release(me: Self::Ptr, _file: &File) {
         // Mapped blocks stay alive through their VMAs; the rest go back to CMA now.
         let key = me.key;
+        dma::file_released(key);
         registry::unpublish_where(|block| block.owner() == Owner::File(key));
     }
 
@@ -205,5 +206,6 @@ impl MiscDevice for OpenFile {
                 block.owner_name()
             );
         });
+        dma::show_of_file(m, me.key);
     }
 }

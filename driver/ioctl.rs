@@ -8,6 +8,7 @@ use crate::{
     block::{Backing, Block, Owner},
     charge::{self, Charge},
     cma::CmaPages,
+    dma,
     file::OpenFile,
     offsets, params, registry,
     strategy::Strategy,
@@ -33,6 +34,10 @@ pub(crate) fn dispatch(me: &OpenFile, file: &File, cmd: u32, arg: usize) -> Resu
         abi::IOC_INFO => info(me, user),
         abi::IOC_LIST => list(me, user),
         abi::IOC_STAT => stat(me, user),
+        abi::IOC_DMA_MAP => dma::map(me.key(), user),
+        abi::IOC_DMA_UNMAP => dma::unmap(me.key(), user),
+        abi::IOC_SYNC => dma::sync(me.key(), user),
+        abi::IOC_DMA_LIST => dma::list(me.key(), user),
         _ => Err(ENOTTY),
     }?;
     Ok(0)
@@ -185,6 +190,7 @@ fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
         vma::unmap_from_current(args.addr as usize, len)?;
     }
     let block = registry::unpublish(args.id, me.key())?;
+    dma::block_freed(args.id);
     // Still mapped: the VMAs' references keep the pages until the last munmap.
     drop(block);
     Ok(())

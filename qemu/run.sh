@@ -20,6 +20,10 @@
 #                          the host (SIZE, a power of two like 1M, creates a missing FILE)
 #     --host-check CMD     a command the host runs once the guest is gone: one more check in
 #                          the verdict (e.g. of the ivshmem backing file)
+#     --machine pc|q35     the QEMU machine (default pc)
+#     --iommu intel        an Intel IOMMU in strict mode (needs --machine q35)
+#     --device SPEC        one more QEMU -device, e.g. edu,dma_mask=0xffffffffffffffff (repeatable)
+#     --cma SPEC           the cma= kernel parameter (default 512M)
 # Exit status: 0 only if the command passed, the guest reported back, and the kernel log has
 # no splat, no bad taint, no kmemleak report and CMA came back to its baseline.
 set -euo pipefail
@@ -27,7 +31,7 @@ set -euo pipefail
 
 flavour=debug kernel="" module="$CMAMAP_ROOT/cmamap.ko" modparams="" timeout_s=1200
 append="" mode=run out="$CMAMAP_ROOT/out/vm" accel=${CMAMAP_ACCEL:-auto} quiet=0
-bins=() files=() cmd=() ivshmem="" host_check=""
+bins=() files=() cmd=() ivshmem="" host_check="" machine=pc iommu="" devices=() cma=512M
 while [ $# -gt 0 ]; do
     case $1 in
     --kernel) kernel=$2; shift 2 ;;
@@ -45,12 +49,22 @@ while [ $# -gt 0 ]; do
     --quiet) quiet=1; shift ;;
     --ivshmem) ivshmem=$2; shift 2 ;;
     --host-check) host_check=$2; shift 2 ;;
+    --machine) machine=$2; shift 2 ;;
+    --iommu) iommu=$2; shift 2 ;;
+    --device) devices+=("$2"); shift 2 ;;
+    --cma) cma=$2; shift 2 ;;
     --) shift; cmd=("$@"); break ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
 [ ${#cmd[@]} -gt 0 ] || cmd=(/bin/cmamap-test)
+case $machine in pc | q35) ;; *) die "--machine must be pc or q35" ;; esac
+case $iommu in
+"") ;;
+intel) [ "$machine" = q35 ] || die "--iommu intel needs --machine q35" ;;
+*) die "--iommu must be intel" ;;
+esac
 if [ -z "$kernel" ]; then
     kernel="$(kernel_build_dir "$flavour")/arch/x86/boot/bzImage"
 fi
@@ -101,7 +115,7 @@ echo "nobody:x:65534:65534:nobody:/:/bin/sh" >>"$root/etc/passwd"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
 
 # --- Accelerator ----------------------------------------------------------------------------
-qemu_base=(qemu-system-x86_64 -machine pc -cpu max,la57=off -m 3G -smp 2 -nodefaults -display none
+qemu_base=(qemu-system-x86_64 -machine "$machine" -cpu max,la57=off -m 3G -smp 2 -nodefaults -display none
     -no-reboot -kernel "$kernel")
 
 # KVM hangs or aborts on some hosts: use it only after a short probe boot reported back.
@@ -137,11 +151,20 @@ echo "cmamap VM: kernel $(basename "$(dirname "$(dirname "$(dirname "$(dirname "
 echo "$accel" >"$out/accel"
 
 # --- Boot -------------------------------------------------------------------------------------
-cmdline="console=ttyS0 loglevel=5 kunit.enable=1 kunit.autorun=1 cma=512M debug_pagealloc=on panic=-1 oops=panic"
+cmdline="console=ttyS0 loglevel=5 kunit.enable=1 kunit.autorun=1 cma=$cma debug_pagealloc=on panic=-1 oops=panic"
 cmdline+=" panic_on_warn=0 rdinit=/init $append"
 result="$out/result.txt" console="$out/console.log"
 rm -f "$result" "$console"
-qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio" -append "$cmdline")
+qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio")
+# TCG has no interrupt remapping; strict mode makes an unmapped IOVA unreachable at once.
+if [ "$iommu" = intel ]; then
+    qemu+=(-device intel-iommu,intremap=off)
+    cmdline+=" intel_iommu=on iommu.strict=1"
+fi
+qemu+=(-append "$cmdline")
+for spec in "${devices[@]}"; do
+    qemu+=(-device "$spec")
+done
 if [ -n "$ivshmem" ]; then
     shm_file=${ivshmem%%:*} shm_size=${ivshmem#*:}
     [ "$shm_size" != "$ivshmem" ] || shm_size=""

@@ -74,6 +74,25 @@ else
     check "no kernel splat" 1
 fi
 
+# IOMMU faults: a device reached memory it was not given. A test that causes one on purpose
+# (DMA to an address it just unmapped) first logs "cmamap-test: expect IOMMU fault at ADDR";
+# a fault at exactly an announced page is accepted, any other one fails the run.
+kernel_lines=$( {
+    grep -aE '^\[ *[0-9]+\.[0-9]+\]' "$console" | sed -E 's/^\[ *[0-9]+\.[0-9]+\] ?//'
+    echo "$dmesg_log"
+})
+expected_faults=$(grep -aoE 'cmamap-test: expect IOMMU fault at 0x[0-9a-f]+' <<<"$kernel_lines" | awk '{print $NF}' | sort -u)
+faults=$(grep -aE 'DMAR: \[DMA (Read|Write)' <<<"$kernel_lines" | sort -u)
+unexpected=""
+while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    addr=$(grep -oE 'fault addr 0x[0-9a-f]+' <<<"$line" | awk '{print $NF}')
+    grep -qxF "$addr" <<<"$expected_faults" || unexpected+="$line"$'\n'
+done <<<"$faults"
+check "no unexpected IOMMU fault ($(grep -c . <<<"$faults") seen, $(grep -c . <<<"$expected_faults") announced)" \
+    "$([ -z "$unexpected" ] && echo 1 || echo 0)" "$(grep -c . <<<"$unexpected") unexpected"
+[ -n "$unexpected" ] && sed 's/^/    /' <<<"$unexpected" | head -10
+
 # Taint: B (bad page), D (died), W (warning), L (soft lockup) are failures; O, E, N are not.
 taint=$(field TAINT)
 letters=""

@@ -16,6 +16,7 @@ pub use cmamap_abi as abi;
 
 mod block;
 mod device;
+mod dma;
 mod error;
 mod mapping;
 pub mod meminfo;
@@ -27,6 +28,7 @@ pub mod units;
 
 pub use block::{view_offset, Block, VIEW_LIMIT};
 pub use device::{AllocRequest, Device, Info, Stat, DEFAULT_PATH};
+pub use dma::{Direction, DmaDevice, DmaInfo, DmaMapping};
 pub use error::{errno_name, explanation as errno_explanation, Error, Result};
 pub use mapping::{MappedBlock, Mapping, Probe, Sharing, HUGE_SIZE};
 pub use nix::errno::Errno;

@@ -71,6 +71,10 @@ pub fn request_name(request: u32) -> &'static str {
         abi::IOC_ALLOC_MAP => "CMAMAP_IOC_ALLOC_MAP",
         abi::IOC_UNMAP_FREE => "CMAMAP_IOC_UNMAP_FREE",
         abi::IOC_STAT => "CMAMAP_IOC_STAT",
+        abi::IOC_DMA_MAP => "CMAMAP_IOC_DMA_MAP",
+        abi::IOC_DMA_UNMAP => "CMAMAP_IOC_DMA_UNMAP",
+        abi::IOC_SYNC => "CMAMAP_IOC_SYNC",
+        abi::IOC_DMA_LIST => "CMAMAP_IOC_DMA_LIST",
         _ => "ioctl",
     }
 }
@@ -317,4 +321,67 @@ mod tests {
         assert_eq!(region.len(), crate::page_size());
         assert_ne!(region.addr(), 0);
     }
+}
+
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_DMA_MAP`.
+    ioc_dma_map,
+    abi::IOC_DMA_MAP,
+    abi::DmaMapArgs
+);
+nix::ioctl_write_ptr_bad!(
+    /// `CMAMAP_IOC_DMA_UNMAP`.
+    ioc_dma_unmap,
+    abi::IOC_DMA_UNMAP,
+    abi::DmaUnmapArgs
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_SYNC`.
+    ioc_sync,
+    abi::IOC_SYNC,
+    abi::SyncArgs
+);
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_DMA_LIST`.
+    ioc_dma_list,
+    abi::IOC_DMA_LIST,
+    abi::DmaListArgs
+);
+
+/// `CMAMAP_IOC_DMA_MAP`: maps part of block `args.id` for a device; fills in the bus address
+/// and the handle.
+pub fn dma_map(fd: BorrowedFd<'_>, args: &mut abi::DmaMapArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive DmaMapArgs; the kernel copies at most its size.
+    unsafe { ioc_dma_map(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_DMA_UNMAP`: ends the device mapping `args.handle` made through this file.
+pub fn dma_unmap(fd: BorrowedFd<'_>, args: &abi::DmaUnmapArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live DmaUnmapArgs that the kernel only reads.
+    unsafe { ioc_dma_unmap(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_SYNC`: syncs the device mappings of a block; `args.synced` says how many.
+pub fn sync(fd: BorrowedFd<'_>, args: &mut abi::SyncArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive SyncArgs; the kernel copies at most its size.
+    unsafe { ioc_sync(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `CMAMAP_IOC_DMA_LIST` of block `id` into `entries`: returns the number of device mappings,
+/// of which `min(count, entries.len())` were written.
+pub fn dma_list(fd: BorrowedFd<'_>, id: u32, entries: &mut [abi::DmaInfo]) -> nix::Result<u32> {
+    let mut args = abi::DmaListArgs {
+        id,
+        capacity: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        entries: if entries.is_empty() {
+            0
+        } else {
+            entries.as_mut_ptr() as u64
+        },
+        ..Default::default()
+    };
+    // SAFETY: `args` is live and exclusive; `entries` points to `capacity` writable DmaInfos
+    // that live across the call.
+    unsafe { ioc_dma_list(fd.as_raw_fd(), &mut args) }?;
+    Ok(args.count)
 }

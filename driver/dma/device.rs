@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A device that blocks are mapped for: found by the name users give, held by a reference,
+//! and the only place that calls the DMA API (through `dma/glue.c`).
+
+use super::Direction;
+use kernel::{bindings, device::Device, prelude::*, str::CStr, sync::aref::ARef};
+
+extern "C" {
+    fn cmamap_dma_find_device(bus: *const u8, name: *const u8) -> *mut bindings::device;
+    fn cmamap_dma_device_lock(dev: *mut bindings::device);
+    fn cmamap_dma_device_unlock(dev: *mut bindings::device);
+    fn cmamap_dma_map(
+        dev: *mut bindings::device,
+        phys: u64,
+        size: usize,
+        dir: i32,
+        dma_bits: u32,
+        addr: *mut u64,
+    ) -> i32;
+    fn cmamap_dma_unmap(dev: *mut bindings::device, addr: u64, size: usize, dir: i32);
+    fn cmamap_dma_sync(dev: *mut bindings::device, addr: u64, size: usize, dir: i32, for_cpu: bool);
+    fn cmamap_dma_watch_buses() -> i32;
+    fn cmamap_dma_unwatch_buses();
+}
+
+/// A device, by reference.
+///
+/// # Invariants
+///
+/// `dev` holds one reference to a live `struct device`, taken by the lookup.
+pub(crate) struct DmaDevice {
+    dev: ARef<Device>,
+}
+
+impl DmaDevice {
+    /// The device `name` on bus `bus` (both NUL-terminated), or `ENODEV`.
+    pub(crate) fn find(bus: &CStr, name: &CStr) -> Result<Self> {
+        // SAFETY: Both strings are NUL-terminated and outlive the call.
+        let raw = unsafe { cmamap_dma_find_device(bus.as_char_ptr().cast(), name.as_char_ptr().cast()) };
+        let raw = core::ptr::NonNull::new(raw).ok_or(ENODEV)?;
+        // SAFETY: The lookup returned a device with a reference that is now ours to drop;
+        // `Device` wraps `struct device` transparently.
+        let dev = unsafe { ARef::from_raw(raw.cast::<Device>()) };
+        Ok(Self { dev })
+    }
+
+    fn as_raw(&self) -> *mut bindings::device {
+        self.dev.as_raw()
+    }
+
+    /// Holds the device lock, so that no driver binds or unbinds while we map.
+    pub(crate) fn lock(&self) -> DeviceLock<'_> {
+        // SAFETY: The device is live (invariant); we may sleep.
+        unsafe { cmamap_dma_device_lock(self.as_raw()) };
+        DeviceLock { device: self }
+    }
+
+    /// Maps `size` bytes at `phys` for the device; see `cmamap_dma_map` for the errors. The
+    /// mapping ends when the result is dropped.
+    pub(crate) fn map(
+        &self,
+        _locked: &DeviceLock<'_>,
+        phys: u64,
+        size: usize,
+        direction: Direction,
+        dma_bits: u32,
+    ) -> Result<DeviceMapping> {
+        let mut addr = 0u64;
+        // SAFETY: The device is live and locked (the guard proves it); `addr` is ours.
+        let ret = unsafe {
+            cmamap_dma_map(self.as_raw(), phys, size, direction.to_c(), dma_bits, &mut addr)
+        };
+        kernel::error::to_result(ret)?;
+        Ok(DeviceMapping {
+            dev: self.dev.clone(),
+            addr,
+            size,
+            direction,
+        })
+    }
+}
+
+/// A live DMA API mapping, ended on drop.
+///
+/// # Invariants
+///
+/// `addr`, `size` and `direction` are those of a live mapping made for `dev`.
+pub(crate) struct DeviceMapping {
+    dev: ARef<Device>,
+    addr: u64,
+    size: usize,
+    direction: Direction,
+}
+
+impl DeviceMapping {
+    /// The bus address.
+    pub(crate) fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    /// Whether the mapping is for the device at `raw` (an identity only).
+    pub(crate) fn is_for(&self, raw: *const bindings::device) -> bool {
+        core::ptr::eq(self.dev.as_raw(), raw)
+    }
+
+    /// Syncs `size` bytes from byte `offset` of the mapping, which must lie inside it.
+    pub(crate) fn sync(&self, offset: u64, size: usize, for_cpu: bool) {
+        if offset.saturating_add(size as u64) > self.size as u64 {
+            return;
+        }
+        // SAFETY: The mapping is live (invariant) and the range lies inside it (checked).
+        unsafe {
+            cmamap_dma_sync(
+                self.dev.as_raw(),
+                self.addr + offset,
+                size,
+                self.direction.to_c(),
+                for_cpu,
+            )
+        };
+    }
+}
+
+impl Drop for DeviceMapping {
+    fn drop(&mut self) {
+        // SAFETY: The mapping is live (invariant) and ends here, once.
+        unsafe {
+            cmamap_dma_unmap(self.dev.as_raw(), self.addr, self.size, self.direction.to_c())
+        };
+    }
+}
+
+/// The device lock of a [`DmaDevice`], released on drop.
+pub(crate) struct DeviceLock<'a> {
+    device: &'a DmaDevice,
+}
+
+impl Drop for DeviceLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Locked by `DmaDevice::lock`, which made this guard.
+        unsafe { cmamap_dma_device_unlock(self.device.as_raw()) };
+    }
+}
+
+/// Starts calling `cmamap_dma_device_gone` when a device on a bus we map for goes away.
+pub(crate) fn watch_buses() -> Result {
+    // SAFETY: Registers static notifier blocks once, from module init.
+    kernel::error::to_result(unsafe { cmamap_dma_watch_buses() })
+}
+
+/// Stops the notifications; any call under way has returned when this does.
+pub(crate) fn unwatch_buses() {
+    // SAFETY: Called once, from module exit, after `watch_buses` succeeded.
+    unsafe { cmamap_dma_unwatch_buses() };
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C half of driver/dma.rs: finding a device by name, mapping a block for it without a
+ * bounce buffer, syncing, and the bus notifier that ends mappings when a device goes.
+ * C because the checks are static inlines (device_lock, dma_capable, phys_to_dma,
+ * use_dma_iommu, dma_sync_single_*) and 7.3's Rust has no bus notifier.
+ */
+#include <linux/cpu.h>
+#include <linux/device.h>
+#include <linux/dma-direct.h>
+#include <linux/dma-map-ops.h>
+#include <linux/dma-mapping.h>
+#include <linux/iommu.h>
+#include <linux/iommu-dma.h>
+#include <linux/limits.h>
+#include <linux/notifier.h>
+#include <linux/pci.h>
+#include <linux/platform_device.h>
+#include <linux/string.h>
+#ifdef CONFIG_ARM_AMBA
+#include <linux/amba/bus.h>
+#endif
+
+/* Rust: drops every mapping for @dev (driver/dma.rs). */
+void cmamap_dma_device_gone(struct device *dev);
+
+static const struct {
+	const char *name;
+	const struct bus_type *bus;
+} cmamap_dma_buses[] = {
+	{ "pci", &pci_bus_type },
+	{ "platform", &platform_bus_type },
+#ifdef CONFIG_ARM_AMBA
+	{ "amba", &amba_bustype },
+#endif
+	/* Devices that do no DMA: a name users may give by mistake gets EOPNOTSUPP, not ENODEV. */
+	{ "cpu", &cpu_subsys },
+};
+
+/*
+ * The device @name on bus @bus, with a reference the caller drops with put_device(), or
+ * NULL when there is none.
+ */
+struct device *cmamap_dma_find_device(const char *bus, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cmamap_dma_buses); i++)
+		if (!strcmp(bus, cmamap_dma_buses[i].name))
+			return bus_find_device_by_name(cmamap_dma_buses[i].bus, NULL, name);
+	return NULL;
+}
+
+void cmamap_dma_device_lock(struct device *dev)
+{
+	device_lock(dev);
+}
+
+void cmamap_dma_device_unlock(struct device *dev)
+{
+	device_unlock(dev);
+}
+
+/* Whether the DMA API goes through an IOMMU (or other ops) for @dev rather than direct. */
+static bool cmamap_dma_translated(struct device *dev)
+{
+	return use_dma_iommu(dev) || get_dma_ops(dev);
+}
+
+/* Whether bus address @addr reaches @phys itself for @size bytes, not a bounce buffer. */
+static bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t addr,
+			       size_t size)
+{
+	struct iommu_domain *domain;
+	size_t off;
+
+	if (!use_dma_iommu(dev))
+		return !get_dma_ops(dev) && addr == phys_to_dma(dev, phys);
+	domain = iommu_get_domain_for_dev(dev);
+	if (!domain)
+		return false;
+	for (off = 0; off < size; off += PAGE_SIZE)
+		if (iommu_iova_to_phys(domain, addr + off) != phys + off)
+			return false;
+	return true;
+}
+
+/*
+ * Maps @size bytes at @phys for @dev in direction @dir and stores the bus address in @addr.
+ * The caller holds the device lock, so no driver binds meanwhile. @dma_bits, if not 0, is the
+ * device's address width: it becomes the DMA mask of a device that no driver owns (as that
+ * driver's probe would set it), and bounds the address in any case.
+ *
+ * Returns 0, -EOPNOTSUPP (no DMA for this device, or ops whose result cannot be checked),
+ * -EIO (the mask was refused), -ERANGE (the device cannot reach the memory without a bounce
+ * buffer) or -ENOMEM (the DMA API failed, e.g. no IOVA space).
+ */
+int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
+		   unsigned int dma_bits, dma_addr_t *addr)
+{
+	u64 limit = dma_bits ? DMA_BIT_MASK(dma_bits) : U64_MAX;
+	dma_addr_t mapped;
+
+	device_lock_assert(dev);
+	if (!dev->dma_mask || !*dev->dma_mask)
+		return -EOPNOTSUPP;
+	if (dma_bits && !dev->driver && dma_set_mask(dev, limit))
+		return -EIO;
+	if (get_dma_ops(dev) && !use_dma_iommu(dev))
+		return -EOPNOTSUPP;
+	/* Direct DMA to memory past the mask would bounce or WARN: refuse before mapping. */
+	if (!cmamap_dma_translated(dev) &&
+	    (!dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) ||
+	     phys_to_dma(dev, phys) + size - 1 > limit))
+		return -ERANGE;
+	mapped = dma_map_phys(dev, phys, size, dir, 0);
+	if (dma_mapping_error(dev, mapped))
+		return -ENOMEM;
+	if (!cmamap_dma_reaches(dev, phys, mapped, size) || mapped + size - 1 > limit) {
+		dma_unmap_phys(dev, mapped, size, dir, 0);
+		return -ERANGE;
+	}
+	*addr = mapped;
+	return 0;
+}
+
+/* Whether @dev can reach @size bytes at @phys without a bounce buffer, as cmamap_dma_map. */
+bool cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
+			  unsigned int dma_bits)
+{
+	u64 limit = dma_bits ? DMA_BIT_MASK(dma_bits) : U64_MAX;
+
+	if (!dev->dma_mask || !*dev->dma_mask)
+		return false;
+	if (cmamap_dma_translated(dev))
+		return use_dma_iommu(dev);
+	return dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) &&
+	       phys_to_dma(dev, phys) + size - 1 <= limit;
+}
+
+void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir)
+{
+	dma_unmap_phys(dev, addr, size, dir, 0);
+}
+
+void cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu)
+{
+	if (for_cpu)
+		dma_sync_single_for_cpu(dev, addr, size, dir);
+	else
+		dma_sync_single_for_device(dev, addr, size, dir);
+}
+
+/*
+ * A device that goes away, or whose driver unbinds, loses its mappings first. Both removal
+ * events are handled: a lookup can still find the device between DEL and REMOVED. The
+ * highest priority runs this before the IOMMU core releases the device.
+ */
+static int cmamap_dma_bus_event(struct notifier_block *nb, unsigned long action, void *data)
+{
+	switch (action) {
+	case BUS_NOTIFY_DEL_DEVICE:
+	case BUS_NOTIFY_REMOVED_DEVICE:
+	case BUS_NOTIFY_UNBIND_DRIVER:
+		cmamap_dma_device_gone(data);
+		break;
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block cmamap_dma_nbs[ARRAY_SIZE(cmamap_dma_buses)];
+
+int cmamap_dma_watch_buses(void)
+{
+	size_t i;
+	int ret;
+
+	for (i = 0; i < ARRAY_SIZE(cmamap_dma_buses); i++) {
+		cmamap_dma_nbs[i].notifier_call = cmamap_dma_bus_event;
+		cmamap_dma_nbs[i].priority = INT_MAX;
+		ret = bus_register_notifier(cmamap_dma_buses[i].bus, &cmamap_dma_nbs[i]);
+		if (ret) {
+			while (i--)
+				bus_unregister_notifier(cmamap_dma_buses[i].bus, &cmamap_dma_nbs[i]);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+void cmamap_dma_unwatch_buses(void)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(cmamap_dma_buses); i++)
+		bus_unregister_notifier(cmamap_dma_buses[i].bus, &cmamap_dma_nbs[i]);
+}
