@@ -33,3 +33,19 @@ unsafe impl AsBytes for ListArgs {}
 unsafe impl FromBytes for StatArgs {}
 // SAFETY: As above.
 unsafe impl AsBytes for StatArgs {}
+// SAFETY: As above.
+unsafe impl FromBytes for DmaMapArgs {}
+// SAFETY: As above.
+unsafe impl AsBytes for DmaMapArgs {}
+// SAFETY: As above.
+unsafe impl FromBytes for DmaUnmapArgs {}
+// SAFETY: As above.
+unsafe impl FromBytes for SyncArgs {}
+// SAFETY: As above.
+unsafe impl AsBytes for SyncArgs {}
+// SAFETY: As above.
+unsafe impl AsBytes for DmaInfo {}
+// SAFETY: As above.
+unsafe impl FromBytes for DmaListArgs {}
+// SAFETY: As above.
+unsafe impl AsBytes for DmaListArgs {}

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; and `held_pages`,
-//! the pages of freed blocks that wait for an outside reference to go (`quarantine`).
+//! the pages of freed blocks that wait for an outside reference to go (`quarantine`); and
+//! `dma`, every device mapping (`dma`).
 
-use crate::{quarantine, registry};
+use crate::{dma, quarantine, registry};
 use core::fmt;
 use kernel::debugfs::Writer;
 
@@ -44,5 +45,14 @@ pub(crate) struct HeldPagesView;
 impl Writer for HeldPagesView {
     fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", quarantine::pages_held())
+    }
+}
+
+/// The contents of the `dma` file: every device mapping, one line each.
+pub(crate) struct DmaView;
+
+impl Writer for DmaView {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        dma::render(f)
     }
 }

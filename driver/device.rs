@@ -6,7 +6,7 @@
 use crate::{
     block::Owner,
     dma::DmaMappings,
-    debugfs::{BlocksView, HeldPagesView},
+    debugfs::{BlocksView, DmaView, HeldPagesView},
     file::OpenFile,
     pci::CmamapPci,
     quarantine, registry,
@@ -34,6 +34,8 @@ pub(crate) struct CmamapModule {
     _blocks_file: File<BlocksView>,
     #[pin]
     _held_pages_file: File<HeldPagesView>,
+    #[pin]
+    _dma_file: File<DmaView>,
     _rmap: SharedMapping,
 }
 
@@ -50,6 +52,7 @@ impl kernel::InPlaceModule for CmamapModule {
             _pci <- driver::Registration::new(c"cmamap", module),
             _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
             _held_pages_file <- debugfs.read_only_file(c"held_pages", HeldPagesView),
+            _dma_file <- debugfs.read_only_file(c"dma", DmaView),
             _debugfs: debugfs,
         })
     }

@@ -243,7 +243,7 @@ impl Drop for DmaMappings {
 /// Called by the bus notifier (`dma/glue.c`) when a device is removed or its driver unbinds:
 /// its mappings end before it goes.
 #[no_mangle]
-extern "C" fn cmamap_dma_device_gone(dev: *mut kernel::bindings::device) {
+extern "C" fn cmamap_dma_device_gone(dev: *mut core::ffi::c_void) {
     let removed = MAPPINGS.lock().remove_where(|m| m.mapped.is_for(dev));
     if removed > 0 {
         pr_info!("ended {} device mappings: the device went away\n", removed);

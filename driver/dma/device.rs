@@ -4,24 +4,33 @@
 //! and the only place that calls the DMA API (through `dma/glue.c`).
 
 use super::Direction;
-use kernel::{bindings, device::Device, prelude::*, str::CStr, sync::aref::ARef};
+use core::ffi::c_void;
+use kernel::{device::Device, prelude::*, str::CStr, sync::aref::ARef};
 
+// `struct device` is passed as `c_void`: bindgen's view of it holds a zero-sized array that
+// the FFI lint refuses.
 extern "C" {
-    fn cmamap_dma_find_device(bus: *const u8, name: *const u8) -> *mut bindings::device;
-    fn cmamap_dma_device_lock(dev: *mut bindings::device);
-    fn cmamap_dma_device_unlock(dev: *mut bindings::device);
+    fn cmamap_dma_find_device(bus: *const u8, name: *const u8) -> *mut c_void;
+    fn cmamap_dma_device_lock(dev: *mut c_void);
+    fn cmamap_dma_device_unlock(dev: *mut c_void);
     fn cmamap_dma_map(
-        dev: *mut bindings::device,
+        dev: *mut c_void,
         phys: u64,
         size: usize,
         dir: i32,
         dma_bits: u32,
         addr: *mut u64,
     ) -> i32;
-    fn cmamap_dma_unmap(dev: *mut bindings::device, addr: u64, size: usize, dir: i32);
-    fn cmamap_dma_sync(dev: *mut bindings::device, addr: u64, size: usize, dir: i32, for_cpu: bool);
+    fn cmamap_dma_unmap(dev: *mut c_void, addr: u64, size: usize, dir: i32);
+    fn cmamap_dma_sync(dev: *mut c_void, addr: u64, size: usize, dir: i32, for_cpu: bool);
     fn cmamap_dma_watch_buses() -> i32;
     fn cmamap_dma_unwatch_buses();
+}
+
+/// The `struct device` behind `dev`; `Device` wraps it transparently (its own accessor is
+/// private to the kernel crate).
+fn raw(dev: &Device) -> *mut c_void {
+    core::ptr::from_ref(dev).cast::<c_void>().cast_mut()
 }
 
 /// A device, by reference.
@@ -45,8 +54,8 @@ impl DmaDevice {
         Ok(Self { dev })
     }
 
-    fn as_raw(&self) -> *mut bindings::device {
-        self.dev.as_raw()
+    fn as_raw(&self) -> *mut c_void {
+        raw(&self.dev)
     }
 
     /// Holds the device lock, so that no driver binds or unbinds while we map.
@@ -99,9 +108,9 @@ impl DeviceMapping {
         self.addr
     }
 
-    /// Whether the mapping is for the device at `raw` (an identity only).
-    pub(crate) fn is_for(&self, raw: *const bindings::device) -> bool {
-        core::ptr::eq(self.dev.as_raw(), raw)
+    /// Whether the mapping is for the device at `other` (an identity only).
+    pub(crate) fn is_for(&self, other: *const c_void) -> bool {
+        core::ptr::eq(raw(&self.dev), other)
     }
 
     /// Syncs `size` bytes from byte `offset` of the mapping, which must lie inside it.
@@ -112,7 +121,7 @@ impl DeviceMapping {
         // SAFETY: The mapping is live (invariant) and the range lies inside it (checked).
         unsafe {
             cmamap_dma_sync(
-                self.dev.as_raw(),
+                raw(&self.dev),
                 self.addr + offset,
                 size,
                 self.direction.to_c(),
@@ -126,7 +135,7 @@ impl Drop for DeviceMapping {
     fn drop(&mut self) {
         // SAFETY: The mapping is live (invariant) and ends here, once.
         unsafe {
-            cmamap_dma_unmap(self.dev.as_raw(), self.addr, self.size, self.direction.to_c())
+            cmamap_dma_unmap(raw(&self.dev), self.addr, self.size, self.direction.to_c())
         };
     }
 }

@@ -21,8 +21,7 @@
 #include <linux/amba/bus.h>
 #endif
 
-/* Rust: drops every mapping for @dev (driver/dma.rs). */
-void cmamap_dma_device_gone(struct device *dev);
+#include "glue.h"
 
 static const struct {
 	const char *name;
@@ -122,20 +121,6 @@ int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
 	}
 	*addr = mapped;
 	return 0;
-}
-
-/* Whether @dev can reach @size bytes at @phys without a bounce buffer, as cmamap_dma_map. */
-bool cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
-			  unsigned int dma_bits)
-{
-	u64 limit = dma_bits ? DMA_BIT_MASK(dma_bits) : U64_MAX;
-
-	if (!dev->dma_mask || !*dev->dma_mask)
-		return false;
-	if (cmamap_dma_translated(dev))
-		return use_dma_iommu(dev);
-	return dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) &&
-	       phys_to_dma(dev, phys) + size - 1 <= limit;
 }
 
 void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir)
