@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The VM half of `make test`: the suite split over SHARDS VMs that run at once, then one
-# verdict. A TCG guest keeps about one host core busy, so two VMs on two cores take little
-# longer than half the suite. Each VM has its own kernel-log verdict (splats, taint, kmemleak,
-# CMA baseline); the run passes only if every one does.
+# The VM half of `make test`: the suite split over SHARDS VMs that run at once, plus three
+# DMA VMs, then one verdict. A TCG guest keeps about one host core busy, so two VMs on two
+# cores take little longer than half the suite; the DMA VMs mostly wait for edu's timer.
+# Each VM has its own kernel-log verdict (splats, taint, kmemleak, CMA baseline, IOMMU
+# faults); the run passes only if every one does.
 #
 #   scripts/test-vm.sh SHARDS BIN_DIR IVSHMEM_FILE [RUN_ARGS...]
-# Shard 0's VM gets the ivshmem device (and the host-side check of its file).
+# Shard 0's VM gets the ivshmem device (and the host-side check of its file). The DMA VMs
+# (DMA_SETUPS, default all three) run the dma_ cases against QEMU's edu device:
+#   iommu     q35 with an Intel IOMMU in strict mode, edu with its 28-bit mask
+#   direct64  pc without an IOMMU, edu with a 64-bit mask
+#   direct28  pc without an IOMMU, edu with its 28-bit mask, CMA from 128 MiB to 640 MiB
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CMAMAP_ROOT"
@@ -22,44 +27,59 @@ shard_args() {
     fi
 }
 
-if [ "$shards" = 1 ]; then
-    shard_args 0
-    exec qemu/run.sh "${args[@]}" "$@" -- /bin/cmamap-test
-fi
+# The runner's arguments for DMA set-up $1.
+dma_args() {
+    args=(--flavour debug --module cmamap.ko --bin "$bin")
+    case $1 in
+    iommu) args+=(--machine q35 --iommu intel --device edu) ;;
+    direct64) args+=(--device edu,dma_mask=0xffffffffffffffff) ;;
+    direct28) args+=(--device edu --cma 512M@128M-640M) ;;
+    *) die "unknown DMA set-up '$1' (iommu, direct64, direct28)" ;;
+    esac
+}
+read -r -a setups <<<"${DMA_SETUPS-iommu direct64 direct28}"
 
-pids=()
+names=() logs=() pids=()
 for ((k = 0; k < shards; k++)); do
-    log="out/vm-shard$k.log"
-    echo "== VM $((k + 1)) of $shards: cmamap-test --shard $k/$shards (console and verdict: $log)"
+    names+=("shard $k") logs+=("out/vm-shard$k.log")
     shard_args "$k"
+    echo "== VM ${#names[@]}: cmamap-test --shard $k/$shards (console and verdict: ${logs[-1]})"
     qemu/run.sh "${args[@]}" --out "out/vm-shard$k" "$@" \
-        -- /bin/cmamap-test --shard "$k/$shards" >"$log" 2>&1 &
+        -- /bin/cmamap-test --shard "$k/$shards" >"${logs[-1]}" 2>&1 &
+    pids+=($!)
+done
+for setup in "${setups[@]}"; do
+    names+=("DMA $setup") logs+=("out/vm-dma-$setup.log")
+    dma_args "$setup"
+    echo "== VM ${#names[@]}: DMA set-up $setup, cmamap-test dma_ (console and verdict: ${logs[-1]})"
+    qemu/run.sh "${args[@]}" --out "out/vm-dma-$setup" "$@" \
+        -- env CMAMAP_DMA_SETUP="$setup" /bin/cmamap-test dma_ >"${logs[-1]}" 2>&1 &
     pids+=($!)
 done
 failed=0
-for ((k = 0; k < shards; k++)); do
-    wait "${pids[$k]}" || failed=1
+for pid in "${pids[@]}"; do
+    wait "$pid" || failed=1
 done
 
 passed=0 failures=0 skipped=0
-for ((k = 0; k < shards; k++)); do
-    log="out/vm-shard$k.log"
+for ((k = 0; k < ${#names[@]}; k++)); do
+    log=${logs[$k]}
     echo
-    echo "===== VM $((k + 1)) of $shards (shard $k) ====="
+    echo "===== VM $((k + 1)) of ${#names[@]} (${names[$k]}) ====="
     cat "$log"
     # The runner's last line: "N passed, N failed, N skipped".
     read -r p _ f _ s _ < <(tail -n 1 "$log")
     if [[ "$p$f$s" =~ ^[0-9]+$ ]]; then
         passed=$((passed + p)) failures=$((failures + f)) skipped=$((skipped + s))
     else
-        echo "not ok - vm: shard $k gave no verdict line"
+        echo "not ok - vm: ${names[$k]} gave no verdict line"
         failures=$((failures + 1)) failed=1
     fi
 done
 echo
-echo "===== all $shards VMs"
+echo "===== all ${#names[@]} VMs"
 # The suite's own summary lines, added up over the VMs.
-cat out/vm-shard*.log | awk '
+cat "${logs[@]}" | awk '
     /^# summary: [0-9]+ cases/ { cases += $3 }
     /^# summary: [0-9]+ random operations, seed/ { ops += $3; seeds = seeds (seeds ? ", " : "") $NF }
     /^# summary: [0-9]+ fault-injection points visited in [0-9]+ walks/ { points += $3; walks += $(NF - 1) }

@@ -97,7 +97,9 @@ impl Edu {
         };
         let id = edu.read32(REG_ID);
         if id != ID_VALUE {
-            return Err(format!("{address}: id register {id:#x}, not edu's {ID_VALUE:#x}"));
+            return Err(format!(
+                "{address}: id register {id:#x}, not edu's {ID_VALUE:#x}"
+            ));
         }
         Ok(edu)
     }
@@ -151,7 +153,10 @@ impl Edu {
         let start = Instant::now();
         while self.read64(REG_DMA_CMD) & CMD_START != 0 {
             if start.elapsed() > TRANSFER_TIMEOUT {
-                return Err(format!("{}: DMA did not finish in {TRANSFER_TIMEOUT:?}", self.address));
+                return Err(format!(
+                    "{}: DMA did not finish in {TRANSFER_TIMEOUT:?}",
+                    self.address
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -6,6 +6,7 @@ mod check;
 mod child;
 mod cma;
 mod ctx;
+mod edu;
 mod figures;
 mod fuzz;
 mod ktap;
@@ -61,7 +62,7 @@ struct Options {
     cma_tolerance_kib: u64,
     fuzz_ops: usize,
     fuzz_seed: Option<u64>,
-    shard: (usize, usize),
+    shard: Option<(usize, usize)>,
     filters: Vec<String>,
     host: Option<HostAction>,
 }
@@ -111,7 +112,7 @@ fn parse_args() -> Result<Options, String> {
         cma_tolerance_kib: 0,
         fuzz_ops: 10_000,
         fuzz_seed: None,
-        shard: (0, 1),
+        shard: None,
         filters: Vec::new(),
         host: None,
     };
@@ -150,6 +151,7 @@ fn parse_args() -> Result<Options, String> {
                     .split_once('/')
                     .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
                     .filter(|&(k, n)| k < n)
+                    .map(Some)
                     .ok_or(format!("--shard: want K/N with K < N, got {value}"))?;
             }
             "--cma-tolerance-kb" => {
@@ -298,9 +300,14 @@ fn main() -> ExitCode {
     if let Some(action) = &options.host {
         return run_host_action(action);
     }
-    let (shard, shards) = options.shard;
-    let cases: Vec<suite::Case> = suite::shard(suite::cases(), shard, shards)
-        .into_iter()
+    let (shard, shards) = options.shard.unwrap_or((0, 1));
+    // Sharded runs leave the DMA cases to the DMA VMs; a plain run has them all.
+    let all = suite::cases();
+    let cases: Vec<suite::Case> = match options.shard {
+        Some(_) => suite::shard(all, shard, shards),
+        None => all,
+    }
+    .into_iter()
         .filter(|case| {
             options.filters.is_empty() || options.filters.iter().any(|f| case.name.contains(f))
         })

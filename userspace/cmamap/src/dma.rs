@@ -71,7 +71,9 @@ impl std::str::FromStr for Direction {
         Self::ALL
             .into_iter()
             .find(|d| d.name() == s)
-            .ok_or_else(|| format!("unknown direction '{s}': bidirectional, to-device or from-device"))
+            .ok_or_else(|| {
+                format!("unknown direction '{s}': bidirectional, to-device or from-device")
+            })
     }
 }
 
@@ -113,7 +115,11 @@ impl DmaDevice {
         let (Some(bus), Some(dev)) = (bus.file_name(), real.file_name()) else {
             return Err(Error::new(op(), Errno::ENODEV));
         };
-        Ok(format!("{}:{}", bus.to_string_lossy(), dev.to_string_lossy()))
+        Ok(format!(
+            "{}:{}",
+            bus.to_string_lossy(),
+            dev.to_string_lossy()
+        ))
     }
 
     /// Says that the device drives `bits` address bits (its DMA engine's width, from its
@@ -166,7 +172,11 @@ pub struct DmaInfo {
 
 impl DmaInfo {
     fn from_abi(info: &abi::DmaInfo) -> Self {
-        let len = info.device.iter().position(|&b| b == 0).unwrap_or(info.device.len());
+        let len = info
+            .device
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(info.device.len());
         Self {
             handle: info.handle,
             device: String::from_utf8_lossy(&info.device[..len]).into_owned(),
@@ -253,9 +263,8 @@ impl Device {
 
     /// The device mappings of block `id`, made through any file.
     pub fn dma_mappings(&self, id: u32) -> Result<Vec<DmaInfo>> {
-        let mut capacity = raw::dma_list(self.as_fd(), id, &mut []).context("CMAMAP_IOC_DMA_LIST")?
-            as usize
-            + 4;
+        let mut capacity =
+            raw::dma_list(self.as_fd(), id, &mut []).context("CMAMAP_IOC_DMA_LIST")? as usize + 4;
         loop {
             let mut entries = vec![abi::DmaInfo::default(); capacity];
             let count = raw::dma_list(self.as_fd(), id, &mut entries)
@@ -354,8 +363,14 @@ mod tests {
 
     #[test]
     fn device_names_take_the_bus_prefix() {
-        assert_eq!(DmaDevice::new("0000:00:05.0").unwrap().name(), "pci:0000:00:05.0");
-        assert_eq!(DmaDevice::new("pci:0000:00:05.0").unwrap().name(), "pci:0000:00:05.0");
+        assert_eq!(
+            DmaDevice::new("0000:00:05.0").unwrap().name(),
+            "pci:0000:00:05.0"
+        );
+        assert_eq!(
+            DmaDevice::new("pci:0000:00:05.0").unwrap().name(),
+            "pci:0000:00:05.0"
+        );
         assert_eq!(
             DmaDevice::new("platform:a0000000.dma").unwrap().name(),
             "platform:a0000000.dma"

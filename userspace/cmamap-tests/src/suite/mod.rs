@@ -6,6 +6,7 @@ mod adversarial_lifetime;
 mod adversarial_mmap;
 mod alloc_map;
 mod device;
+mod dma;
 mod fault_injection;
 pub mod gup;
 mod huge;
@@ -211,6 +212,30 @@ const TABLE: &[Entry] = &[
     ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    // Device DMA through edu: only in the DMA VMs (see `needs_dma_vm`).
+    plain("dma_map_gives_bus_address", dma::dma_map_gives_bus_address),
+    plain(
+        "dma_edu_copies_between_pages",
+        dma::dma_edu_copies_between_pages,
+    ),
+    plain(
+        "dma_unmap_fences_the_device",
+        dma::dma_unmap_fences_the_device,
+    ),
+    plain("dma_out_of_reach_refused", dma::dma_out_of_reach_refused),
+    plain(
+        "dma_free_and_close_end_mappings",
+        dma::dma_free_and_close_end_mappings,
+    ),
+    plain(
+        "dma_device_removal_ends_mappings",
+        dma::dma_device_removal_ends_mappings,
+    ),
+    plain("dma_bad_input_refused", dma::dma_bad_input_refused),
+    plain(
+        "dma_sync_picks_overlapping_mappings",
+        dma::dma_sync_picks_overlapping_mappings,
+    ),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
     plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
@@ -387,14 +412,22 @@ fn needs_ivshmem(name: &str) -> bool {
     name.starts_with("ivshmem_")
 }
 
+/// Whether a case needs a DMA VM (an edu device, a named set-up): the shards leave these to
+/// the DMA VMs of `make test`, which run `cmamap-test dma_`.
+pub fn needs_dma_vm(name: &str) -> bool {
+    name.starts_with("dma_")
+}
+
 /// The cases of shard `shard` of `shards`, in table order (so the reloading cases stay last).
 /// The long cases are dealt out first, one to each shard in turn, and the others after them
-/// in order, so that the shards take about as long; ivshmem cases go to shard 0.
+/// in order, so that the shards take about as long; ivshmem cases go to shard 0, and DMA cases
+/// to none.
 pub fn shard(cases: Vec<Case>, shard: usize, shards: usize) -> Vec<Case> {
     let mut long_dealt = 0;
     let mut short_dealt = LONG_CASES.len();
     cases
         .into_iter()
+        .filter(|case| !needs_dma_vm(&case.name))
         .filter(|case| {
             let owner = if needs_ivshmem(&case.name) {
                 0
@@ -422,6 +455,8 @@ mod tests {
     fn shards_partition_the_cases_in_order() {
         let all = cases();
         let total = all.len();
+        let all_dma = all.iter().filter(|c| needs_dma_vm(&c.name)).count();
+        assert!(all_dma > 0);
         let mut seen = Vec::new();
         for k in 0..3 {
             let part = shard(cases(), k, 3);
@@ -435,9 +470,13 @@ mod tests {
             seen.extend(part.into_iter().map(|c| c.name));
         }
         seen.sort();
-        let mut expected: Vec<String> = all.into_iter().map(|c| c.name).collect();
+        let mut expected: Vec<String> = all
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|name| !needs_dma_vm(name))
+            .collect();
         expected.sort();
-        assert_eq!(seen.len(), total);
+        assert_eq!(seen.len(), total - all_dma);
         assert_eq!(seen, expected);
     }
 
@@ -456,6 +495,10 @@ mod tests {
         assert_eq!((long_in(&first), long_in(&second)), (2, 1));
         assert!(second.iter().all(|c| !needs_ivshmem(&c.name)));
         assert!(first.iter().any(|c| needs_ivshmem(&c.name)));
-        assert_eq!(names(&shard(cases(), 0, 1)), names(&cases()));
+        let without_dma: Vec<Case> = cases()
+            .into_iter()
+            .filter(|c| !needs_dma_vm(&c.name))
+            .collect();
+        assert_eq!(names(&shard(cases(), 0, 1)), names(&without_dma));
     }
 }

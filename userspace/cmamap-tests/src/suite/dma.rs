@@ -1,0 +1,652 @@
+//! Device DMA: blocks mapped for QEMU's `edu` device through the DMA API, and edu's DMA engine
+//! moving data into and out of them. These cases run in the DMA VMs of `make test`, whose
+//! command line names the machine set-up in `CMAMAP_DMA_SETUP`:
+//! - `iommu`: q35 with an Intel IOMMU (strict), edu with its default 28-bit mask;
+//! - `direct64`: pc without an IOMMU, edu with a 64-bit mask;
+//! - `direct28`: pc without an IOMMU, edu with its default 28-bit mask, and a CMA area that
+//!   starts below 256 MiB and ends above it.
+
+use std::io::Write;
+
+use cmamap::{abi, AllocRequest, Block, Device, Direction, DmaDevice, Errno, Prot, Strategy};
+
+use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
+use crate::child;
+use crate::ctx::{drop_privileges, Ctx};
+use crate::edu::{self, Edu};
+
+/// The machine set-up a DMA VM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    Iommu,
+    Direct64,
+    Direct28,
+}
+
+impl Setup {
+    fn current() -> Option<Self> {
+        match std::env::var("CMAMAP_DMA_SETUP").ok()?.as_str() {
+            "iommu" => Some(Self::Iommu),
+            "direct64" => Some(Self::Direct64),
+            "direct28" => Some(Self::Direct28),
+            _ => None,
+        }
+    }
+
+    /// The address width of the VM's edu device.
+    fn edu_bits(self) -> u32 {
+        match self {
+            Self::Direct64 => 64,
+            Self::Iommu | Self::Direct28 => 28,
+        }
+    }
+
+    /// Whether a block at physical address `phys` of `len` bytes is one edu can reach.
+    fn reaches(self, phys: u64, len: u64) -> bool {
+        self == Self::Iommu || phys + len - 1 <= (u64::MAX >> (64 - self.edu_bits()))
+    }
+}
+
+/// What every DMA case needs: root, the set-up, and the VM's edu device.
+struct Bench {
+    setup: Setup,
+    edu: Edu,
+    target: DmaDevice,
+}
+
+/// The bench, or the skip verdict outside a DMA VM.
+fn bench(ctx: &Ctx) -> Result<Result<Bench, TestResult>, Failure> {
+    if let Some(skipped) = ctx.needs_root() {
+        return Ok(Err(skipped));
+    }
+    let Some(setup) = Setup::current() else {
+        return Ok(Err(skip(
+            "not a DMA VM: CMAMAP_DMA_SETUP is not set (make test runs these in three DMA VMs)",
+        )));
+    };
+    let Some(address) = edu::find_all().into_iter().next() else {
+        return Err(Failure::new(format!("{setup:?} VM has no edu device")));
+    };
+    let edu = Edu::open(&address).map_err(Failure::new)?;
+    let target = DmaDevice::new(&address)?.dma_bits(setup.edu_bits());
+    Ok(Ok(Bench { setup, edu, target }))
+}
+
+macro_rules! bench_or_skip {
+    ($ctx:expr) => {
+        match bench($ctx)? {
+            Ok(bench) => bench,
+            Err(skipped) => return skipped,
+        }
+    };
+}
+
+/// The physical address of a block (root sees it).
+fn phys_of(block: &Block<'_>) -> Result<u64, Failure> {
+    Ok(block.info()?.phys_addr)
+}
+
+/// A page-strategy block of `pages` pages that the set-up's edu can reach, or the reason none
+/// can be had (a direct28 VM whose low CMA is used up).
+fn reachable_block<'d>(
+    ctx: &Ctx,
+    dev: &'d Device,
+    bench: &Bench,
+    pages: usize,
+) -> Result<Block<'d>, Failure> {
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(pages)).strategy(Strategy::Page))?;
+    let phys = phys_of(&block)?;
+    ensure!(
+        bench.setup.reaches(phys, block.size()),
+        "block at {phys:#x} is out of edu's reach in the {:?} VM (its CMA area must start below 256 MiB)",
+        bench.setup
+    );
+    Ok(block)
+}
+
+/// Logs to the kernel log, where the VM verdict reads it.
+fn kmsg(line: &str) -> Result<(), Failure> {
+    let mut kmsg = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .step("open /dev/kmsg")?;
+    kmsg.write_all(line.as_bytes()).step("write /dev/kmsg")
+}
+
+pub fn dma_map_gives_bus_address(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 4)?;
+    let phys = phys_of(&block)?;
+    let mapping = block.dma_map(&bench.target, Direction::Bidirectional)?;
+    let addr = mapping.dma_addr();
+    println!(
+        "# {:?}: phys_addr {phys:#x}, dma_addr {addr:#x}",
+        bench.setup
+    );
+    match bench.setup {
+        Setup::Iommu => ensure!(
+            addr != phys,
+            "behind an IOMMU the bus address {addr:#x} is the physical one"
+        ),
+        Setup::Direct64 | Setup::Direct28 => ensure_eq!(addr, phys, "bus address without an IOMMU"),
+    }
+    ensure!(
+        addr + block.size() - 1 <= u64::MAX >> (64 - bench.setup.edu_bits()),
+        "bus address {addr:#x} is above edu's {}-bit reach",
+        bench.setup.edu_bits()
+    );
+    let listed = block.dma_mappings()?;
+    ensure_eq!(listed.len(), 1, "DMA_LIST entries");
+    ensure_eq!(listed[0].dma_addr, addr, "DMA_LIST dma_addr");
+    ensure_eq!(listed[0].device, bench.target.name(), "DMA_LIST device");
+    ensure_eq!(
+        listed[0].offset..listed[0].offset + listed[0].length,
+        0..block.size(),
+        "DMA_LIST range"
+    );
+    ensure_eq!(
+        listed[0].direction,
+        Direction::Bidirectional,
+        "DMA_LIST direction"
+    );
+    let debugfs =
+        std::fs::read_to_string("/sys/kernel/debug/cmamap/dma").step("read debugfs dma")?;
+    ensure!(
+        debugfs.contains(&format!("{addr:#x}")) && debugfs.contains(bench.target.name()),
+        "debugfs dma does not show the mapping:\n{debugfs}"
+    );
+    mapping.unmap()?;
+    ensure_eq!(
+        block.dma_mappings()?.len(),
+        0,
+        "DMA_LIST entries after DMA_UNMAP"
+    );
+    pass()
+}
+
+/// Page `from` of a block goes through edu's buffer to page `to`; the CPU sees it through its
+/// own mapping, with the syncs the DMA API asks for around each device access.
+pub fn dma_edu_copies_between_pages(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 4)?;
+    let mut view = block.map(Prot::ReadWrite)?;
+    let page = ctx.page;
+    let (from, to) = (1usize, 3usize);
+    let data = cmamap::pattern::generate(edu::BUFFER_LEN, 0xd3a, 0);
+    view.as_mut_slice()[from * page..from * page + edu::BUFFER_LEN].copy_from_slice(&data);
+    let mapping = block.dma_map(&bench.target, Direction::Bidirectional)?;
+    let bus = mapping.dma_addr();
+    // The CPU wrote: the device may read only after a sync for the device.
+    let synced =
+        block.sync_for_device(ctx.pages(from)..ctx.pages(from + 1), Direction::ToDevice)?;
+    ensure_eq!(synced, 1, "mappings synced for the device");
+    bench
+        .edu
+        .dma_from_ram(bus + ctx.pages(from), 0, edu::BUFFER_LEN)
+        .map_err(Failure::new)?;
+    // The device writes: the CPU may read only after a sync for the CPU.
+    block.sync_for_device(ctx.pages(to)..ctx.pages(to + 1), Direction::FromDevice)?;
+    bench
+        .edu
+        .dma_to_ram(0, bus + ctx.pages(to), edu::BUFFER_LEN)
+        .map_err(Failure::new)?;
+    let synced = block.sync_for_cpu(ctx.pages(to)..ctx.pages(to + 1), Direction::FromDevice)?;
+    ensure_eq!(synced, 1, "mappings synced for the CPU");
+    let got = &view.as_slice()[to * page..to * page + edu::BUFFER_LEN];
+    ensure!(
+        got == data.as_slice(),
+        "page {to} does not hold what edu copied from page {from}"
+    );
+    let untouched = &view.as_slice()[2 * page..3 * page];
+    ensure!(
+        untouched.iter().all(|&b| b == 0),
+        "page 2, which no DMA touched, changed"
+    );
+    let mut read_back = vec![0u8; edu::BUFFER_LEN];
+    block.pread(ctx.pages(to), &mut read_back)?;
+    ensure!(
+        read_back == data,
+        "pread of page {to} disagrees with the mapping"
+    );
+    pass()
+}
+
+/// Behind a strict IOMMU an unmapped bus address reaches nothing: the DMA faults (the kernel
+/// logs it) and no memory changes.
+pub fn dma_unmap_fences_the_device(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    if bench.setup != Setup::Iommu {
+        return skip("without an IOMMU the device reaches all memory: unmapping cannot fence it");
+    }
+    let dev = ctx.open()?;
+    // Fill edu's buffer from a live mapping of a source block, kept mapped so that its bus
+    // address is not handed out again, then change the source: a stray write shows.
+    let source = reachable_block(ctx, &dev, &bench, 1)?;
+    let mut source_view = source.map(Prot::ReadWrite)?;
+    source_view.as_mut_slice().fill(0xa5);
+    let source_mapping = source.dma_map(&bench.target, Direction::ToDevice)?;
+    source.sync_for_device(0..source.size(), Direction::ToDevice)?;
+    bench
+        .edu
+        .dma_from_ram(source_mapping.dma_addr(), 0, edu::BUFFER_LEN)
+        .map_err(Failure::new)?;
+    source_view.as_mut_slice().fill(0x11);
+
+    let block = reachable_block(ctx, &dev, &bench, 1)?;
+    let mut view = block.map(Prot::ReadWrite)?;
+    view.as_mut_slice().fill(0x5a);
+    let mapping = block.dma_map(&bench.target, Direction::FromDevice)?;
+    let bus = mapping.dma_addr();
+    mapping.unmap()?;
+    kmsg(&format!("cmamap-test: expect IOMMU fault at {bus:#x}\n"))?;
+    bench.edu.dma_to_ram(0, bus, edu::BUFFER_LEN).map_err(Failure::new)?;
+    ensure!(
+        view.as_slice().iter().all(|&b| b == 0x5a),
+        "DMA to the unmapped bus address {bus:#x} changed the block"
+    );
+    ensure!(
+        source_view.as_slice().iter().all(|&b| b == 0x11),
+        "DMA to the unmapped bus address {bus:#x} landed in another block"
+    );
+    let fault = format!("fault addr {bus:#x}");
+    ensure!(
+        kernel_log()?.lines().any(|line| line.contains("DMAR: [DMA Write") && line.contains(&fault)),
+        "the IOMMU logged no write fault at {bus:#x}"
+    );
+    pass()
+}
+
+/// The kernel log so far, one record a line.
+fn kernel_log() -> Result<String, Failure> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .step("open /dev/kmsg")?;
+    let mut log = String::new();
+    let mut record = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => {
+                // "prio,seq,time,flags;text": keep the text.
+                let text = String::from_utf8_lossy(&record[..n]);
+                log.push_str(text.split_once(';').map_or(&*text, |(_, t)| t).trim_end());
+                log.push('\n');
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A record overwritten while we read: skip it.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(Failure::new(format!("read /dev/kmsg: {e}"))),
+        }
+    }
+    Ok(log)
+}
+
+/// A block out of the device's reach is refused, not bounced; nothing is left mapped.
+pub fn dma_out_of_reach_refused(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    if bench.setup != Setup::Direct28 {
+        return skip("only the direct28 VM has CMA above its edu's 28-bit reach and no IOMMU");
+    }
+    let dev = ctx.open()?;
+    // The area starts below 256 MiB and is filled from its start: past the first 256 MiB
+    // mark, blocks are out of reach.
+    let mut held = Vec::new();
+    let high = loop {
+        let block = dev.alloc(&AllocRequest::new(16 << 20))?;
+        let phys = phys_of(&block)?;
+        if phys >= 1 << 28 {
+            break block;
+        }
+        ensure!(
+            held.len() < 64,
+            "no block above 256 MiB after {} blocks",
+            held.len()
+        );
+        held.push(block);
+    };
+    expect_errno(
+        high.dma_map(&bench.target, Direction::FromDevice),
+        Errno::ERANGE,
+        "DMA_MAP of a block above a 28-bit device's reach",
+    )?;
+    ensure_eq!(
+        high.dma_mappings()?.len(),
+        0,
+        "mappings of the refused block"
+    );
+    // A low block maps, and the device reaches it at its physical address.
+    let low = &held[0];
+    let mapping = low.dma_map(&bench.target, Direction::FromDevice)?;
+    ensure_eq!(
+        mapping.dma_addr(),
+        phys_of(low)?,
+        "bus address of the low block"
+    );
+    pass()
+}
+
+/// FREE and close end a block's device mappings; the memory then goes back (the harness
+/// checks CMA after every case).
+pub fn dma_free_and_close_end_mappings(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 2)?;
+    let id = block.id();
+    let mapping = block.dma_map(&bench.target, Direction::Bidirectional)?;
+    let handle = mapping.into_handle();
+    block.free()?;
+    expect_errno(
+        dev.dma_mappings(id),
+        Errno::ENOENT,
+        "DMA_LIST of a freed block",
+    )?;
+    expect_errno(dev.dma_unmap(handle), Errno::ENOENT, "DMA_UNMAP after FREE")?;
+    ensure_eq!(debugfs_mapping_lines()?, 0, "debugfs mappings after FREE");
+    // Close: the file's mappings end with it.
+    {
+        let other = ctx.open()?;
+        let mut block = reachable_block(ctx, &other, &bench, 2)?;
+        block
+            .dma_map(&bench.target, Direction::ToDevice)?
+            .into_handle();
+        block.set_free_on_drop(false);
+        ensure_eq!(
+            debugfs_mapping_lines()?,
+            1,
+            "debugfs mappings while the file is open"
+        );
+    }
+    ensure_eq!(debugfs_mapping_lines()?, 0, "debugfs mappings after close");
+    pass()
+}
+
+fn debugfs_mapping_lines() -> Result<usize, Failure> {
+    let text = std::fs::read_to_string("/sys/kernel/debug/cmamap/dma").step("read debugfs dma")?;
+    Ok(text.lines().skip(1).count())
+}
+
+/// Removing the device (hot-unplug) ends its mappings before it goes; FREE works after, and a
+/// rescan brings the device back for the cases that follow.
+pub fn dma_device_removal_ends_mappings(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 2)?;
+    let mapping = block.dma_map(&bench.target, Direction::Bidirectional)?;
+    let handle = mapping.into_handle();
+    let address = bench.edu.address().to_owned();
+    drop(bench);
+    std::fs::write(Edu::sysfs_dir_of(&address).join("remove"), "1")
+        .step("remove the edu device")?;
+    let rescan = || std::fs::write("/sys/bus/pci/rescan", "1").step("rescan the PCI bus");
+    let outcome = (|| {
+        ensure_eq!(
+            block.dma_mappings()?.len(),
+            0,
+            "mappings after the device went"
+        );
+        ensure_eq!(
+            debugfs_mapping_lines()?,
+            0,
+            "debugfs mappings after the device went"
+        );
+        expect_errno(
+            dev.dma_unmap(handle),
+            Errno::ENOENT,
+            "DMA_UNMAP of a removed device's mapping",
+        )?;
+        expect_errno(
+            block.dma_map(&DmaDevice::new(&address)?, Direction::Bidirectional),
+            Errno::ENODEV,
+            "DMA_MAP for the removed device",
+        )?;
+        Ok::<_, Failure>(())
+    })();
+    rescan()?;
+    outcome?;
+    ensure!(
+        edu::find_all().contains(&address),
+        "edu {address} did not come back after a rescan"
+    );
+    block.free().step("FREE after the device went")?;
+    pass()
+}
+
+/// Bad input: each call fails with its documented errno and leaves nothing mapped.
+pub fn dma_bad_input_refused(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 2)?;
+    let size = block.size();
+    let base = || abi::DmaMapArgs {
+        id: block.id(),
+        device: bench.target.to_abi(),
+        ..Default::default()
+    };
+    let named = |name: &str| {
+        let mut args = base();
+        args.device.name = [0; abi::DEVICE_NAME_MAX];
+        args.device.name[..name.len()].copy_from_slice(name.as_bytes());
+        args
+    };
+    let cases: Vec<(&str, abi::DmaMapArgs, Errno)> = vec![
+        (
+            "an unknown PCI device",
+            named("pci:0000:00:1e.7"),
+            Errno::ENODEV,
+        ),
+        ("an unknown bus", named("nosuchbus:dev0"), Errno::ENODEV),
+        ("a device without DMA", named("cpu:cpu0"), Errno::EOPNOTSUPP),
+        ("an empty name", named(""), Errno::EINVAL),
+        (
+            "an unterminated name",
+            {
+                let mut args = base();
+                args.device.name = [b'a'; abi::DEVICE_NAME_MAX];
+                args
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "an unknown block",
+            abi::DmaMapArgs {
+                id: u32::MAX >> 5,
+                ..base()
+            },
+            Errno::ENOENT,
+        ),
+        (
+            "a range past the block",
+            abi::DmaMapArgs {
+                offset: size,
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "a length past the block",
+            abi::DmaMapArgs {
+                length: size + ctx.pages(1),
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "an overflowing range",
+            abi::DmaMapArgs {
+                offset: ctx.pages(1),
+                length: u64::MAX - 4095,
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "an unaligned offset",
+            abi::DmaMapArgs {
+                offset: 512,
+                length: ctx.pages(1),
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "a bad direction",
+            abi::DmaMapArgs {
+                direction: 3,
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "a 5-bit device",
+            {
+                let mut args = base();
+                args.device.dma_bits = 5;
+                args
+            },
+            Errno::EINVAL,
+        ),
+        (
+            "nonzero reserved words",
+            abi::DmaMapArgs {
+                reserved: [0, 1],
+                ..base()
+            },
+            Errno::EINVAL,
+        ),
+    ];
+    for (what, mut args, errno) in cases {
+        expect_errno(
+            dev.dma_map_raw(&mut args),
+            errno,
+            &format!("DMA_MAP of {what}"),
+        )?;
+        ensure_eq!(
+            block.dma_mappings()?.len(),
+            0,
+            "mappings after DMA_MAP of {what}"
+        );
+    }
+    // A path that is not a device is refused by the library before any ioctl.
+    ensure!(
+        DmaDevice::new("/proc/self").is_err(),
+        "/proc/self taken as a device"
+    );
+    // Handles: a double unmap, and a handle from another file.
+    let mapping = block.dma_map(&bench.target, Direction::ToDevice)?;
+    let handle = mapping.handle();
+    let other = ctx.open()?;
+    expect_errno(
+        other.dma_unmap(handle),
+        Errno::ENOENT,
+        "DMA_UNMAP through another file",
+    )?;
+    ensure_eq!(
+        block.dma_mappings()?.len(),
+        1,
+        "mappings after another file's DMA_UNMAP"
+    );
+    mapping.unmap()?;
+    expect_errno(dev.dma_unmap(handle), Errno::ENOENT, "a second DMA_UNMAP")?;
+    // SYNC: one of the two flags, a known direction, a range inside the block.
+    let sync = |flags, direction, offset, length| {
+        dev.sync_raw(&mut abi::SyncArgs {
+            id: block.id(),
+            flags,
+            offset,
+            length,
+            direction,
+            ..Default::default()
+        })
+    };
+    expect_errno(sync(0, 0, 0, 0), Errno::EINVAL, "SYNC without a flag")?;
+    expect_errno(
+        sync(abi::SYNC_FOR_CPU | abi::SYNC_FOR_DEVICE, 0, 0, 0),
+        Errno::EINVAL,
+        "SYNC with both flags",
+    )?;
+    expect_errno(
+        sync(abi::SYNC_FOR_CPU, 7, 0, 0),
+        Errno::EINVAL,
+        "SYNC with a bad direction",
+    )?;
+    expect_errno(
+        sync(abi::SYNC_FOR_CPU, 0, size, 0),
+        Errno::EINVAL,
+        "SYNC past the block",
+    )?;
+    expect_errno(
+        sync(abi::SYNC_FOR_CPU, 0, 8, u64::MAX),
+        Errno::EINVAL,
+        "SYNC of an overflowing range",
+    )?;
+    ensure_eq!(
+        sync(abi::SYNC_FOR_CPU, 0, 0, 0)?,
+        0,
+        "mappings synced with none live"
+    );
+    // Unprivileged: a device reaching memory needs CAP_SYS_ADMIN.
+    child::run(|| {
+        drop_privileges()?;
+        expect_errno(
+            block.dma_map(&bench.target, Direction::Bidirectional),
+            Errno::EPERM,
+            "DMA_MAP without CAP_SYS_ADMIN",
+        )?;
+        Ok(())
+    })?;
+    ensure_eq!(
+        block.dma_mappings()?.len(),
+        0,
+        "mappings after the unprivileged DMA_MAP"
+    );
+    pass()
+}
+
+/// SYNC reaches exactly the mappings whose range and direction overlap the request.
+pub fn dma_sync_picks_overlapping_mappings(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = reachable_block(ctx, &dev, &bench, 4)?;
+    let _to_device = block.dma_map_range(&bench.target, Direction::ToDevice, 0..ctx.pages(2))?;
+    let _from_device = block.dma_map_range(
+        &bench.target,
+        Direction::FromDevice,
+        ctx.pages(2)..ctx.pages(4),
+    )?;
+    let whole = 0..block.size();
+    ensure_eq!(
+        block.sync_for_cpu(whole.clone(), Direction::FromDevice)?,
+        1,
+        "from-device syncs of the whole block"
+    );
+    ensure_eq!(
+        block.sync_for_device(whole.clone(), Direction::ToDevice)?,
+        1,
+        "to-device syncs of the whole block"
+    );
+    ensure_eq!(
+        block.sync_for_cpu(whole, Direction::Bidirectional)?,
+        2,
+        "bidirectional syncs of the whole block"
+    );
+    ensure_eq!(
+        block.sync_for_cpu(ctx.pages(2)..ctx.pages(3), Direction::ToDevice)?,
+        0,
+        "to-device syncs of a page only the from-device mapping covers"
+    );
+    ensure_eq!(
+        block.sync_for_cpu(
+            ctx.pages(1) + 100..ctx.pages(2) + 100,
+            Direction::Bidirectional
+        )?,
+        2,
+        "syncs of a range across both mappings"
+    );
+    pass()
+}
