@@ -3,38 +3,69 @@
 //! cmamap: physically contiguous CMA memory for userspace, through ioctls and `mmap`.
 //!
 //! `/dev/cmamap` allocates blocks from the default CMA area (`ioctl`), keeps every live block
-//! in one list (`registry`), and maps them with one of three strategies (`strategy`, `vma`).
-//! A block belongs to the open file that allocated it, or with `PERSIST` to the module, and
-//! its pages go back to CMA only after the last VMA that maps it is gone (`block`).
+//! in one list (`registry`), and maps them with one of four strategies: remap, fault, page
+//! and huge (`mapping`). A block belongs to the open file that allocated it, or with
+//! `PERSIST` to the module, and its pages go back to CMA only after the last VMA that maps it
+//! is gone (`memory`).
 //!
-//! The module is also a PCI driver (`pci`): the BAR of a bound QEMU `ivshmem` device is one
-//! more block, of device memory (`bar`), revoked and zapped in every process on unbind.
+//! The module is also a PCI driver (`device_memory`): the BAR of a bound QEMU `ivshmem` device
+//! is one more block, revoked and zapped in every process on unbind.
 //!
-//! The ABI is `driver/uapi/cmamap.h`, shared in Rust with userspace (`abi`).
+//! The ABI is `driver/uapi/cmamap.h`, shared in Rust with userspace (`abi`); its ERRORS blocks
+//! list every errno each ioctl gives.
+//!
+//! # Lock order
+//!
+//! A lock may be taken only while every lock held has a smaller number. This is the one list;
+//! other files name their locks by these numbers.
+//!
+//! 1. `mapping::alloc_map::Slot::turn` (per open file): held across one ALLOC_MAP's `vm_mmap`,
+//!    so that ALLOC_MAP calls on one file take turns with the file's one pending slot.
+//! 2. The mmap lock of an `mm`: taken by the mm around our `mmap`, faults and VMA `close`, by
+//!    `vm_mmap`/`vm_munmap` in ALLOC_MAP and UNMAP_FREE, by UNMAP_FREE's lookup, and by
+//!    `BarMemory::revoke` (with nothing of ours held).
+//! 3. `mapping::alloc_map::Slot::pending` (per open file): read by `mmap` and `pread`/`pwrite`.
+//! 4. `BarMemory::state` (`device_memory::bar`): the gate, held while PTEs of the BAR are
+//!    inserted and while the BAR is copied through `ioremap`.
+//! 5. `Block::alloc_map` (`mapping::alloc_map::Record`, a spinlock): set in `mmap` and cleared
+//!    in `close`, both under 2.
+//! 6. `registry::BLOCKS`: no block is dropped and nothing sleeps in CMA or a user copy under
+//!    it; blocks leave it as `ListArc`s and are dropped after the guard.
+//! 7. `memory::quarantine::QUARANTINE`: a leaf. A block's last reference may go under 2 (a
+//!    VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
+//!    only the mm's own spinlocks.
+//!
+//! Locks 3 to 6 are never held together today; the numbers fix which would come first. No
+//! lock of ours is held across a user copy: a copy may fault into our own fault handler,
+//! which takes 2 and 4.
 
-use kernel::prelude::*;
+use kernel::{
+    debugfs::{Dir, File},
+    driver,
+    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+};
 
 mod abi;
-mod bar;
-mod block;
-mod charge;
-mod cma;
+mod caller;
 mod debugfs;
-mod device;
+mod device_memory;
 mod file;
 mod ioctl;
-mod offsets;
+mod mapping;
+mod memory;
 mod params;
-mod pci;
-mod quarantine;
 mod registry;
-mod rmap;
-mod strategy;
-mod sys;
-mod vma;
+
+use crate::{
+    debugfs::{BlocksView, HeldPagesView},
+    device_memory::{pci::CmamapPci, rmap::SharedMapping},
+    file::OpenFile,
+    memory::{block::Owner, quarantine},
+};
 
 module! {
-    type: device::CmamapModule,
+    type: CmamapModule,
     name: "cmamap",
     authors: ["The cmamap developers"],
     description: "Physically contiguous CMA blocks mapped to userspace",
@@ -53,4 +84,65 @@ module! {
             description: "Most bytes all blocks together may hold (default 1 GiB; CMA is the real bound)",
         },
     },
+}
+
+/// The loaded module: registers `/dev/cmamap` and the PCI driver, and returns every remaining
+/// block at `rmmod`. Fields drop in order: the device node, then the PCI driver (unbinding
+/// zaps through the shared mapping), then debugfs, and the shared mapping last.
+#[pin_data(PinnedDrop)]
+struct CmamapModule {
+    #[pin]
+    misc: MiscDeviceRegistration<OpenFile>,
+    #[pin]
+    _pci: driver::Registration<kernel::pci::Adapter<CmamapPci>>,
+    _debugfs: Dir,
+    #[pin]
+    _blocks_file: File<BlocksView>,
+    #[pin]
+    _held_pages_file: File<HeldPagesView>,
+    _rmap: SharedMapping,
+}
+
+extern "C" {
+    fn cmamap_selftest_inject();
+}
+
+impl kernel::InPlaceModule for CmamapModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        registry::init();
+        quarantine::init();
+        // SAFETY: A no-op in every normal build; `scripts/selftest-pipeline.sh` compiles in a
+        // warning or a leak, which need nothing from us.
+        unsafe { cmamap_selftest_inject() };
+        let debugfs = Dir::new(c"cmamap");
+        try_pin_init!(Self {
+            _rmap: SharedMapping::new()?,
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
+            _pci <- driver::Registration::new(c"cmamap", module),
+            _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
+            _held_pages_file <- debugfs.read_only_file(c"held_pages", HeldPagesView),
+            _debugfs: debugfs,
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for CmamapModule {
+    fn drop(self: Pin<&mut Self>) {
+        // No file is open and no VMA exists (each pins the module), so only PERSIST blocks
+        // remain, and nothing maps them: freeing them here returns their memory at once.
+        // Device blocks go when the PCI driver unbinds, right after this.
+        let (blocks, bytes) = registry::unpublish_where(|block| {
+            debug_assert!(!matches!(block.owner(), Owner::File(_)));
+            block.owner() == Owner::Module
+        });
+        // A freed PERSIST block may still be pinned by a pipe; nothing else can wait here,
+        // since a waiting run holds the module.
+        quarantine::drain_at_exit();
+        pr_info!(
+            "unloaded; returned {} blocks, {} bytes to CMA\n",
+            blocks,
+            bytes
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; and `held_pages`,
 //! the pages of freed blocks that wait for an outside reference to go (`quarantine`).
 
-use crate::{quarantine, registry};
+use crate::{memory::quarantine, registry};
 use core::fmt;
 use kernel::debugfs::Writer;
 
