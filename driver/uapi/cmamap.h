@@ -119,12 +119,105 @@ struct cmamap_stat {
 	__u64 reserved[2];      /* must be 0 on input; 0 on output */
 };
 
+/*
+ * The ioctls. Each lists its errors; every one of them can also give:
+ *
+ * ENOTTY: the command is none of these (a wrong size or direction makes another command).
+ * EFAULT: the argument cannot be read or, for the _IOWR ones, written back.
+ */
+
+/**
+ * CMAMAP_IOC_ALLOC - allocate a zeroed block that the caller maps with mmap().
+ *
+ * Out: size (rounded up to pages), strategy (the default resolved), id and offset. The block
+ * becomes visible by id only once the answer is written back; if that fails (EFAULT) the
+ * block is freed and its id handed out again.
+ *
+ * ERRORS:
+ *  EINVAL: addr, prot, pad0 or reserved is not 0; flags has bits outside
+ *          CMAMAP_ALLOC_FLAGS_ALL; align_order is over CMAMAP_MAX_ALIGN_ORDER; size is 0 or
+ *          rounds up past 2^64; strategy is not a CMAMAP_STRATEGY_*.
+ *  ENOSPC: size rounds up past CMAMAP_MAX_BLOCK_SIZE; the block would take the caller's file
+ *          past max_bytes_per_file (PERSIST blocks are not charged to the file) or all blocks
+ *          past max_bytes_total; or every id up to CMAMAP_MAX_ID was handed out.
+ *  EPERM:  CMAMAP_ALLOC_PERSIST without CAP_SYS_ADMIN.
+ *  ENOMEM: CMA has fewer free pages than the block needs, or no kernel memory for the block.
+ *  EBUSY:  CMA has enough free pages but no free run that fits (fragmented or pinned).
+ *  ENODEV: the kernel has no default CMA area.
+ */
 #define CMAMAP_IOC_ALLOC _IOWR(CMAMAP_IOC_MAGIC, 0x00, struct cmamap_alloc)
+
+/**
+ * CMAMAP_IOC_FREE - kill a block's id; its memory goes back once nothing maps it.
+ *
+ * ERRORS:
+ *  EINVAL: addr, pad0 or reserved is not 0.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  EPERM:  the block is device memory (it goes when its device unbinds), or a PERSIST block
+ *          and the caller lacks CAP_SYS_ADMIN.
+ */
 #define CMAMAP_IOC_FREE _IOW(CMAMAP_IOC_MAGIC, 0x01, struct cmamap_free)
+
+/**
+ * CMAMAP_IOC_INFO - describe one block. Only id and reserved are read.
+ *
+ * ERRORS:
+ *  EINVAL: reserved is not 0.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ */
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
+
+/**
+ * CMAMAP_IOC_LIST - describe every block the caller can reach.
+ *
+ * ERRORS:
+ *  EINVAL:    reserved is not 0.
+ *  EFAULT:    entries cannot hold min(count, capacity) entries (those before the fault are
+ *             written; count is not), or does not fit a pointer.
+ *  ENOMEM:    no kernel memory for the snapshot of the list.
+ *  EOVERFLOW: more than 2^32 - 1 blocks (cannot happen below CMAMAP_MAX_ID).
+ */
 #define CMAMAP_IOC_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x03, struct cmamap_list)
+
+/**
+ * CMAMAP_IOC_ALLOC_MAP - CMAMAP_IOC_ALLOC, then map the whole block shared into the caller
+ * with prot; addr returns where (2 MiB aligned for a huge block that can use PMD entries).
+ *
+ * The block becomes visible by id only once the answer is written back; if mapping or that
+ * fails, the mapping is undone and the block freed (once nothing maps it: a thread may have
+ * forked meanwhile; its id then stays dead).
+ *
+ * ERRORS: those of CMAMAP_IOC_ALLOC, except that prot must be set, and:
+ *  EINVAL: prot is 0 or has bits other than PROT_READ and PROT_WRITE.
+ *  EACCES: PROT_WRITE on a file opened without write access.
+ *  ENOMEM: no free range of the address space is large enough (with 2 MiB of slack for
+ *          placement when the block can use PMD entries).
+ *  Any other error of mmap(2) for a MAP_SHARED mapping of the file (EINTR, EAGAIN, ...).
+ */
 #define CMAMAP_IOC_ALLOC_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x04, struct cmamap_alloc)
+
+/**
+ * CMAMAP_IOC_UNMAP_FREE - unmap the mapping that CMAMAP_IOC_ALLOC_MAP made at addr, then
+ * free its block as CMAMAP_IOC_FREE. Every check is made before anything is unmapped.
+ *
+ * ERRORS:
+ *  EINVAL: addr is 0, or pad0 or reserved is not 0; or no live mapping that
+ *          CMAMAP_IOC_ALLOC_MAP made of block id, in this process, starts at addr and covers
+ *          the whole block (a plain mmap(), a part of one, another block's, or one since
+ *          unmapped, moved or split all count as none); or the block belongs to another
+ *          open file.
+ *  ENOENT: the block was freed already (its mapping stays).
+ *  EPERM:  a PERSIST block and the caller lacks CAP_SYS_ADMIN.
+ *  EINTR:  a fatal signal came while waiting to unmap; nothing was freed.
+ */
 #define CMAMAP_IOC_UNMAP_FREE _IOW(CMAMAP_IOC_MAGIC, 0x05, struct cmamap_free)
+
+/**
+ * CMAMAP_IOC_STAT - device-wide figures and the limits. Only reserved is read.
+ *
+ * ERRORS:
+ *  EINVAL: reserved is not 0.
+ */
 #define CMAMAP_IOC_STAT _IOWR(CMAMAP_IOC_MAGIC, 0x06, struct cmamap_stat)
 
 #endif /* _UAPI_CMAMAP_H */
