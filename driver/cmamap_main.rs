@@ -41,9 +41,9 @@
 //!
 //! # Where `unsafe` is
 //!
-//! Only in small glue modules, each with `# Safety` and `// SAFETY:`: `abi` (byte-level ABI
-//! promises), `caller` (capabilities, the log rate limit), `memory::cma` (CMA FFI),
-//! `memory::user_io` (user iterator copies), `memory::quarantine` and `registry` (their
+//! Only in small glue modules, each with its `# Safety` sections and safety comments: `abi`
+//! (byte-level ABI promises), `caller` (capabilities, the log rate limit), `memory::cma` (CMA
+//! FFI), `memory::user_io` (user iterator copies), `memory::quarantine` and `registry` (their
 //! static locks; the quarantine's work), `mapping::vma` (vm_ops), `mapping::alloc_map`
 //! (`vm_mmap`/`vm_munmap`), `device_memory::bar` (the PCI region, BAR copies) and
 //! `device_memory::rmap` (the shared address_space); plus the self-test call below.

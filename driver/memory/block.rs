@@ -6,7 +6,7 @@
 //! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
 //! last reference goes, so no path can free memory that userspace can still reach. Device
 //! memory is not freed but revoked: on unbind its gate closes and its PTEs are zapped while
-//! VMAs may still hold the block (`pci`).
+//! VMAs may still hold the block (`device_memory::pci`).
 
 use crate::{
     abi,
