@@ -81,8 +81,11 @@ host-test:
 	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed, [0-9]+ failed$$/ {p += $$1; f += $$3} \
 		END {printf "host tests: %d passed, %d failed (log: out/host-test.log)\n", p, f}' $(OUT)/host-test.log
 
+# The driver's sources: the crate root and every module file below driver/.
+DRIVER_RS = $(shell find driver -name '*.rs' | sort)
+
 fmt:
-	@rustfmt --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
+	@rustfmt --edition 2021 --config-path driver/rustfmt.toml $(DRIVER_RS)
 	@cd userspace && cargo fmt
 
 # Clippy for the driver: always recompiled (clippy only speaks while rustc runs), and any
@@ -96,7 +99,7 @@ clippy:
 	@echo "clippy: userspace clean"
 
 check:
-	@rustfmt --check --edition 2021 --config-path driver/rustfmt.toml driver/*.rs
+	@rustfmt --check --edition 2021 --config-path driver/rustfmt.toml $(DRIVER_RS)
 	@cd userspace && cargo fmt --check
 	@$(MAKE) --no-print-directory clippy
 	@$(MAKE) --no-print-directory host-test

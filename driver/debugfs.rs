@@ -2,9 +2,9 @@
 
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; and `held_pages`,
 //! the pages of freed blocks that wait for an outside reference to go (`quarantine`); and
-//! `dma`, every device mapping (`dma`).
+//! `dma`, every device mapping.
 
-use crate::{dma, quarantine, registry};
+use crate::{dma, memory::quarantine, registry};
 use core::fmt;
 use kernel::debugfs::Writer;
 

@@ -9,12 +9,18 @@
 //! through a bounce buffer is refused with `ERANGE`: a bounced mapping would look as if it
 //! worked while the device wrote elsewhere.
 //!
-//! Lock order (see the crate root): a device's lock, then `MAPPINGS`, then `registry::BLOCKS`.
-//! Bus notifiers for unbind run under the device lock and take `MAPPINGS`, as DMA_MAP does.
+//! Locks (numbered in the crate root): a device's lock (0a), then `MAPPINGS` (0b), then
+//! `registry::BLOCKS` (6). Bus notifiers for unbind run under the device lock and take
+//! `MAPPINGS`, as DMA_MAP does.
 
 mod device;
 
-use crate::{abi, block::Block, cma::PAGE_SIZE, registry, sys};
+use crate::{
+    abi, caller,
+    ioctl::Call,
+    memory::{block::Block, PAGE_SHIFT, PAGE_SIZE},
+    registry,
+};
 use device::{DeviceMapping, DmaDevice};
 use kernel::{
     list::{List, ListArc, ListLinks},
@@ -28,8 +34,6 @@ use kernel::{
 
 /// Most device mappings one open file may hold: each pins IOMMU space and a device reference.
 const MAX_MAPPINGS_PER_FILE: usize = 1024;
-/// Most entries DMA_LIST copies out in one call.
-const MAX_LIST_ENTRIES: usize = 256;
 
 /// Which way data moves in a device mapping; the values are the DMA API's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,13 +270,10 @@ fn range_in_block(size: u64, offset: u64, length: u64, page_aligned: bool) -> Re
     Ok((offset, len))
 }
 
-fn user_slice<T>(user: UserPtr) -> UserSlice {
-    UserSlice::new(user, core::mem::size_of::<T>())
-}
-
 /// CMAMAP_IOC_DMA_MAP.
-pub(crate) fn map(file_key: u64, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::DmaMapArgs>(user).reader_writer();
+pub(crate) fn map(call: &Call<'_>) -> Result {
+    let file_key = call.me.key();
+    let (mut reader, mut writer) = call.arg::<abi::DmaMapArgs>().reader_writer();
     let mut args: abi::DmaMapArgs = reader.read()?;
     if args.pad1 != 0 || args.device.pad0 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
@@ -284,7 +285,7 @@ pub(crate) fn map(file_key: u64, user: UserPtr) -> Result {
     }
     let device_name = DeviceName::parse(&args.device.name)?;
     // A device reaching memory is as sensitive as knowing its physical address.
-    if !sys::caller_is_admin() {
+    if !caller::is_admin() {
         return Err(EPERM);
     }
     let block = registry::lookup(args.id, file_key)?;
@@ -294,7 +295,7 @@ pub(crate) fn map(file_key: u64, user: UserPtr) -> Result {
     }
     let (offset, len) = range_in_block(block.size(), args.offset, args.length, true)?;
     let device = DmaDevice::find(device_name.bus(), device_name.name())?;
-    let phys = ((block.first_pfn() as u64) << crate::cma::PAGE_SHIFT) + offset;
+    let phys = ((block.first_pfn() as u64) << PAGE_SHIFT) + offset;
 
     let locked = device.lock();
     let mut mappings = MAPPINGS.lock();
@@ -306,7 +307,7 @@ pub(crate) fn map(file_key: u64, user: UserPtr) -> Result {
     let mapped = device
         .map(&locked, phys, len as usize, direction, dma_bits)
         .inspect_err(|e| {
-            if *e == ERANGE && sys::log_ratelimit_ok() {
+            if *e == ERANGE && caller::may_log() {
                 pr_info!(
                     "DMA_MAP: {} cannot reach block {} directly; refused rather than bounced\n",
                     device_name.display(),
@@ -346,8 +347,9 @@ pub(crate) fn map(file_key: u64, user: UserPtr) -> Result {
 }
 
 /// CMAMAP_IOC_DMA_UNMAP.
-pub(crate) fn unmap(file_key: u64, user: UserPtr) -> Result {
-    let args: abi::DmaUnmapArgs = user_slice::<abi::DmaUnmapArgs>(user).reader().read()?;
+pub(crate) fn unmap(call: &Call<'_>) -> Result {
+    let file_key = call.me.key();
+    let args: abi::DmaUnmapArgs = call.arg::<abi::DmaUnmapArgs>().reader().read()?;
     if args.pad0 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
     }
@@ -361,8 +363,9 @@ pub(crate) fn unmap(file_key: u64, user: UserPtr) -> Result {
 }
 
 /// CMAMAP_IOC_SYNC.
-pub(crate) fn sync(file_key: u64, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::SyncArgs>(user).reader_writer();
+pub(crate) fn sync(call: &Call<'_>) -> Result {
+    let file_key = call.me.key();
+    let (mut reader, mut writer) = call.arg::<abi::SyncArgs>().reader_writer();
     let mut args: abi::SyncArgs = reader.read()?;
     if args.reserved != [0; 2] {
         return Err(EINVAL);
@@ -394,15 +397,16 @@ pub(crate) fn sync(file_key: u64, user: UserPtr) -> Result {
 }
 
 /// CMAMAP_IOC_DMA_LIST.
-pub(crate) fn list(file_key: u64, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::DmaListArgs>(user).reader_writer();
+pub(crate) fn list(call: &Call<'_>) -> Result {
+    let file_key = call.me.key();
+    let (mut reader, mut writer) = call.arg::<abi::DmaListArgs>().reader_writer();
     let mut args: abi::DmaListArgs = reader.read()?;
     if args.pad0 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
     }
     let block = registry::lookup(args.id, file_key)?;
     // Allocated before the lock, bounded: the copy out happens after it.
-    let wanted = (args.capacity as usize).min(MAX_LIST_ENTRIES);
+    let wanted = args.capacity.min(abi::DMA_LIST_MAX) as usize;
     let mut infos = KVec::with_capacity(wanted, GFP_KERNEL)?;
     let mut count = 0u32;
     for m in MAPPINGS.lock().list.iter() {

@@ -1,59 +1,43 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! An open file of `/dev/cmamap`: the owner of the blocks it allocates.
-//!
-//! Lock order: `OpenFile::alloc_map`, then the caller's mmap lock, then `OpenFile::pending`;
-//! `pending` is never held with `registry::BLOCKS`.
+//! An open file of `/dev/cmamap`: the owner of the blocks it allocates, and its `mmap`,
+//! `pread`/`pwrite` and fdinfo.
 
 use crate::{
-    block::{Backing, Block, Owner},
-    charge::Counter,
-    dma, ioctl, offsets, registry, rmap,
-    strategy::Strategy,
-    vma,
+    device_memory::rmap,
+    dma, ioctl,
+    mapping::{alloc_map, offsets, strategy::Strategy, vma},
+    memory::{
+        block::{Block, Owner},
+        charge::Counter,
+        user_io::UserIo,
+    },
+    registry,
 };
 use kernel::{
     fs::{File, Kiocb},
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     mm::virt::{flags, VmaNew},
-    new_mutex,
     prelude::*,
     seq_file::SeqFile,
     seq_print,
     sync::{
         atomic::{ordering::Relaxed, Atomic},
-        Arc, Mutex,
+        Arc,
     },
 };
 
 /// Source of open-file keys; keys are never reused, so a block cannot change hands.
 static NEXT_FILE_KEY: Atomic<u64> = Atomic::new(1);
 
-/// The block that ALLOC_MAP is mapping before it is published, and the task doing it: only
-/// that task's `mmap` may find it, so no other thread reaches an unpublished block.
-struct PendingMap {
-    block: Arc<Block>,
-    /// An identity only, never dereferenced.
-    task: usize,
-}
-
-/// The calling task's identity, to compare with [`PendingMap::task`].
-fn current_task() -> usize {
-    kernel::current!().as_ptr() as usize
-}
-
 /// Per-open-file state.
 #[pin_data]
 pub(crate) struct OpenFile {
     key: u64,
     counter: Arc<Counter>,
-    /// Held across one ALLOC_MAP's mapping, so that concurrent ones on the file take turns
-    /// with the one `pending` slot.
     #[pin]
-    alloc_map: Mutex<()>,
-    #[pin]
-    pending: Mutex<Option<PendingMap>>,
+    alloc_map: alloc_map::Slot,
 }
 
 impl OpenFile {
@@ -65,34 +49,15 @@ impl OpenFile {
         self.counter.clone()
     }
 
-    /// Runs `map` (which mmaps `block` into the calling task) while the file's `mmap` lets
-    /// this task, and only it, find the unpublished `block`.
-    pub(crate) fn map_unpublished<T>(&self, block: Arc<Block>, map: impl FnOnce() -> T) -> T {
-        let _turn = self.alloc_map.lock();
-        *self.pending.lock() = Some(PendingMap {
-            block,
-            task: current_task(),
-        });
-        let mapped = map();
-        // Dropped outside the lock.
-        let pending = self.pending.lock().take();
-        drop(pending);
-        mapped
-    }
-
-    /// The block `id` if the calling task's ALLOC_MAP is mapping it right now.
-    fn pending_for_caller(&self, id: u32) -> Option<Arc<Block>> {
-        self.pending
-            .lock()
-            .as_ref()
-            .filter(|p| p.block.id() == id && p.task == current_task())
-            .map(|p| p.block.clone())
+    /// The file's ALLOC_MAP slot.
+    pub(crate) fn alloc_map(&self) -> &alloc_map::Slot {
+        &self.alloc_map
     }
 
     /// The block with `id` that this file may use: published, or being mapped by the caller's
     /// ALLOC_MAP.
     fn find_block(&self, id: u32) -> Result<Arc<Block>> {
-        match self.pending_for_caller(id) {
+        match self.alloc_map.pending_for_caller(id) {
             Some(block) => Ok(block),
             None => registry::lookup(id, self.key),
         }
@@ -104,7 +69,7 @@ impl OpenFile {
             return Err(EINVAL);
         }
         let window = offsets::map_window(vma::pgoff(vma), vma.end() - vma.start())?;
-        let pending = self.pending_for_caller(window.id);
+        let pending = self.alloc_map.pending_for_caller(window.id);
         let from_alloc_map = pending.is_some();
         let block = match pending {
             Some(block) => block,
@@ -115,12 +80,18 @@ impl OpenFile {
             let (strategy, cache) = Strategy::for_device_view(window.view)?;
             return vma::install_bar(vma, block, strategy, cache, window.first_page);
         }
-        let strategy = Strategy::from_abi(window.view, block.strategy().to_abi())?;
+        let strategy = Strategy::from_abi(window.view, block.strategy())?;
         if from_alloc_map {
-            // Under the mmap lock, like the `close` that forgets it: no window in between.
-            block.set_alloc_map(vma.mm().as_raw() as usize, vma.start());
+            block.alloc_map().record(vma);
         }
         vma::install(vma, block, strategy, window.first_page)
+    }
+
+    /// `pread` and `pwrite` at `pos`: the block and the byte offset inside it.
+    fn io_block(&self, pos: i64) -> Result<(Arc<Block>, usize)> {
+        let (id, inner) = offsets::io_position(pos)?;
+        let block = self.find_block(id).map_err(|_| EINVAL)?;
+        Ok((block, inner))
     }
 }
 
@@ -136,8 +107,7 @@ impl MiscDevice for OpenFile {
             try_pin_init!(Self {
                 key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
                 counter,
-                alloc_map <- new_mutex!((), "OpenFile::alloc_map"),
-                pending <- new_mutex!(None, "OpenFile::pending"),
+                alloc_map <- alloc_map::Slot::new(),
             }),
             GFP_KERNEL,
         )
@@ -159,13 +129,10 @@ impl MiscDevice for OpenFile {
     }
 
     fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        let (id, inner) = offsets::io_position(*kiocb.ki_pos_mut())?;
-        let block = kiocb.file().find_block(id).map_err(|_| EINVAL)?;
-        let wanted = iov.len();
-        let copied = match block.backing() {
-            Backing::Cma(pages) => pages.copy_to_user(inner, wanted, iov),
-            Backing::Bar(bar) => bar.copy_to_user(inner, wanted, iov)?,
-        };
+        let (block, inner) = kiocb.file().io_block(*kiocb.ki_pos_mut())?;
+        let mut io = UserIo::Read(iov);
+        let wanted = io.len();
+        let copied = block.copy_user(inner, wanted, &mut io)?;
         if copied == 0 && wanted > 0 && (inner as u64) < block.size() {
             return Err(EFAULT);
         }
@@ -174,16 +141,13 @@ impl MiscDevice for OpenFile {
     }
 
     fn write_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {
-        let (id, inner) = offsets::io_position(*kiocb.ki_pos_mut())?;
-        let block = kiocb.file().find_block(id).map_err(|_| EINVAL)?;
-        let wanted = iov.len();
+        let (block, inner) = kiocb.file().io_block(*kiocb.ki_pos_mut())?;
+        let mut io = UserIo::Write(iov);
+        let wanted = io.len();
         if wanted > 0 && inner as u64 >= block.size() {
             return Err(ENOSPC);
         }
-        let copied = match block.backing() {
-            Backing::Cma(pages) => pages.copy_from_user(inner, wanted, iov),
-            Backing::Bar(bar) => bar.copy_from_user(inner, wanted, iov)?,
-        };
+        let copied = block.copy_user(inner, wanted, &mut io)?;
         if copied == 0 && wanted > 0 {
             return Err(EFAULT);
         }

@@ -1,222 +1,220 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The ioctl handlers. Each decodes its argument, validates every field, acts, and writes its
-//! answer back; errors become errnos only at `file::OpenFile::ioctl`.
+//! The ioctls: a table from command to handler, the handlers of ALLOC, FREE, INFO, LIST and
+//! STAT, and the steps that ALLOC_MAP and UNMAP_FREE (`mapping::alloc_map`) share with them.
+//! Each handler decodes its argument, validates every field, acts, and writes its answer
+//! back; errors become errnos only at `file::OpenFile::ioctl`. The errnos are listed per
+//! ioctl in `driver/uapi/cmamap.h`.
 
 use crate::{
-    abi,
-    block::{Backing, Block, Owner},
-    charge::{self, Charge},
-    cma::CmaPages,
-    dma,
+    abi, caller, dma,
     file::OpenFile,
-    offsets, params, registry,
-    strategy::Strategy,
-    sys, vma,
+    mapping::{alloc_map, offsets, strategy::Strategy},
+    memory::{
+        block::{Backing, Block, Owner},
+        charge::{self, Charge},
+        cma::CmaPages,
+        PAGE_SIZE,
+    },
+    params,
+    registry::{self, IdLease},
 };
 use kernel::{
     fs::File,
+    list::ListArc,
     prelude::*,
     uaccess::{UserPtr, UserSlice},
 };
 
-const PROT_READ: u32 = 0x1;
-const PROT_WRITE: u32 = 0x2;
+/// One ioctl call: the open file, its `struct file`, and the user argument.
+pub(crate) struct Call<'a> {
+    pub(crate) me: &'a OpenFile,
+    pub(crate) file: &'a File,
+    arg: UserPtr,
+}
 
-/// Dispatches one ioctl. Unknown commands give `ENOTTY`.
+impl Call<'_> {
+    /// The user argument, as one `T`.
+    pub(crate) fn arg<T>(&self) -> UserSlice {
+        UserSlice::new(self.arg, core::mem::size_of::<T>())
+    }
+}
+
+type Handler = fn(&Call<'_>) -> Result;
+
+/// Every ioctl and its handler.
+const HANDLERS: &[(u32, Handler)] = &[
+    (abi::IOC_ALLOC, alloc),
+    (abi::IOC_FREE, free),
+    (abi::IOC_INFO, info),
+    (abi::IOC_LIST, list),
+    (abi::IOC_ALLOC_MAP, alloc_map::alloc_map),
+    (abi::IOC_UNMAP_FREE, alloc_map::unmap_free),
+    (abi::IOC_STAT, stat),
+    (abi::IOC_DMA_MAP, dma::map),
+    (abi::IOC_DMA_UNMAP, dma::unmap),
+    (abi::IOC_SYNC, dma::sync),
+    (abi::IOC_DMA_LIST, dma::list),
+];
+
+/// Runs the handler of `cmd`. Unknown commands give `ENOTTY`.
 pub(crate) fn dispatch(me: &OpenFile, file: &File, cmd: u32, arg: usize) -> Result<isize> {
-    let user = UserPtr::from_addr(arg);
-    match cmd {
-        abi::IOC_ALLOC => alloc(me, user, None),
-        abi::IOC_ALLOC_MAP => alloc(me, user, Some(file)),
-        abi::IOC_FREE => free(me, user, false),
-        abi::IOC_UNMAP_FREE => free(me, user, true),
-        abi::IOC_INFO => info(me, user),
-        abi::IOC_LIST => list(me, user),
-        abi::IOC_STAT => stat(me, user),
-        abi::IOC_DMA_MAP => dma::map(me.key(), user),
-        abi::IOC_DMA_UNMAP => dma::unmap(me.key(), user),
-        abi::IOC_SYNC => dma::sync(me.key(), user),
-        abi::IOC_DMA_LIST => dma::list(me.key(), user),
-        _ => Err(ENOTTY),
-    }?;
+    let (_, handler) = HANDLERS
+        .iter()
+        .find(|(known, _)| *known == cmd)
+        .ok_or(ENOTTY)?;
+    handler(&Call {
+        me,
+        file,
+        arg: UserPtr::from_addr(arg),
+    })?;
     Ok(0)
 }
 
-fn user_slice<T>(user: UserPtr) -> UserSlice {
-    UserSlice::new(user, core::mem::size_of::<T>())
+/// A block that ALLOC or ALLOC_MAP made and has not published yet: nobody can find it by id.
+pub(crate) struct NewBlock {
+    block: ListArc<Block>,
+    lease: IdLease,
 }
 
-/// A validated allocation request.
-struct AllocRequest {
-    pages: usize,
-    align_order: u32,
-    strategy: Strategy,
-    persist: bool,
-    prot: u32,
+impl NewBlock {
+    pub(crate) fn block(&self) -> &ListArc<Block> {
+        &self.block
+    }
+
+    /// Fills in the answer of ALLOC and ALLOC_MAP.
+    pub(crate) fn describe(&self, args: &mut abi::AllocArgs) {
+        args.size = self.block.size();
+        args.strategy = self.block.strategy().to_abi();
+        args.id = self.block.id();
+        args.offset = self.block.offset();
+    }
+
+    /// Makes the block visible by its id; call once userspace has its handle.
+    pub(crate) fn publish(self) {
+        registry::publish(self.block, self.lease);
+    }
+
+    /// Drops the block after a failed call. Its id is handed out again unless a VMA that
+    /// survived (another thread forked meanwhile) still maps the block under it.
+    pub(crate) fn abandon(self) {
+        if self.block.map_count() != 0 {
+            self.lease.retire();
+        }
+    }
 }
 
-fn parse_alloc(args: &abi::AllocArgs, mapping: bool) -> Result<AllocRequest> {
+/// The step ALLOC and ALLOC_MAP share: validates `args` (but `prot`, which each checks
+/// itself), charges the limits and allocates a zeroed block owned by the file, or by the
+/// module with `PERSIST`.
+pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock> {
     if args.addr != 0 || args.pad0 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
     }
     if args.flags & !abi::ALLOC_FLAGS_ALL != 0 || args.align_order > abi::MAX_ALIGN_ORDER {
         return Err(EINVAL);
     }
-    let prot_ok = if mapping {
-        args.prot != 0 && args.prot & !(PROT_READ | PROT_WRITE) == 0
-    } else {
-        args.prot == 0
-    };
-    if !prot_ok {
-        return Err(EINVAL);
-    }
-    Ok(AllocRequest {
-        pages: offsets::pages_for_size(args.size)?,
-        align_order: args.align_order,
-        strategy: Strategy::from_abi(args.strategy, params::default_strategy())?,
-        persist: args.flags & abi::ALLOC_PERSIST != 0,
-        prot: args.prot,
-    })
-}
-
-/// Allocates a block; with `map_through`, also maps it into the caller (ALLOC_MAP).
-fn alloc(me: &OpenFile, user: UserPtr, map_through: Option<&File>) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::AllocArgs>(user).reader_writer();
-    let mut args: abi::AllocArgs = reader.read()?;
-    let request = parse_alloc(&args, map_through.is_some())?;
-    if request.persist && !sys::caller_is_admin() {
+    let pages = offsets::pages_for_size(args.size)?;
+    let strategy = Strategy::from_abi(args.strategy, params::default_strategy())?;
+    let persist = args.flags & abi::ALLOC_PERSIST != 0;
+    if persist && !caller::is_admin() {
         return Err(EPERM);
     }
-    let bytes = offsets::bytes_of_pages(request.pages)?;
-    let (file_counter, owner) = if request.persist {
+    let (file_counter, owner) = if persist {
         (None, Owner::Module)
     } else {
         (Some(me.counter()), Owner::File(me.key()))
     };
     let charge = Charge::new(
         file_counter,
-        bytes,
+        offsets::bytes_of_pages(pages)?,
         params::max_bytes_per_file(),
         params::max_bytes_total(),
     )?;
-    let align_order = request
-        .strategy
-        .align_order(request.pages, request.align_order);
-    let pages = CmaPages::alloc(request.pages, align_order, charge).inspect_err(|e| {
-        if sys::log_ratelimit_ok() {
-            pr_info!(
-                "CMA allocation of {} pages failed: {:?}\n",
-                request.pages,
-                e
-            );
+    let align_order = strategy.align_order(pages, args.align_order);
+    let memory = CmaPages::alloc(pages, align_order, charge).inspect_err(|e| {
+        if caller::may_log() {
+            pr_info!("CMA allocation of {} pages failed: {:?}\n", pages, e);
         }
     })?;
     let lease = registry::lease_id()?;
-    let id = lease.id();
     let tgid = kernel::current!().tgid();
-    let block = Block::new(id, request.strategy, owner, tgid, Backing::Cma(pages))?;
-
-    args.size = block.size();
-    args.strategy = block.strategy().to_abi();
-    args.id = id;
-    args.offset = block.offset();
-    if let Some(file) = map_through {
-        let mapped = me.map_unpublished(block.clone_arc(), || {
-            vma::map_into_current(
-                file,
-                request.pages << crate::cma::PAGE_SHIFT,
-                request.prot,
-                block.offset(),
-                block.map_alignment(),
-            )
-        });
-        let written = mapped.and_then(|addr| {
-            args.addr = addr as u64;
-            writer.write(&args).inspect_err(|_| {
-                // The VMA holds the only other reference; unmapping it frees the block.
-                let _ = vma::unmap_from_current(addr, block.size() as usize);
-            })
-        });
-        if let Err(e) = written {
-            // A VMA that survived (another thread forked meanwhile) maps the block under
-            // this id: it must stay dead.
-            if block.map_count() != 0 {
-                lease.retire();
-            }
-            return Err(e);
-        }
-    } else {
-        writer.write(&args)?;
-    }
-    // Published only now that userspace has its handle.
-    registry::publish(block, lease);
-    Ok(())
+    let block = Block::new(lease.id(), strategy, owner, tgid, Backing::Cma(memory))?;
+    Ok(NewBlock { block, lease })
 }
 
-fn free(me: &OpenFile, user: UserPtr, unmap: bool) -> Result {
-    let args: abi::FreeArgs = user_slice::<abi::FreeArgs>(user).reader().read()?;
-    if args.pad0 != 0 || args.reserved != [0; 2] || (args.addr != 0) != unmap {
+/// ALLOC: allocates a block that the caller maps itself.
+fn alloc(call: &Call<'_>) -> Result {
+    let (mut reader, mut writer) = call.arg::<abi::AllocArgs>().reader_writer();
+    let mut args: abi::AllocArgs = reader.read()?;
+    if args.prot != 0 {
         return Err(EINVAL);
     }
-    // With UNMAP_FREE: the length of the ALLOC_MAP mapping to undo.
-    let mut unmap_len = None;
-    if unmap {
-        let task = kernel::current!();
-        let mm = task.mm().ok_or(EINVAL)?;
-        let found = vma::mapping_at(mm, args.addr as usize).ok_or(EINVAL)?;
-        // Only the whole-block mapping that ALLOC_MAP made is undone here; plain mmaps are
-        // the caller's to munmap.
-        let block = &found.block;
-        let whole = found.len as u64 == block.size();
-        if block.id() != args.id
-            || !block.visible_to(me.key())
-            || !whole
-            || !block.is_alloc_map(mm.as_raw() as usize, args.addr as usize)
-        {
-            return Err(EINVAL);
-        }
-        unmap_len = Some(found.len);
-    }
-    // Checked before anything is unmapped, so that a refused call changes nothing: a freed
-    // block is ENOENT, device memory belongs to its device and goes only when it unbinds, and
-    // a `PERSIST` block, which only CAP_SYS_ADMIN can make, only CAP_SYS_ADMIN can free.
-    match registry::lookup(args.id, me.key())?.owner() {
-        Owner::Device => return Err(EPERM),
-        Owner::Module if !sys::caller_is_admin() => return Err(EPERM),
-        Owner::Module | Owner::File(_) => {}
-    }
-    if let Some(len) = unmap_len {
-        vma::unmap_from_current(args.addr as usize, len)?;
-    }
-    let block = registry::unpublish(args.id, me.key())?;
-    dma::block_freed(args.id);
-    // Still mapped: the VMAs' references keep the pages until the last munmap.
-    drop(block);
+    let new = allocate(call.me, &args)?;
+    new.describe(&mut args);
+    writer.write(&args)?;
+    new.publish();
     Ok(())
 }
 
-fn info(me: &OpenFile, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::BlockInfo>(user).reader_writer();
+/// Reads the argument of FREE and UNMAP_FREE and checks its padding.
+pub(crate) fn read_free_args(call: &Call<'_>) -> Result<abi::FreeArgs> {
+    let args: abi::FreeArgs = call.arg::<abi::FreeArgs>().reader().read()?;
+    if args.pad0 != 0 || args.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    Ok(args)
+}
+
+/// Whether the caller may free block `id`: a freed block is `ENOENT`, device memory belongs
+/// to its device and goes only when it unbinds, and a `PERSIST` block, which only
+/// CAP_SYS_ADMIN can make, only CAP_SYS_ADMIN can free (`EPERM`).
+pub(crate) fn may_free(me: &OpenFile, id: u32) -> Result {
+    match registry::lookup(id, me.key())?.owner() {
+        Owner::Device => Err(EPERM),
+        Owner::Module if !caller::is_admin() => Err(EPERM),
+        Owner::Module | Owner::File(_) => Ok(()),
+    }
+}
+
+/// Kills the id of block `id`. Still mapped, the block keeps its pages through the VMAs'
+/// references until the last munmap.
+pub(crate) fn unpublish(me: &OpenFile, id: u32) -> Result {
+    drop(registry::unpublish(id, me.key())?);
+    Ok(())
+}
+
+/// FREE: frees a block by id.
+fn free(call: &Call<'_>) -> Result {
+    let args = read_free_args(call)?;
+    if args.addr != 0 {
+        return Err(EINVAL);
+    }
+    may_free(call.me, args.id)?;
+    unpublish(call.me, args.id)
+}
+
+fn info(call: &Call<'_>) -> Result {
+    let (mut reader, mut writer) = call.arg::<abi::BlockInfo>().reader_writer();
     let args: abi::BlockInfo = reader.read()?;
     if args.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let block = registry::lookup(args.id, me.key())?;
-    writer.write(&block.info(sys::caller_sees_phys()))
+    let block = registry::lookup(args.id, call.me.key())?;
+    writer.write(&block.info(caller::sees_phys()))
 }
 
-fn list(me: &OpenFile, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::ListArgs>(user).reader_writer();
+fn list(call: &Call<'_>) -> Result {
+    let (mut reader, mut writer) = call.arg::<abi::ListArgs>().reader_writer();
     let mut args: abi::ListArgs = reader.read()?;
     if args.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let show_phys = sys::caller_sees_phys();
+    let show_phys = caller::sees_phys();
     // Collected under the lock, copied out after it: a user copy may fault into mmap paths.
     let mut infos = KVec::new();
     let mut result = Ok(());
-    registry::for_each_visible(me.key(), |block| {
+    registry::for_each_visible(call.me.key(), |block| {
         if result.is_ok() {
             result = infos
                 .push(block.info(show_phys), GFP_KERNEL)
@@ -237,17 +235,17 @@ fn list(me: &OpenFile, user: UserPtr) -> Result {
     writer.write(&args)
 }
 
-fn stat(me: &OpenFile, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = user_slice::<abi::StatArgs>(user).reader_writer();
+fn stat(call: &Call<'_>) -> Result {
+    let (mut reader, mut writer) = call.arg::<abi::StatArgs>().reader_writer();
     let args: abi::StatArgs = reader.read()?;
     if args.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let counter = me.counter();
+    let counter = call.me.counter();
     writer.write(&abi::StatArgs {
         abi_version: abi::ABI_VERSION,
-        default_strategy: params::default_strategy(),
-        page_size: crate::cma::PAGE_SIZE as u64,
+        default_strategy: params::default_strategy().to_abi(),
+        page_size: PAGE_SIZE as u64,
         max_bytes_per_file: params::max_bytes_per_file(),
         max_bytes_total: params::max_bytes_total(),
         bytes_total: charge::TOTAL.bytes(),

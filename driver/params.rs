@@ -2,14 +2,15 @@
 
 //! The module parameters, read through typed accessors.
 
-use crate::{abi, module_parameters};
+use crate::{mapping::strategy::Strategy, module_parameters};
 
 /// The strategy used when an allocation asks for `STRATEGY_DEFAULT`. An out-of-range
-/// parameter falls back to `remap` rather than failing every allocation.
-pub(crate) fn default_strategy() -> u32 {
-    match module_parameters::default_strategy.value() {
-        s @ (abi::STRATEGY_REMAP | abi::STRATEGY_FAULT | abi::STRATEGY_PAGE) => s,
-        _ => abi::STRATEGY_REMAP,
+/// parameter (huge included) falls back to `remap` rather than failing every allocation.
+pub(crate) fn default_strategy() -> Strategy {
+    let value = module_parameters::default_strategy.value();
+    match Strategy::from_abi(value, Strategy::Remap) {
+        Ok(s @ (Strategy::Remap | Strategy::Fault | Strategy::Page)) => s,
+        _ => Strategy::Remap,
     }
 }
 

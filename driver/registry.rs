@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The one list of live blocks.
+//! The one list of live blocks, and their ids.
 //!
-//! Lock order: `BLOCKS` and `OpenFile::pending` are never held together, and
-//! `quarantine::QUARANTINE` is a leaf. Nothing sleeps in CMA or in `copy_to_user` under `BLOCKS`;
-//! blocks leave the list as `ListArc`s and are dropped (and possibly freed) after the guard.
+//! `BLOCKS` is lock 8 of the crate's lock order. Every block leaves the list through
+//! [`take_first`], as a `ListArc` that the caller drops (and so perhaps frees) after the
+//! guard: whatever must happen when a block's id dies belongs there.
 
-use crate::{abi, block::Block};
+use crate::{abi, memory::block::Block};
 use kernel::{
     list::{List, ListArc},
     prelude::*,
@@ -135,7 +135,7 @@ pub(crate) fn unpublish(id: u32, file_key: u64) -> Result<ListArc<Block>> {
     take_first(|block| block.id() == id && block.visible_to(file_key)).ok_or(ENOENT)
 }
 
-/// Takes every block that `keep` refuses out of the list and returns how many blocks and
+/// Takes every block that `take` accepts out of the list and returns how many blocks and
 /// bytes it took. The blocks are dropped after the lock is released.
 pub(crate) fn unpublish_where(mut take: impl FnMut(&Block) -> bool) -> (usize, u64) {
     let (mut blocks, mut bytes) = (0, 0);
@@ -147,16 +147,24 @@ pub(crate) fn unpublish_where(mut take: impl FnMut(&Block) -> bool) -> (usize, u
     (blocks, bytes)
 }
 
+/// Takes the first block that `matches` accepts out of the list: the one way out of it, for
+/// FREE, UNMAP_FREE, a file's release, `rmmod` and a device's unbind alike.
 fn take_first(mut matches: impl FnMut(&Block) -> bool) -> Option<ListArc<Block>> {
-    let mut blocks = BLOCKS.lock();
-    let mut cursor = blocks.list.cursor_front();
-    while let Some(next) = cursor.peek_next() {
-        if matches(&next) {
-            return Some(next.remove());
+    let taken = {
+        let mut blocks = BLOCKS.lock();
+        let mut cursor = blocks.list.cursor_front();
+        loop {
+            let next = cursor.peek_next()?;
+            if matches(&next) {
+                break next.remove();
+            }
+            cursor.move_next();
         }
-        cursor.move_next();
-    }
-    None
+    };
+    // The block's id is dead from here. What must end with it, and may sleep, goes here,
+    // outside the lock: no device may keep reaching it.
+    crate::dma::block_freed(taken.id());
+    Some(taken)
 }
 
 /// Calls `f` on every block the open file `file_key` may use, under the lock; `f` must not

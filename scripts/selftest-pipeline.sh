@@ -16,7 +16,7 @@ kdir=${KDIR:-${KERNEL_SRC:-$(scripts/build-kernel.sh debug 2>/dev/null | tail -n
 key=$({
     cat Kbuild qemu/run.sh qemu/verdict.sh qemu/guest-init.sh scripts/lib.sh \
         scripts/selftest-pipeline.sh \
-        driver/*.rs driver/*.c driver/*.h
+        $(find driver -name '*.rs' -o -name '*.c' -o -name '*.h' | sort)
     echo "$kdir"
     sha256sum "$kdir/arch/x86/boot/bzImage" 2>/dev/null
     qemu-system-x86_64 --version 2>/dev/null | head -n 1

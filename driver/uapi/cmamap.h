@@ -179,6 +179,7 @@ struct cmamap_sync {
 };
 
 /* Each entry of CMAMAP_IOC_DMA_LIST: one device mapping of a block. */
+#define CMAMAP_DMA_LIST_MAX 1024 /* most entries one call writes */
 struct cmamap_dma_info {
 	__u32 handle;      /* out */
 	__u32 direction;   /* out: CMAMAP_DMA_* */
@@ -198,16 +199,170 @@ struct cmamap_dma_list {
 	__u64 reserved[2]; /* must be 0 */
 };
 
+/*
+ * The ioctls. Each lists its errors; every one of them can also give:
+ *
+ * ENOTTY: the command is none of these (a wrong size or direction makes another command).
+ * EFAULT: the argument cannot be read or, for the _IOWR ones, written back.
+ */
+
+/**
+ * CMAMAP_IOC_ALLOC - allocate a zeroed block that the caller maps with mmap().
+ *
+ * Out: size (rounded up to pages), strategy (the default resolved), id and offset. The block
+ * becomes visible by id only once the answer is written back; if that fails (EFAULT) the
+ * block is freed and its id handed out again.
+ *
+ * ERRORS:
+ *  EINVAL: addr, prot, pad0 or reserved is not 0; flags has bits outside
+ *          CMAMAP_ALLOC_FLAGS_ALL; align_order is over CMAMAP_MAX_ALIGN_ORDER; size is 0 or
+ *          rounds up past 2^64; strategy is not a CMAMAP_STRATEGY_*.
+ *  ENOSPC: size rounds up past CMAMAP_MAX_BLOCK_SIZE; the block would take the caller's file
+ *          past max_bytes_per_file (PERSIST blocks are not charged to the file) or all blocks
+ *          past max_bytes_total; or every id up to CMAMAP_MAX_ID was handed out.
+ *  EPERM:  CMAMAP_ALLOC_PERSIST without CAP_SYS_ADMIN.
+ *  ENOMEM: CMA has fewer free pages than the block needs, or no kernel memory for the block.
+ *  EBUSY:  CMA has enough free pages but no free run that fits (fragmented or pinned).
+ *  ENODEV: the kernel has no default CMA area.
+ */
 #define CMAMAP_IOC_ALLOC _IOWR(CMAMAP_IOC_MAGIC, 0x00, struct cmamap_alloc)
+
+/**
+ * CMAMAP_IOC_FREE - kill a block's id; its memory goes back once nothing maps it.
+ *
+ * ERRORS:
+ *  EINVAL: addr, pad0 or reserved is not 0.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  EPERM:  the block is device memory (it goes when its device unbinds), or a PERSIST block
+ *          and the caller lacks CAP_SYS_ADMIN.
+ */
 #define CMAMAP_IOC_FREE _IOW(CMAMAP_IOC_MAGIC, 0x01, struct cmamap_free)
+
+/**
+ * CMAMAP_IOC_INFO - describe one block. Only id and reserved are read.
+ *
+ * ERRORS:
+ *  EINVAL: reserved is not 0.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ */
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
+
+/**
+ * CMAMAP_IOC_LIST - describe every block the caller can reach.
+ *
+ * ERRORS:
+ *  EINVAL:    reserved is not 0.
+ *  EFAULT:    entries cannot hold min(count, capacity) entries (those before the fault are
+ *             written; count is not), or does not fit a pointer.
+ *  ENOMEM:    no kernel memory for the snapshot of the list.
+ *  EOVERFLOW: more than 2^32 - 1 blocks (cannot happen below CMAMAP_MAX_ID).
+ */
 #define CMAMAP_IOC_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x03, struct cmamap_list)
+
+/**
+ * CMAMAP_IOC_ALLOC_MAP - CMAMAP_IOC_ALLOC, then map the whole block shared into the caller
+ * with prot; addr returns where (2 MiB aligned for a huge block that can use PMD entries).
+ *
+ * The block becomes visible by id only once the answer is written back; if mapping or that
+ * fails, the mapping is undone and the block freed (once nothing maps it: a thread may have
+ * forked meanwhile; its id then stays dead).
+ *
+ * ERRORS: those of CMAMAP_IOC_ALLOC, except that prot must be set, and:
+ *  EINVAL: prot is 0 or has bits other than PROT_READ and PROT_WRITE.
+ *  EACCES: PROT_WRITE on a file opened without write access.
+ *  ENOMEM: no free range of the address space is large enough (with 2 MiB of slack for
+ *          placement when the block can use PMD entries).
+ *  Any other error of mmap(2) for a MAP_SHARED mapping of the file (EINTR, EAGAIN, ...).
+ */
 #define CMAMAP_IOC_ALLOC_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x04, struct cmamap_alloc)
+
+/**
+ * CMAMAP_IOC_UNMAP_FREE - unmap the mapping that CMAMAP_IOC_ALLOC_MAP made at addr, then
+ * free its block as CMAMAP_IOC_FREE. Every check is made before anything is unmapped.
+ *
+ * ERRORS:
+ *  EINVAL: addr is 0, or pad0 or reserved is not 0; or no live mapping that
+ *          CMAMAP_IOC_ALLOC_MAP made of block id, in this process, starts at addr and covers
+ *          the whole block (a plain mmap(), a part of one, another block's, or one since
+ *          unmapped, moved or split all count as none); or the block belongs to another
+ *          open file.
+ *  ENOENT: the block was freed already (its mapping stays).
+ *  EPERM:  a PERSIST block and the caller lacks CAP_SYS_ADMIN.
+ *  EINTR:  a fatal signal came while waiting to unmap; nothing was freed.
+ */
 #define CMAMAP_IOC_UNMAP_FREE _IOW(CMAMAP_IOC_MAGIC, 0x05, struct cmamap_free)
+
+/**
+ * CMAMAP_IOC_STAT - device-wide figures and the limits. Only reserved is read.
+ *
+ * ERRORS:
+ *  EINVAL: reserved is not 0.
+ */
 #define CMAMAP_IOC_STAT _IOWR(CMAMAP_IOC_MAGIC, 0x06, struct cmamap_stat)
+
+/**
+ * CMAMAP_IOC_DMA_MAP - map (part of) a block for a device through the DMA API. Needs
+ * CAP_SYS_ADMIN: a device reaching memory is as sensitive as its physical address.
+ *
+ * Out: dma_addr, the bus address that device must use (an IOVA behind an IOMMU, never a
+ * bounce buffer), and handle. The mapping holds its block; it ends on DMA_UNMAP, FREE of the
+ * block, close of this file, removal or driver unbind of the device, and rmmod.
+ *
+ * ERRORS:
+ *  EINVAL:     pad1, device.pad0 or reserved is not 0; direction is not a CMAMAP_DMA_*;
+ *              device.dma_bits is neither 0 nor 12..64; device.name is empty, unterminated
+ *              or too long; offset is not inside the block, or offset/length is not page
+ *              aligned, overflows or runs past the block.
+ *  EPERM:      the caller lacks CAP_SYS_ADMIN.
+ *  ENOENT:     no live block has this id, or it belongs to another open file.
+ *  ENODEV:     no such device on that bus, or the bus is not one of pci, platform, amba, cpu.
+ *  EOPNOTSUPP: the device does no DMA (no DMA mask), its DMA ops cannot be checked for
+ *              bounce buffers, or the block is device memory (peer-to-peer is not supported).
+ *  EIO:        the device refused dma_bits as its DMA mask.
+ *  ERANGE:     the device cannot reach the memory directly: without an IOMMU the block lies
+ *              above its DMA mask (or dma_bits), or the DMA API would have used a bounce
+ *              buffer. Logged once per burst. Allocate below the device's reach (cma=).
+ *  ENOSPC:     the file already holds 1024 device mappings.
+ *  ENOMEM:     the DMA API failed (no IOVA space) or no kernel memory.
+ */
 #define CMAMAP_IOC_DMA_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x07, struct cmamap_dma_map)
+
+/**
+ * CMAMAP_IOC_DMA_UNMAP - end a device mapping this file made. Behind an IOMMU in strict mode
+ * the device can no longer reach the memory when this returns; in lazy mode (iommu.strict=0)
+ * the IOTLB may keep the translation until the next flush (a few milliseconds).
+ *
+ * ERRORS:
+ *  EINVAL: pad0 or reserved is not 0.
+ *  ENOENT: no live mapping of this file has the handle (never made, ended already, made
+ *          through another file, or ended by FREE or the device's removal).
+ */
 #define CMAMAP_IOC_DMA_UNMAP _IOW(CMAMAP_IOC_MAGIC, 0x08, struct cmamap_dma_unmap)
+
+/**
+ * CMAMAP_IOC_SYNC - cache maintenance around device access: FOR_CPU before the CPU reads what
+ * a device wrote, FOR_DEVICE before a device reads what the CPU wrote. Every device mapping
+ * of the block (through any file) that overlaps the range and whose direction overlaps
+ * direction is synced over the overlap; synced says how many. Cheap on coherent hardware.
+ *
+ * ERRORS:
+ *  EINVAL: reserved is not 0; flags is not exactly one of the two; direction is not a
+ *          CMAMAP_DMA_*; offset is not inside the block, or offset + length overflows or
+ *          runs past it.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ */
 #define CMAMAP_IOC_SYNC _IOWR(CMAMAP_IOC_MAGIC, 0x09, struct cmamap_sync)
+
+/**
+ * CMAMAP_IOC_DMA_LIST - describe the device mappings of one block: count is all of them;
+ * min(count, capacity, CMAMAP_DMA_LIST_MAX) entries are written.
+ *
+ * ERRORS:
+ *  EINVAL: pad0 or reserved is not 0.
+ *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  EFAULT: entries cannot hold the entries written.
+ *  ENOMEM: no kernel memory for the snapshot.
+ */
 #define CMAMAP_IOC_DMA_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x0a, struct cmamap_dma_list)
 
 #endif /* _UAPI_CMAMAP_H */

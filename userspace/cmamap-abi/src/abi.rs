@@ -242,6 +242,9 @@ pub struct SyncArgs {
     pub reserved: [u64; 2],
 }
 
+/// Most entries one `IOC_DMA_LIST` call writes.
+pub const DMA_LIST_MAX: u32 = 1024;
+
 /// Each entry of `IOC_DMA_LIST`: one device mapping of a block.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -151,6 +151,7 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_DMA_TO_DEVICE", DMA_TO_DEVICE as u64),
         ("CMAMAP_DMA_FROM_DEVICE", DMA_FROM_DEVICE as u64),
         ("CMAMAP_DEVICE_NAME_MAX", DEVICE_NAME_MAX as u64),
+        ("CMAMAP_DMA_LIST_MAX", DMA_LIST_MAX as u64),
         ("CMAMAP_SYNC_FOR_CPU", SYNC_FOR_CPU as u64),
         ("CMAMAP_SYNC_FOR_DEVICE", SYNC_FOR_DEVICE as u64),
     ]

@@ -261,19 +261,22 @@ impl Device {
         Ok(args.synced)
     }
 
-    /// The device mappings of block `id`, made through any file.
+    /// The device mappings of block `id`, made through any file (the first
+    /// [`abi::DMA_LIST_MAX`] of them).
     pub fn dma_mappings(&self, id: u32) -> Result<Vec<DmaInfo>> {
-        let mut capacity =
-            raw::dma_list(self.as_fd(), id, &mut []).context("CMAMAP_IOC_DMA_LIST")? as usize + 4;
+        let most = abi::DMA_LIST_MAX as usize;
+        let count = raw::dma_list(self.as_fd(), id, &mut []).context("CMAMAP_IOC_DMA_LIST")?;
+        // Mappings may come between the two calls: room to spare, within what one call writes.
+        let mut capacity = (count as usize + 4).min(most);
         loop {
             let mut entries = vec![abi::DmaInfo::default(); capacity];
             let count = raw::dma_list(self.as_fd(), id, &mut entries)
                 .context("CMAMAP_IOC_DMA_LIST")? as usize;
-            if count <= capacity {
-                entries.truncate(count);
+            if count <= capacity || capacity == most {
+                entries.truncate(count.min(capacity));
                 return Ok(entries.iter().map(DmaInfo::from_abi).collect());
             }
-            capacity = count + 4;
+            capacity = (count + 4).min(most);
         }
     }
 }

@@ -21,7 +21,7 @@
 #include <linux/amba/bus.h>
 #endif
 
-#include "glue.h"
+#include "dma_glue.h"
 
 static const struct {
 	const char *name;

@@ -2,8 +2,8 @@
 
 //! Physically contiguous pages from the default CMA area.
 //!
-//! This is one of the glue modules that hold `unsafe` (see `vma`): the FFI to
-//! `cma_alloc`/`cma_release` and the raw copies between the block and user iterators.
+//! One of the modules with `unsafe`: the FFI to `cma_alloc`/`cma_release` and the kernel
+//! address of the pages for `pread`/`pwrite`.
 //!
 //! Pages go back to CMA only when nothing outside the driver holds them. The `page` strategy
 //! lets get_user_pages take references (vmsplice into a pipe, O_DIRECT) that can outlive
@@ -11,16 +11,12 @@
 //! still held leaves them to `quarantine`, which returns them once the last outside
 //! reference is gone.
 
-use crate::{charge::Charge, quarantine};
+use crate::memory::{block::BlockMemory, charge::Charge, quarantine, user_io::UserIo, PAGE_SIZE};
 use core::{
     ffi::{c_ulong, c_void},
     mem::ManuallyDrop,
 };
-use kernel::{
-    bindings,
-    iov::{IovIterDest, IovIterSource},
-    prelude::*,
-};
+use kernel::{bindings, prelude::*};
 
 // `struct cma` and `struct page` are opaque here; `c_void` keeps `improper_ctypes` quiet.
 extern "C" {
@@ -34,11 +30,6 @@ extern "C" {
     fn cmamap_free_cma_pages() -> c_ulong;
     fn cmamap_pages_idle(page: *const c_void, count: c_ulong) -> bool;
 }
-
-/// The kernel's page size.
-pub(crate) const PAGE_SIZE: usize = bindings::PAGE_SIZE;
-/// log2 of [`PAGE_SIZE`].
-pub(crate) const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 
 /// A run of pages from `cma_alloc`, and the charge that counts them until they are back.
 ///
@@ -140,69 +131,34 @@ impl CmaPages {
         })
     }
 
-    /// The number of pages.
-    pub(crate) fn count(&self) -> usize {
-        self.run.count
-    }
-
-    /// The PFN of the first page.
-    pub(crate) fn first_pfn(&self) -> usize {
-        // SAFETY: By the invariants `run.first` is a valid page.
-        unsafe { cmamap_page_to_pfn(self.run.first) as usize }
-    }
-
-    /// The physical address of the first byte.
-    pub(crate) fn phys_addr(&self) -> u64 {
-        (self.first_pfn() as u64) << PAGE_SHIFT
-    }
-
     /// The `struct page` of page `index`, for `vm_insert_page`.
     pub(crate) fn page_ptr(&self, index: usize) -> Option<*mut bindings::page> {
-        if index >= self.count() {
+        if index >= self.page_count() {
             return None;
         }
         // SAFETY: `index < count`, so the PFN lies inside the allocation and has a page.
         Some(unsafe { cmamap_pfn_to_page((self.first_pfn() + index) as c_ulong) }.cast())
     }
+}
 
-    /// Copies up to `len` bytes from byte `offset` of the block into `dest`.
-    ///
-    /// Returns the bytes copied; fewer than asked when `dest` faults.
-    pub(crate) fn copy_to_user(
-        &self,
-        offset: usize,
-        len: usize,
-        dest: &mut IovIterDest<'_>,
-    ) -> usize {
-        let Some(len) = self.clamp(offset, len) else {
-            return 0;
-        };
-        // SAFETY: `clamp` keeps `offset..offset+len` inside the block, which `base` maps. The
-        // copy tolerates concurrent userspace writes through a mapping, as read(2) on any
-        // shared memory does.
-        unsafe { bindings::_copy_to_iter(self.base.add(offset).cast(), len, dest.as_raw()) }
+impl BlockMemory for CmaPages {
+    fn page_count(&self) -> usize {
+        self.run.count
     }
 
-    /// Copies up to `len` bytes from `src` to byte `offset` of the block.
-    ///
-    /// Returns the bytes copied; fewer than asked when `src` faults.
-    pub(crate) fn copy_from_user(
-        &self,
-        offset: usize,
-        len: usize,
-        src: &mut IovIterSource<'_>,
-    ) -> usize {
-        let Some(len) = self.clamp(offset, len) else {
-            return 0;
-        };
-        // SAFETY: As in `copy_to_user`; the destination is inside the block.
-        unsafe { bindings::_copy_from_iter(self.base.add(offset).cast(), len, src.as_raw()) }
+    fn first_pfn(&self) -> usize {
+        // SAFETY: By the invariants `run.first` is a valid page.
+        unsafe { cmamap_page_to_pfn(self.run.first) as usize }
     }
 
-    /// `len` cut to the end of the block, or `None` when `offset` is at or past it.
-    fn clamp(&self, offset: usize, len: usize) -> Option<usize> {
-        let size = self.count() * PAGE_SIZE;
-        (offset < size).then(|| len.min(size - offset))
+    fn copy_user(&self, offset: usize, len: usize, io: &mut UserIo<'_, '_>) -> Result<usize> {
+        let size = self.page_count() * PAGE_SIZE;
+        if offset >= size {
+            return Ok(0);
+        }
+        let len = len.min(size - offset);
+        // SAFETY: `offset..offset + len` lies inside the block, which `base` maps (invariants).
+        Ok(unsafe { io.copy_raw(self.base.add(offset), len) })
     }
 }
 

@@ -3,8 +3,10 @@
 //! Size and offset arithmetic for user-supplied numbers. Every step is checked: a user value
 //! that would overflow is refused with `EINVAL`, never wrapped.
 
-use crate::abi;
-use crate::cma::{PAGE_SHIFT, PAGE_SIZE};
+use crate::{
+    abi,
+    memory::{PAGE_SHIFT, PAGE_SIZE},
+};
 use kernel::prelude::*;
 
 /// The whole pages that hold `size` bytes. Zero and sizes whose rounding overflows are invalid.

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* C half of driver/dma.rs (see glue.c); the Rust declarations are in driver/dma/device.rs. */
+/* C half of driver/dma.rs (see dma_glue.c); the Rust declarations are in driver/dma/device.rs. */
 #ifndef CMAMAP_DMA_GLUE_H
 #define CMAMAP_DMA_GLUE_H
 

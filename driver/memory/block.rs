@@ -6,22 +6,21 @@
 //! live, and every VMA that maps the block holds one more. The pages go back to CMA when the
 //! last reference goes, so no path can free memory that userspace can still reach. Device
 //! memory is not freed but revoked: on unbind its gate closes and its PTEs are zapped while
-//! VMAs may still hold the block (`pci`).
+//! VMAs may still hold the block (`device_memory::pci`).
 
 use crate::{
     abi,
-    bar::BarMemory,
-    cma::{CmaPages, PAGE_SHIFT, PAGE_SIZE},
-    strategy::Strategy,
+    device_memory::bar::BarMemory,
+    mapping::{
+        alloc_map,
+        strategy::{Strategy, HUGE_ORDER},
+    },
+    memory::{cma::CmaPages, user_io::UserIo, PAGE_SHIFT, PAGE_SIZE},
 };
 use kernel::{
     list::{ListArc, ListLinks},
-    new_spinlock,
     prelude::*,
-    sync::{
-        atomic::{ordering::Relaxed, Atomic},
-        SpinLock,
-    },
+    sync::atomic::{ordering::Relaxed, Atomic},
 };
 
 /// Who a block belongs to, and so when it is freed.
@@ -43,6 +42,19 @@ pub(crate) enum Backing {
     Bar(Pin<KBox<BarMemory>>),
 }
 
+/// What a block needs from its memory, whatever kind it is.
+pub(crate) trait BlockMemory {
+    /// The number of pages.
+    fn page_count(&self) -> usize;
+
+    /// The PFN of the first page.
+    fn first_pfn(&self) -> usize;
+
+    /// Copies up to `len` bytes between byte `offset` of the memory and the user; the bytes
+    /// copied, fewer than asked when user memory faults or the memory ends.
+    fn copy_user(&self, offset: usize, len: usize, io: &mut UserIo<'_, '_>) -> Result<usize>;
+}
+
 impl Owner {
     /// Whether the open file `file_key` may use (list, map, free) a block so owned.
     fn lets_use(self, file_key: u64) -> bool {
@@ -51,14 +63,6 @@ impl Owner {
             Owner::Module | Owner::Device => true,
         }
     }
-}
-
-/// Where ALLOC_MAP's own mapping of a block lives: its address space (an identity only, never
-/// dereferenced) and start address.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct AllocMapAt {
-    mm: usize,
-    addr: usize,
 }
 
 /// One block of CMA pages or device memory.
@@ -71,11 +75,9 @@ pub(crate) struct Block {
     backing: Backing,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
-    /// The VMA that ALLOC_MAP made, while it lives: only that mapping may UNMAP_FREE. Recorded
-    /// and forgotten under the mmap lock (in `mmap` and the VMA's `close`), so a later mapping
-    /// at the same address is never mistaken for it.
+    /// The VMA that ALLOC_MAP made, while it lives (`alloc_map` owns it).
     #[pin]
-    alloc_map: SpinLock<Option<AllocMapAt>>,
+    alloc_map: alloc_map::Record,
     #[pin]
     links: ListLinks,
 }
@@ -104,7 +106,7 @@ impl Block {
                 owner_tgid,
                 backing,
                 map_count: Atomic::new(0),
-                alloc_map <- new_spinlock!(None, "Block::alloc_map"),
+                alloc_map <- alloc_map::Record::new(),
                 links <- ListLinks::new(),
             }),
             GFP_KERNEL,
@@ -136,23 +138,9 @@ impl Block {
         self.owner_tgid
     }
 
-    /// Records the VMA that ALLOC_MAP is making: it starts at `addr` in address space `mm`.
-    pub(crate) fn set_alloc_map(&self, mm: usize, addr: usize) {
-        *self.alloc_map.lock() = Some(AllocMapAt { mm, addr });
-    }
-
-    /// Whether the live VMA that ALLOC_MAP made starts at `addr` in address space `mm`.
-    pub(crate) fn is_alloc_map(&self, mm: usize, addr: usize) -> bool {
-        *self.alloc_map.lock() == Some(AllocMapAt { mm, addr })
-    }
-
-    /// Called when a VMA of the block that starts at `addr` in `mm` goes away: if it was the
-    /// one ALLOC_MAP made, UNMAP_FREE no longer applies to that address.
-    pub(crate) fn vma_closed(&self, mm: usize, addr: usize) {
-        let mut alloc_map = self.alloc_map.lock();
-        if *alloc_map == Some(AllocMapAt { mm, addr }) {
-            *alloc_map = None;
-        }
+    /// Where ALLOC_MAP's own mapping of the block is, while it lives.
+    pub(crate) fn alloc_map(&self) -> &alloc_map::Record {
+        &self.alloc_map
     }
 
     pub(crate) fn backing(&self) -> &Backing {
@@ -167,27 +155,36 @@ impl Block {
         }
     }
 
+    fn memory(&self) -> &dyn BlockMemory {
+        match &self.backing {
+            Backing::Cma(pages) => pages,
+            Backing::Bar(bar) => &**bar,
+        }
+    }
+
     /// The number of pages.
     pub(crate) fn page_count(&self) -> usize {
-        match &self.backing {
-            Backing::Cma(pages) => pages.count(),
-            Backing::Bar(bar) => bar.count(),
-        }
+        self.memory().page_count()
     }
 
     /// The PFN of the first page.
     pub(crate) fn first_pfn(&self) -> usize {
-        match &self.backing {
-            Backing::Cma(pages) => pages.first_pfn(),
-            Backing::Bar(bar) => bar.first_pfn(),
-        }
+        self.memory().first_pfn()
+    }
+
+    /// Copies up to `len` bytes between byte `offset` of the block and the user
+    /// ([`BlockMemory::copy_user`]).
+    pub(crate) fn copy_user(
+        &self,
+        offset: usize,
+        len: usize,
+        io: &mut UserIo<'_, '_>,
+    ) -> Result<usize> {
+        self.memory().copy_user(offset, len, io)
     }
 
     fn phys_addr(&self) -> u64 {
-        match &self.backing {
-            Backing::Cma(pages) => pages.phys_addr(),
-            Backing::Bar(bar) => bar.phys_addr(),
-        }
+        (self.first_pfn() as u64) << PAGE_SHIFT
     }
 
     /// The block's size in bytes.
@@ -208,7 +205,7 @@ impl Block {
     /// The address alignment that lets its own mapping use the largest entries the block's
     /// strategy and physical alignment allow.
     pub(crate) fn map_alignment(&self) -> usize {
-        let huge = PAGE_SIZE << crate::strategy::HUGE_ORDER;
+        let huge = PAGE_SIZE << HUGE_ORDER;
         if self.strategy == Strategy::Huge
             && self.size() >= huge as u64
             && self.first_pfn() % (huge / PAGE_SIZE) == 0

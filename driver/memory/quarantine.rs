@@ -9,11 +9,46 @@
 //! [`RETRY_MS`] until the last outside reference is gone. While any run waits, the module
 //! holds a reference on itself: `rmmod` is refused, as it is while a file or a VMA lives.
 //!
-//! Lock order: `QUARANTINE` is a leaf; nothing else is taken while it is held (`cma_release`
-//! takes only mm's spinlocks).
+//! `QUARANTINE` is lock 9 of the crate's lock order, a leaf.
+//!
+//! One of the modules with `unsafe`: the calls into its delayed work and the module reference,
+//! which live in C (`memory_glue.c`).
 
-use crate::{cma::CmaRun, sys};
+use crate::memory::cma::CmaRun;
 use kernel::prelude::*;
+
+extern "C" {
+    fn cmamap_quarantine_retry_later(ms: u32);
+    fn cmamap_quarantine_cancel();
+    fn cmamap_module_get();
+    fn cmamap_module_put();
+}
+
+/// Runs [`cmamap_quarantine_retry`] on the system workqueue in `ms` milliseconds, unless a run
+/// is already pending.
+fn retry_later(ms: u32) {
+    // SAFETY: Schedules a static work item; callable from any sleeping context.
+    unsafe { cmamap_quarantine_retry_later(ms) };
+}
+
+/// Cancels the retry and waits for a run under way; it will not run again unless scheduled
+/// anew.
+fn cancel_retry() {
+    // SAFETY: Cancels a static work item; we may sleep.
+    unsafe { cmamap_quarantine_cancel() };
+}
+
+/// Takes a reference on this module, so that `rmmod` is refused until [`release_module`].
+fn hold_module() {
+    // SAFETY: The module is live (we run its code); taking a reference has no precondition.
+    unsafe { cmamap_module_get() };
+}
+
+/// Drops a reference taken by [`hold_module`].
+fn release_module() {
+    // SAFETY: Called once per `hold_module`: when the quarantine empties after holding runs.
+    unsafe { cmamap_module_put() };
+}
 
 /// How long a held run waits before the next try.
 pub(crate) const RETRY_MS: u32 = 100;
@@ -46,9 +81,9 @@ pub(crate) fn release(run: CmaRun) {
         return;
     }
     if held.len() == 1 {
-        sys::hold_module();
+        hold_module();
     }
-    sys::retry_quarantine_later(RETRY_MS);
+    retry_later(RETRY_MS);
 }
 
 /// Releases every run whose pages nobody holds any more; the number of pages still held.
@@ -71,14 +106,14 @@ fn pages_in(held: &KVec<CmaRun>) -> usize {
     held.iter().map(CmaRun::count).sum()
 }
 
-/// Called by the delayed work that `sys::retry_quarantine_later` schedules.
+/// Called by the delayed work that [`retry_later`] schedules.
 #[no_mangle]
 extern "C" fn cmamap_quarantine_retry() {
     let mut held = QUARANTINE.lock();
     let was_held = !held.is_empty();
     retry(&mut held);
     if !held.is_empty() {
-        sys::retry_quarantine_later(RETRY_MS);
+        retry_later(RETRY_MS);
         return;
     }
     // Gives the list's buffer back too.
@@ -86,7 +121,7 @@ extern "C" fn cmamap_quarantine_retry() {
     if was_held {
         // Safe although this very work runs module code after the put: the module's exit
         // cancels the work synchronously before the module text goes.
-        sys::release_module();
+        release_module();
     }
 }
 
@@ -99,7 +134,7 @@ pub(crate) fn pages_held() -> usize {
 /// can within about a second. Whatever is still held then (a `PERSIST` block pinned by a pipe)
 /// stays allocated for good, with a log line: `rmmod` cannot wait for a pipe to close.
 pub(crate) fn drain_at_exit() {
-    sys::cancel_quarantine_retry();
+    cancel_retry();
     // Nothing else can reach the list any more; taking it also frees its buffer at the end.
     let mut held = core::mem::take(&mut *QUARANTINE.lock());
     let mut left = retry(&mut held);

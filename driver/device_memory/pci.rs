@@ -11,10 +11,13 @@
 
 use crate::{
     abi,
-    bar::{BarMemory, BarRegion},
-    block::{Backing, Block, Owner},
-    registry, rmap,
-    strategy::Strategy,
+    device_memory::{
+        bar::{BarMemory, BarRegion},
+        rmap,
+    },
+    mapping::strategy::Strategy,
+    memory::block::{Backing, Block, Owner},
+    registry,
 };
 use kernel::{device::Core, pci, prelude::*, sync::Arc};
 

@@ -3,7 +3,7 @@
 //! `vm_operations_struct` glue: installing a block into a VMA, the fault handler, and the
 //! reference that every VMA holds on its block.
 //!
-//! One of the glue modules with `unsafe` (with `cma`, `bar`, `rmap`, `sys`). The pattern follows
+//! One of the modules with `unsafe` (the crate root lists them). The pattern follows
 //! `drivers/android/binder/page_range.rs`: a static ops table, raw writes through
 //! `vma.as_ptr()` while the VMA is new, and `vm_ops` identity checks before trusting
 //! `vm_private_data`.
@@ -15,29 +15,20 @@
 //! mremap) and `close` gives it back. So a block outlives every VMA that maps it.
 
 use crate::{
-    block::{Backing, Block},
-    cma::PAGE_SIZE,
-    strategy::{Cache, Strategy, HUGE_ORDER},
+    mapping::strategy::{Cache, Strategy, HUGE_ORDER},
+    memory::{
+        block::{Backing, Block, BlockMemory},
+        PAGE_SIZE,
+    },
 };
 use core::ffi::c_void;
 use kernel::{
     bindings,
     error::to_result,
-    mm::{
-        virt::{flags, VmaNew, VmaRef},
-        MmWithUser,
-    },
+    mm::virt::{flags, VmaNew, VmaRef},
     prelude::*,
     sync::{Arc, ArcBorrow},
 };
-
-// mmap(2) flags and protection, from the uapi headers.
-const PROT_NONE: usize = 0x0;
-const MAP_SHARED: usize = 0x01;
-const MAP_PRIVATE: usize = 0x02;
-const MAP_FIXED: usize = 0x10;
-const MAP_ANONYMOUS: usize = 0x20;
-const MAP_NORESERVE: usize = 0x4000;
 
 extern "C" {
     fn cmamap_vma_set_flags(vma: *mut c_void, flags: bindings::vm_flags_t);
@@ -92,23 +83,11 @@ pub(crate) fn install(
     strategy: Strategy,
     first_page: usize,
 ) -> Result {
-    let len = vma.end() - vma.start();
     match strategy {
         Strategy::Remap => {
-            let pfn = block.first_pfn() + first_page;
-            // SAFETY: The VMA is new and write-locked; the PFNs are the block's own pages,
-            // which `check_inside` proved cover `len` bytes, and which outlive the VMA since
-            // it owns a reference to the block. It sets VM_IO|VM_PFNMAP|VM_DONTEXPAND.
-            let ret = unsafe {
-                bindings::remap_pfn_range(
-                    vma.as_ptr(),
-                    vma.start(),
-                    pfn,
-                    len,
-                    (*vma.as_ptr()).vm_page_prot,
-                )
-            };
-            to_result(ret)?;
+            // SAFETY: The PFNs are the block's own pages, which `check_inside` proved cover
+            // the VMA, and which outlive it since it owns a reference to the block.
+            unsafe { remap_whole(vma, block.first_pfn() + first_page) }?;
         }
         Strategy::Fault | Strategy::Huge => {
             // SAFETY: The VMA is new and write-locked; PFNMAP without MIXEDMAP is what
@@ -141,25 +120,16 @@ pub(crate) fn install_bar(
     first_page: usize,
 ) -> Result {
     let bar = block.bar().ok_or(EINVAL)?;
-    let len = vma.end() - vma.start();
     // SAFETY: The VMA is new and write-locked; only its page protection changes.
     unsafe { cmamap_vma_set_cache(vma.as_ptr().cast(), cache == Cache::WriteCombine) };
     match strategy {
         Strategy::Remap => {
             let pfn = bar.first_pfn() + first_page;
             bar.remap_live(vma.mm(), || {
-                // SAFETY: The VMA is new and write-locked; the PFNs are the BAR's, which
-                // `check_inside` proved cover `len` bytes and which the gate says the driver
-                // still holds. `revoke` zaps them before the region is released.
-                to_result(unsafe {
-                    bindings::remap_pfn_range(
-                        vma.as_ptr(),
-                        vma.start(),
-                        pfn,
-                        len,
-                        (*vma.as_ptr()).vm_page_prot,
-                    )
-                })
+                // SAFETY: The PFNs are the BAR's, which `check_inside` proved cover the VMA
+                // and which the gate says the driver still holds; `revoke` zaps them before
+                // the region is released.
+                unsafe { remap_whole(vma, pfn) }
             })?;
         }
         Strategy::Fault => {
@@ -175,6 +145,27 @@ pub(crate) fn install_bar(
     Ok(())
 }
 
+/// Fills the whole new `vma` with PTEs for the PFNs from `pfn` (`remap_pfn_range`, which also
+/// sets `VM_IO|VM_PFNMAP|VM_DONTEXPAND`).
+///
+/// # Safety
+///
+/// The PFNs from `pfn` must cover the VMA and stay valid for as long as its PTEs can reach
+/// them.
+unsafe fn remap_whole(vma: &VmaNew, pfn: usize) -> Result {
+    // SAFETY: The VMA is new and write-locked (we are in `mmap`); the caller vouches for the
+    // PFNs.
+    to_result(unsafe {
+        bindings::remap_pfn_range(
+            vma.as_ptr(),
+            vma.start(),
+            pfn,
+            vma.end() - vma.start(),
+            (*vma.as_ptr()).vm_page_prot,
+        )
+    })
+}
+
 /// Sets our `ops` on the new `vma` and gives it one reference of `block`.
 fn attach(vma: &VmaNew, block: Arc<Block>, ops: &'static bindings::vm_operations_struct) {
     block.mapped();
@@ -188,7 +179,7 @@ fn attach(vma: &VmaNew, block: Arc<Block>, ops: &'static bindings::vm_operations
 }
 
 /// The block that our VMA `vma` maps, or `None` if `vma` is not ours.
-fn block_of(vma: &VmaRef) -> Option<ArcBorrow<'_, Block>> {
+pub(crate) fn block_of(vma: &VmaRef) -> Option<ArcBorrow<'_, Block>> {
     // SAFETY: Reading `vm_ops` of a live VMA is safe.
     let ops = unsafe { (*vma.as_ptr()).vm_ops };
     if !is_ours(ops) {
@@ -197,99 +188,6 @@ fn block_of(vma: &VmaRef) -> Option<ArcBorrow<'_, Block>> {
     // SAFETY: By the invariants our VMAs own an `Arc<Block>` in `vm_private_data`, valid for as
     // long as the VMA, which outlives the borrow of `vma`.
     Some(unsafe { ArcBorrow::from_raw((*vma.as_ptr()).vm_private_data.cast::<Block>()) })
-}
-
-/// A whole-block mapping found at a user address.
-pub(crate) struct FoundMapping {
-    pub(crate) block: Arc<Block>,
-    pub(crate) len: usize,
-}
-
-/// The cmamap VMA that starts exactly at `addr` in `mm` and maps a block from its first page.
-pub(crate) fn mapping_at(mm: &MmWithUser, addr: usize) -> Option<FoundMapping> {
-    let guard = mm.mmap_read_lock();
-    let vma = guard.vma_lookup(addr)?;
-    let block = block_of(vma)?;
-    if vma.start() != addr || pgoff(vma) != block.first_pgoff() {
-        return None;
-    }
-    Some(FoundMapping {
-        block: block.into(),
-        len: vma.end() - vma.start(),
-    })
-}
-
-/// The result of `vm_mmap`: an address, or a negative errno.
-fn mmap_result(addr: usize) -> Result<usize> {
-    let as_signed = addr as isize;
-    if (-(bindings::MAX_ERRNO as isize)..0).contains(&as_signed) {
-        return Err(Error::from_errno(as_signed as i32));
-    }
-    Ok(addr)
-}
-
-/// Maps `len` bytes of the mmap `offset` of `file` into the current process, as mmap(2) would,
-/// at an address aligned to `align` (a power of two, at least a page), so that a `huge`
-/// mapping gets PMD entries.
-pub(crate) fn map_into_current(
-    file: &kernel::fs::File,
-    len: usize,
-    prot: u32,
-    offset: u64,
-    align: usize,
-) -> Result<usize> {
-    let offset = usize::try_from(offset).map_err(|_| EINVAL)?;
-    if align <= PAGE_SIZE {
-        // SAFETY: `file` is a live file of this driver; `vm_mmap` takes the mmap lock itself
-        // and runs our `mmap` handler.
-        return mmap_result(unsafe {
-            bindings::vm_mmap(file.as_ptr(), 0, len, prot as usize, MAP_SHARED, offset)
-        });
-    }
-    // Reserve `len + align` bytes of inaccessible address space, map over its aligned part
-    // and give the slack back, as userspace would.
-    let reserved_len = len.checked_add(align).ok_or(ENOMEM)?;
-    // SAFETY: An anonymous mapping without MAP_FIXED changes nothing that exists.
-    let reserved = mmap_result(unsafe {
-        bindings::vm_mmap(
-            core::ptr::null_mut(),
-            0,
-            reserved_len,
-            PROT_NONE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-            0,
-        )
-    })?;
-    let start = reserved.next_multiple_of(align);
-    // SAFETY: As above; MAP_FIXED replaces only `start..start + len`, inside the reservation.
-    let mapped = mmap_result(unsafe {
-        bindings::vm_mmap(
-            file.as_ptr(),
-            start,
-            len,
-            prot as usize,
-            MAP_SHARED | MAP_FIXED,
-            offset,
-        )
-    });
-    let reserved_end = reserved + reserved_len;
-    let (keep_start, keep_end) = match mapped {
-        Ok(_) => (start, start + len),
-        Err(_) => (start, start),
-    };
-    for (from, to) in [(reserved, keep_start), (keep_end, reserved_end)] {
-        if to > from {
-            // Another thread may already have unmapped the slack; nothing to undo then.
-            let _ = unmap_from_current(from, to - from);
-        }
-    }
-    mapped
-}
-
-/// Unmaps `len` bytes at `addr` from the current process.
-pub(crate) fn unmap_from_current(addr: usize, len: usize) -> Result {
-    // SAFETY: `vm_munmap` validates the range itself and takes the mmap lock.
-    to_result(unsafe { bindings::vm_munmap(addr, len) })
 }
 
 /// Called when a VMA is copied (fork, split, mremap).
@@ -323,7 +221,7 @@ unsafe extern "C" fn vma_close(vma: *mut bindings::vm_area_struct) {
     // SAFETY: By the invariants `vm_private_data` holds the VMA's own reference; we take it
     // back once. The VMA is never used again, so nothing reads the pointer afterwards.
     let block = unsafe { Arc::<Block>::from_raw((*vma).vm_private_data.cast::<Block>()) };
-    block.vma_closed(vma_ref.mm().as_raw() as usize, vma_ref.start());
+    block.alloc_map().forget(vma_ref);
     block.unmapped();
     // Dropping the last reference returns the pages to CMA: no VMA maps them any more.
     drop(block);
@@ -427,5 +325,3 @@ unsafe extern "C" fn vma_huge_fault(
     // and maps 512 of the block's pages, 2 MiB aligned, which the VMA keeps alive.
     unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) }
 }
-
-const _: () = assert!(PAGE_SIZE == 4096, "offsets and tests assume 4 KiB pages");

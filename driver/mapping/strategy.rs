@@ -22,14 +22,11 @@ pub(crate) enum Strategy {
 }
 
 impl Strategy {
-    /// Decodes an ABI value; `STRATEGY_DEFAULT` resolves to `default`.
-    pub(crate) fn from_abi(value: u32, default: u32) -> Result<Self> {
-        let value = if value == abi::STRATEGY_DEFAULT {
-            default
-        } else {
-            value
-        };
+    /// Decodes an ABI value: an allocation's strategy or a CMA mapping's view.
+    /// `STRATEGY_DEFAULT` resolves to `default`; unknown values are `EINVAL`.
+    pub(crate) fn from_abi(value: u32, default: Strategy) -> Result<Self> {
         match value {
+            abi::STRATEGY_DEFAULT => Ok(default),
             abi::STRATEGY_REMAP => Ok(Self::Remap),
             abi::STRATEGY_FAULT => Ok(Self::Fault),
             abi::STRATEGY_PAGE => Ok(Self::Page),

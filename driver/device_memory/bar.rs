@@ -6,6 +6,8 @@
 //! One of the modules with `unsafe`: the PCI region request, the `ioremap` copies and the raw
 //! `struct pci_dev` the Rust PCI abstractions do not expose.
 //!
+//! `BarMemory::state` is lock 6 of the crate's lock order.
+//!
 //! The driver keeps no long-lived kernel mapping of the BAR: on x86 the first mapping of a
 //! physical range fixes its cache mode (PAT), and a kernel `ioremap` would silently turn every
 //! write-combined user mapping into an uncached one.
@@ -16,12 +18,11 @@
 //! so the gate also remembers the `mm` of each such mapping: `revoke` waits for that mm's
 //! `mmap` to finish (its mmap lock) so the zap that follows sees the VMA.
 
-use crate::cma::{PAGE_SHIFT, PAGE_SIZE};
+use crate::memory::{block::BlockMemory, user_io::UserIo, PAGE_SHIFT, PAGE_SIZE};
 use core::ffi::c_void;
 use kernel::{
     bindings,
     device::{Core, DeviceContext},
-    iov::{IovIterDest, IovIterSource},
     mm::Mm,
     new_mutex, pci,
     prelude::*,
@@ -163,21 +164,6 @@ impl BarMemory {
         )
     }
 
-    /// The number of pages.
-    pub(crate) fn count(&self) -> usize {
-        self.pages
-    }
-
-    /// The PFN of the first page.
-    pub(crate) fn first_pfn(&self) -> usize {
-        (self.phys >> PAGE_SHIFT) as usize
-    }
-
-    /// The physical address of the first byte.
-    pub(crate) fn phys_addr(&self) -> u64 {
-        self.phys
-    }
-
     /// Whether the device is still bound.
     pub(crate) fn is_live(&self) -> bool {
         self.state.lock().live
@@ -233,56 +219,6 @@ impl BarMemory {
         }
     }
 
-    /// Copies up to `len` bytes at `offset` of the BAR to `dest`, a page at a time through a
-    /// bounce buffer (a user copy must not run under the gate: it may fault on this BAR).
-    pub(crate) fn copy_to_user(
-        &self,
-        offset: usize,
-        len: usize,
-        dest: &mut IovIterDest<'_>,
-    ) -> Result<usize> {
-        let mut bounce = KVec::<u8>::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
-        bounce.resize(PAGE_SIZE, 0, GFP_KERNEL)?;
-        let mut done = 0;
-        while let Some(chunk) = self.chunk(offset + done, len - done) {
-            self.device_copy(offset + done, &mut bounce[..chunk], false)?;
-            // SAFETY: `bounce` holds `chunk` initialized bytes.
-            let copied =
-                unsafe { bindings::_copy_to_iter(bounce.as_ptr().cast(), chunk, dest.as_raw()) };
-            done += copied;
-            if copied < chunk {
-                break;
-            }
-        }
-        Ok(done)
-    }
-
-    /// Copies up to `len` bytes from `src` to `offset` of the BAR, as [`Self::copy_to_user`].
-    pub(crate) fn copy_from_user(
-        &self,
-        offset: usize,
-        len: usize,
-        src: &mut IovIterSource<'_>,
-    ) -> Result<usize> {
-        let mut bounce = KVec::<u8>::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
-        bounce.resize(PAGE_SIZE, 0, GFP_KERNEL)?;
-        let mut done = 0;
-        while let Some(chunk) = self.chunk(offset + done, len - done) {
-            // SAFETY: `bounce` has room for `chunk` bytes.
-            let copied = unsafe {
-                bindings::_copy_from_iter(bounce.as_mut_ptr().cast(), chunk, src.as_raw())
-            };
-            if copied > 0 {
-                self.device_copy(offset + done, &mut bounce[..copied], true)?;
-            }
-            done += copied;
-            if copied < chunk {
-                break;
-            }
-        }
-        Ok(done)
-    }
-
     /// The bytes to copy next: up to the end of the page at `offset`, of `len`, of the BAR.
     fn chunk(&self, offset: usize, len: usize) -> Option<usize> {
         let size = self.pages * PAGE_SIZE;
@@ -304,5 +240,42 @@ impl BarMemory {
         let ret = unsafe { cmamap_bar_copy(phys, buf.as_mut_ptr().cast(), buf.len(), to_device) };
         drop(state);
         kernel::error::to_result(ret)
+    }
+}
+
+impl BlockMemory for BarMemory {
+    fn page_count(&self) -> usize {
+        self.pages
+    }
+
+    fn first_pfn(&self) -> usize {
+        (self.phys >> PAGE_SHIFT) as usize
+    }
+
+    /// Copies a page at a time through a bounce buffer: a user copy must not run under the
+    /// gate, since it may fault on this very BAR.
+    fn copy_user(&self, offset: usize, len: usize, io: &mut UserIo<'_, '_>) -> Result<usize> {
+        let mut bounce = KVec::<u8>::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
+        bounce.resize(PAGE_SIZE, 0, GFP_KERNEL)?;
+        let mut done = 0;
+        while let Some(chunk) = self.chunk(offset + done, len - done) {
+            let at = offset + done;
+            let buf = &mut bounce[..chunk];
+            let copied = if io.writes_block() {
+                let copied = io.copy(buf);
+                if copied > 0 {
+                    self.device_copy(at, &mut buf[..copied], true)?;
+                }
+                copied
+            } else {
+                self.device_copy(at, buf, false)?;
+                io.copy(buf)
+            };
+            done += copied;
+            if copied < chunk {
+                break;
+            }
+        }
+        Ok(done)
     }
 }
