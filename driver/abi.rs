@@ -49,3 +49,5 @@ unsafe impl AsBytes for DmaInfo {}
 unsafe impl FromBytes for DmaListArgs {}
 // SAFETY: As above.
 unsafe impl AsBytes for DmaListArgs {}
+// SAFETY: As above.
+unsafe impl FromBytes for DeviceName {}

@@ -18,7 +18,7 @@ mod device;
 use crate::{
     abi, caller,
     ioctl::Call,
-    memory::{block::Block, PAGE_SHIFT, PAGE_SIZE},
+    memory::{block::Block, cma::CmaArea, PAGE_SHIFT, PAGE_SIZE},
     registry,
 };
 use device::{DeviceMapping, DmaDevice};
@@ -134,6 +134,58 @@ impl DeviceName {
         let len = self.full.iter().position(|&c| c == 0).unwrap_or(self.full.len());
         core::str::from_utf8(&self.full[..len]).unwrap_or("?")
     }
+}
+
+/// The device an allocation is for (`ALLOC_FOR_DEVICE`).
+pub(crate) struct AllocTarget {
+    device: DmaDevice,
+    name: DeviceName,
+    dma_bits: u32,
+}
+
+impl AllocTarget {
+    /// Reads and finds the device that `user_ptr` (a `struct cmamap_device`) names.
+    pub(crate) fn from_user(user_ptr: u64) -> Result<Self> {
+        let user = UserPtr::from_addr(usize::try_from(user_ptr).map_err(|_| EFAULT)?);
+        let named: abi::DeviceName =
+            UserSlice::new(user, core::mem::size_of::<abi::DeviceName>()).reader().read()?;
+        let dma_bits = check_dma_bits(&named)?;
+        let name = DeviceName::parse(&named.name)?;
+        let device = DmaDevice::find(name.bus(), name.name())?;
+        Ok(Self {
+            device,
+            name,
+            dma_bits,
+        })
+    }
+
+    /// The CMA area to allocate from: the device's own, else the default.
+    pub(crate) fn cma_area(&self) -> Result<CmaArea> {
+        self.device.cma_area()
+    }
+
+    /// `Ok` if the device reaches block memory at `phys` directly, else `ERANGE` (logged).
+    pub(crate) fn check_reach(&self, phys: u64, size: u64) -> Result {
+        if self.device.reaches(phys, size as usize, self.dma_bits) {
+            return Ok(());
+        }
+        if caller::may_log() {
+            pr_info!(
+                "ALLOC for {}: CMA gave {:#x}, out of its direct reach; place CMA lower (cma=)\n",
+                self.name.display(),
+                phys
+            );
+        }
+        Err(ERANGE)
+    }
+}
+
+/// `dma_bits` of a device name, checked: 0 or 12..64; `pad0` must be 0.
+fn check_dma_bits(named: &abi::DeviceName) -> Result<u32> {
+    if named.pad0 != 0 || (named.dma_bits != 0 && !(12..=64).contains(&named.dma_bits)) {
+        return Err(EINVAL);
+    }
+    Ok(named.dma_bits)
 }
 
 /// One live device mapping of (part of) a block.
@@ -275,14 +327,11 @@ pub(crate) fn map(call: &Call<'_>) -> Result {
     let file_key = call.me.key();
     let (mut reader, mut writer) = call.arg::<abi::DmaMapArgs>().reader_writer();
     let mut args: abi::DmaMapArgs = reader.read()?;
-    if args.pad1 != 0 || args.device.pad0 != 0 || args.reserved != [0; 2] {
+    if args.pad1 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
     }
     let direction = Direction::from_abi(args.direction)?;
-    let dma_bits = args.device.dma_bits;
-    if dma_bits != 0 && !(12..=64).contains(&dma_bits) {
-        return Err(EINVAL);
-    }
+    let dma_bits = check_dma_bits(&args.device)?;
     let device_name = DeviceName::parse(&args.device.name)?;
     // A device reaching memory is as sensitive as knowing its physical address.
     if !caller::is_admin() {

@@ -11,10 +11,10 @@ use crate::{
     file::OpenFile,
     mapping::{alloc_map, offsets, strategy::Strategy},
     memory::{
-        block::{Backing, Block, Owner},
+        block::{Backing, Block, BlockMemory, Owner},
         charge::{self, Charge},
-        cma::CmaPages,
-        PAGE_SIZE,
+        cma::{CmaArea, CmaPages},
+        PAGE_SHIFT, PAGE_SIZE,
     },
     params,
     registry::{self, IdLease},
@@ -108,9 +108,14 @@ impl NewBlock {
 /// itself), charges the limits and allocates a zeroed block owned by the file, or by the
 /// module with `PERSIST`.
 pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock> {
-    if args.addr != 0 || args.pad0 != 0 || args.reserved != [0; 2] {
+    if args.addr != 0 || args.pad0 != 0 || args.reserved != 0 {
         return Err(EINVAL);
     }
+    let target = match args.flags & abi::ALLOC_FOR_DEVICE {
+        0 if args.device != 0 => return Err(EINVAL),
+        0 => None,
+        _ => Some(dma::AllocTarget::from_user(args.device)?),
+    };
     if args.flags & !abi::ALLOC_FLAGS_ALL != 0 || args.align_order > abi::MAX_ALIGN_ORDER {
         return Err(EINVAL);
     }
@@ -132,11 +137,22 @@ pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock>
         params::max_bytes_total(),
     )?;
     let align_order = strategy.align_order(pages, args.align_order);
-    let memory = CmaPages::alloc(pages, align_order, charge).inspect_err(|e| {
+    let area = match &target {
+        Some(target) => target.cma_area()?,
+        None => CmaArea::default_area()?,
+    };
+    let memory = CmaPages::alloc(pages, align_order, charge, area).inspect_err(|e| {
         if caller::may_log() {
             pr_info!("CMA allocation of {} pages failed: {:?}\n", pages, e);
         }
     })?;
+    if let Some(target) = &target {
+        // Freed on the way out if the device cannot reach it.
+        target.check_reach(
+            (memory.first_pfn() as u64) << PAGE_SHIFT,
+            offsets::bytes_of_pages(pages)? as u64,
+        )?;
+    }
     let lease = registry::lease_id()?;
     let tgid = kernel::current!().tgid();
     let block = Block::new(lease.id(), strategy, owner, tgid, Backing::Cma(memory))?;
@@ -197,11 +213,13 @@ fn free(call: &Call<'_>) -> Result {
 fn info(call: &Call<'_>) -> Result {
     let (mut reader, mut writer) = call.arg::<abi::BlockInfo>().reader_writer();
     let args: abi::BlockInfo = reader.read()?;
-    if args.reserved != [0; 2] {
+    if args.pad0 != 0 || args.reserved != 0 {
         return Err(EINVAL);
     }
     let block = registry::lookup(args.id, call.me.key())?;
-    writer.write(&block.info(caller::sees_phys()))
+    let mut info = block.info(caller::sees_phys());
+    info.dma_mappings = dma::count_of(info.id);
+    writer.write(&info)
 }
 
 fn list(call: &Call<'_>) -> Result {
@@ -222,6 +240,10 @@ fn list(call: &Call<'_>) -> Result {
         }
     });
     result?;
+    // After the registry's lock: the device mappings have their own (lock 2).
+    for info in infos.iter_mut() {
+        info.dma_mappings = dma::count_of(info.id);
+    }
     args.count = u32::try_from(infos.len()).map_err(|_| EOVERFLOW)?;
     let shown = infos.len().min(args.capacity as usize);
     if shown > 0 {

@@ -4,6 +4,7 @@
 //! and the only place that calls the DMA API (through `dma/glue.c`).
 
 use super::Direction;
+use crate::memory::cma::CmaArea;
 use core::ffi::c_void;
 use kernel::{device::Device, prelude::*, str::CStr, sync::aref::ARef};
 
@@ -21,6 +22,7 @@ extern "C" {
         dma_bits: u32,
         addr: *mut u64,
     ) -> i32;
+    fn cmamap_dma_reachable(dev: *mut c_void, phys: u64, size: usize, dma_bits: u32) -> bool;
     fn cmamap_dma_unmap(dev: *mut c_void, addr: u64, size: usize, dir: i32);
     fn cmamap_dma_sync(dev: *mut c_void, addr: u64, size: usize, dir: i32, for_cpu: bool);
     fn cmamap_dma_watch_buses() -> i32;
@@ -56,6 +58,19 @@ impl DmaDevice {
 
     fn as_raw(&self) -> *mut c_void {
         raw(&self.dev)
+    }
+
+    /// The CMA area to allocate from for this device: its own, else the default.
+    pub(crate) fn cma_area(&self) -> Result<CmaArea> {
+        // SAFETY: The device is live (we hold a reference).
+        unsafe { CmaArea::of_device(self.as_raw()) }
+    }
+
+    /// Whether the device can reach `size` bytes at `phys` without a bounce buffer, as a
+    /// DMA_MAP with `dma_bits` would map them.
+    pub(crate) fn reaches(&self, phys: u64, size: usize, dma_bits: u32) -> bool {
+        // SAFETY: The device is live; the call only reads it.
+        unsafe { cmamap_dma_reachable(self.as_raw(), phys, size, dma_bits) }
     }
 
     /// Holds the device lock, so that no driver binds or unbinds while we map.

@@ -263,7 +263,9 @@ impl Block {
                 Owner::Device => abi::OWNER_DEVICE,
             },
             owner_tgid: self.owner_tgid,
-            reserved: [0; 2],
+            dma_mappings: 0,
+            pad0: 0,
+            reserved: 0,
         }
     }
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Physically contiguous pages from the default CMA area.
+//! Physically contiguous pages from a CMA area: the default one, or a device's own.
 //!
 //! One of the modules with `unsafe`: the FFI to `cma_alloc`/`cma_release` and the kernel
 //! address of the pages for `pread`/`pwrite`.
@@ -29,6 +29,38 @@ extern "C" {
     fn cmamap_zero_pfns(pfn: c_ulong, count: c_ulong);
     fn cmamap_free_cma_pages() -> c_ulong;
     fn cmamap_pages_idle(page: *const c_void, count: c_ulong) -> bool;
+}
+
+/// A CMA area to allocate from: the default one, or a device's own (a device tree
+/// `memory-region`), which `dev_get_cma_area` falls back from to the default.
+///
+/// # Invariants
+///
+/// The pointer is a live `struct cma`; the kernel never frees CMA areas.
+#[derive(Clone, Copy)]
+pub(crate) struct CmaArea(*mut c_void);
+
+impl CmaArea {
+    /// The default area (`cma=`), or `ENODEV` when the kernel has none.
+    pub(crate) fn default_area() -> Result<Self> {
+        // SAFETY: `NULL` asks for the default area.
+        unsafe { Self::of_device(core::ptr::null_mut()) }
+    }
+
+    /// The area for device `dev`: its own if it has one, else the default.
+    ///
+    /// # Safety
+    ///
+    /// `dev` is a live `struct device`, or null for the default area.
+    pub(crate) unsafe fn of_device(dev: *mut c_void) -> Result<Self> {
+        // SAFETY: `dev` is live or null (caller); the call only reads it.
+        let area = unsafe { dev_get_cma_area(dev) };
+        if area.is_null() {
+            return Err(ENODEV);
+        }
+        // INVARIANT: a non-null answer is a live area, never freed.
+        Ok(Self(area))
+    }
 }
 
 /// A run of pages from `cma_alloc`, and the charge that counts them until they are back.
@@ -95,17 +127,18 @@ impl CmaPages {
     /// Allocates `count` pages aligned to `2^align_order` pages and zeroes them; `charge`
     /// stays with the pages until they are back in CMA.
     ///
-    /// Sleeps. Gives `ENODEV` without a default CMA area; when CMA cannot satisfy the request,
+    /// Sleeps. When CMA cannot satisfy the request,
     /// `EBUSY` if enough CMA pages are free in total (the area is fragmented or pinned) and
     /// `ENOMEM` otherwise. `cma_alloc` is asked not to warn, so a failure is never a splat.
-    pub(crate) fn alloc(count: usize, align_order: u32, charge: Charge) -> Result<Self> {
-        // SAFETY: `NULL` asks for the default area; the call has no other precondition.
-        let area = unsafe { dev_get_cma_area(core::ptr::null_mut()) };
-        if area.is_null() {
-            return Err(ENODEV);
-        }
+    pub(crate) fn alloc(
+        count: usize,
+        align_order: u32,
+        charge: Charge,
+        area: CmaArea,
+    ) -> Result<Self> {
+        let area = area.0;
         let count_ulong: c_ulong = count.try_into().map_err(|_| EINVAL)?;
-        // SAFETY: `area` is the live default CMA area; `cma_alloc` may sleep, and we may too.
+        // SAFETY: `area` is a live CMA area (invariant); `cma_alloc` may sleep, and we may too.
         let first = unsafe { cma_alloc(area, count_ulong, align_order, true) };
         if first.is_null() {
             // SAFETY: Reads a global counter; no precondition.

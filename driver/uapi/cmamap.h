@@ -13,7 +13,7 @@
 #include <linux/types.h>
 
 #define CMAMAP_IOC_MAGIC 0xBB /* free in Documentation/userspace-api/ioctl/ioctl-number.rst */
-#define CMAMAP_ABI_VERSION 1
+#define CMAMAP_ABI_VERSION 2
 
 /* Mapping strategies, chosen per block at allocation. */
 #define CMAMAP_STRATEGY_DEFAULT 0 /* the module parameter default_strategy */
@@ -24,7 +24,10 @@
 
 /* Allocation flags. */
 #define CMAMAP_ALLOC_PERSIST (1U << 0) /* owned by the module, not the file; CAP_SYS_ADMIN to make and to free */
-#define CMAMAP_ALLOC_FLAGS_ALL (CMAMAP_ALLOC_PERSIST)
+/* For the device that cmamap_alloc.device names: from its own CMA area if it has one, and
+ * refused (ERANGE) unless that device can reach the block directly. */
+#define CMAMAP_ALLOC_FOR_DEVICE (1U << 1)
+#define CMAMAP_ALLOC_FLAGS_ALL (CMAMAP_ALLOC_PERSIST | CMAMAP_ALLOC_FOR_DEVICE)
 
 /* Owners reported by info. */
 #define CMAMAP_OWNER_THIS_FILE 1 /* allocated through the file the caller used */
@@ -72,7 +75,9 @@ struct cmamap_alloc {
 	__u64 addr;        /* out: the user address (ALLOC_MAP only); must be 0 on input */
 	__u32 prot;        /* in: ALLOC_MAP: PROT_READ and/or PROT_WRITE; ALLOC: must be 0 */
 	__u32 pad0;        /* must be 0 */
-	__u64 reserved[2]; /* must be 0 */
+	__u64 device;      /* in: CMAMAP_ALLOC_FOR_DEVICE: user pointer to a struct cmamap_device;
+			    * else 0 */
+	__u64 reserved;    /* must be 0 */
 };
 
 /* CMAMAP_IOC_FREE and CMAMAP_IOC_UNMAP_FREE. */
@@ -94,7 +99,9 @@ struct cmamap_info {
 	__u32 map_count;   /* out: live VMAs that map the block */
 	__u32 owner;       /* out: CMAMAP_OWNER_* */
 	__s32 owner_tgid;  /* out: process that allocated it; 0 for device memory */
-	__u64 reserved[2]; /* must be 0 on input; 0 on output */
+	__u32 dma_mappings; /* out: live device mappings (CMAMAP_IOC_DMA_LIST describes them) */
+	__u32 pad0;        /* must be 0 on input; 0 on output */
+	__u64 reserved;    /* must be 0 on input; 0 on output */
 };
 
 /* CMAMAP_IOC_LIST: the blocks the caller can reach (this file's and PERSIST ones). */
@@ -223,7 +230,14 @@ struct cmamap_dma_list {
  *  EPERM:  CMAMAP_ALLOC_PERSIST without CAP_SYS_ADMIN.
  *  ENOMEM: CMA has fewer free pages than the block needs, or no kernel memory for the block.
  *  EBUSY:  CMA has enough free pages but no free run that fits (fragmented or pinned).
- *  ENODEV: the kernel has no default CMA area.
+ *  ENODEV: the kernel has no default CMA area; with CMAMAP_ALLOC_FOR_DEVICE, no such device
+ *          (see CMAMAP_IOC_DMA_MAP for how devices are named).
+ *  EFAULT: with CMAMAP_ALLOC_FOR_DEVICE, device does not point to a readable cmamap_device.
+ *  With CMAMAP_ALLOC_FOR_DEVICE also (device is 0 without it, else EINVAL):
+ *  EINVAL:     the device name or dma_bits is malformed, as for CMAMAP_IOC_DMA_MAP.
+ *  EOPNOTSUPP: the device does no DMA.
+ *  ERANGE:     the block CMA gave is out of the device's direct reach (no IOMMU, and above
+ *              its DMA mask or dma_bits); it is freed at once. Place CMA lower (cma=).
  */
 #define CMAMAP_IOC_ALLOC _IOWR(CMAMAP_IOC_MAGIC, 0x00, struct cmamap_alloc)
 
@@ -239,10 +253,10 @@ struct cmamap_dma_list {
 #define CMAMAP_IOC_FREE _IOW(CMAMAP_IOC_MAGIC, 0x01, struct cmamap_free)
 
 /**
- * CMAMAP_IOC_INFO - describe one block. Only id and reserved are read.
+ * CMAMAP_IOC_INFO - describe one block. Only id, pad0 and reserved are read.
  *
  * ERRORS:
- *  EINVAL: reserved is not 0.
+ *  EINVAL: pad0 or reserved is not 0.
  *  ENOENT: no live block has this id, or it belongs to another open file.
  */
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)

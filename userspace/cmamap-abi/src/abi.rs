@@ -8,7 +8,7 @@
 /// The ioctl type byte; free in `Documentation/userspace-api/ioctl/ioctl-number.rst`.
 pub const IOC_MAGIC: u32 = 0xBB;
 /// Bumped on any incompatible change.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Use the module parameter `default_strategy`.
 pub const STRATEGY_DEFAULT: u32 = 0;
@@ -23,8 +23,11 @@ pub const STRATEGY_HUGE: u32 = 4;
 
 /// The block is owned by the module, not by the file; needs `CAP_SYS_ADMIN`.
 pub const ALLOC_PERSIST: u32 = 1 << 0;
+/// The block is for the device that `AllocArgs::device` names: from that device's own CMA
+/// area if it has one, and refused with `ERANGE` unless the device can reach it directly.
+pub const ALLOC_FOR_DEVICE: u32 = 1 << 1;
 /// Every allocation flag this ABI version knows.
-pub const ALLOC_FLAGS_ALL: u32 = ALLOC_PERSIST;
+pub const ALLOC_FLAGS_ALL: u32 = ALLOC_PERSIST | ALLOC_FOR_DEVICE;
 
 /// The block was allocated through the caller's open file.
 pub const OWNER_THIS_FILE: u32 = 1;
@@ -65,8 +68,10 @@ pub struct AllocArgs {
     pub prot: u32,
     /// Must be 0.
     pub pad0: u32,
+    /// In: with `ALLOC_FOR_DEVICE`, a user pointer to a `DeviceName`; else 0.
+    pub device: u64,
     /// Must be 0.
-    pub reserved: [u64; 2],
+    pub reserved: u64,
 }
 
 /// Argument of `IOC_FREE` and `IOC_UNMAP_FREE`.
@@ -105,8 +110,12 @@ pub struct BlockInfo {
     pub owner: u32,
     /// Out: the process that allocated it; 0 for device memory.
     pub owner_tgid: i32,
+    /// Out: live device mappings of the block (`IOC_DMA_LIST` describes them).
+    pub dma_mappings: u32,
     /// Must be 0 on input; 0 on output.
-    pub reserved: [u64; 2],
+    pub pad0: u32,
+    /// Must be 0 on input; 0 on output.
+    pub reserved: u64,
 }
 
 /// Argument of `IOC_LIST`.
