@@ -51,7 +51,7 @@ pub fn stat_lines(stat: &Stat) -> Vec<(&'static str, String)> {
     vec![
         ("ABI version", stat.abi_version.to_string()),
         ("page size", format_size(stat.page_size)),
-        ("default strategy", stat.default_strategy.to_string()),
+        ("default strategy", stat.default_strategy().to_string()),
         (
             "live blocks",
             format!("{}, {}", stat.blocks_total, size_text(stat.bytes_total)),

@@ -10,8 +10,6 @@ mod figures;
 mod fuzz;
 mod ktap;
 mod module;
-mod region;
-mod rng;
 mod suite;
 
 use std::cell::RefCell;
@@ -184,7 +182,7 @@ thread_local! {
 
 fn install_panic_hook() {
     panic::set_hook(Box::new(|info| {
-        let message = cmamap::process::panic_message(info.payload());
+        let message = cmamap_testkit::process::panic_message(info.payload());
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -201,7 +199,12 @@ fn run_case(case: &suite::Case, ctx: &Ctx) -> Verdict {
         Err(payload) => Verdict::NotOk(
             LAST_PANIC
                 .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| format!("panic: {}", cmamap::process::panic_message(&*payload))),
+                .unwrap_or_else(|| {
+                    format!(
+                        "panic: {}",
+                        cmamap_testkit::process::panic_message(&*payload)
+                    )
+                }),
         ),
     }
 }
@@ -226,7 +229,7 @@ fn prefault_self() {
 
 /// Runs `case` in a forked child with an alarm, so that a crash or a hang costs one test.
 fn run_case_forked(case: &suite::Case, ctx: &Ctx, timeout_secs: u32) -> Verdict {
-    let outcome = cmamap::process::run_in_child(|| {
+    let outcome = cmamap_testkit::process::run_in_child(|| {
         prefault_self();
         // SIGALRM's default action ends the child; the parent reports it as a timeout.
         nix::unistd::alarm::set(timeout_secs);

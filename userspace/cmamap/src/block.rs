@@ -7,6 +7,7 @@ use crate::device::{Device, Info};
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Sharing};
 use crate::strategy::{Prot, Strategy};
+use crate::view::View;
 
 /// A CMA block reached through a [`Device`].
 ///
@@ -132,18 +133,29 @@ impl<'dev> Block<'dev> {
         prot: Prot,
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
-        self.map_view_with(Strategy::Default, offset_in_block, len, prot, sharing)
+        self.map_view_with(View::Own, offset_in_block, len, prot, sharing)
     }
 
     /// Maps `len` bytes starting `offset_in_block` bytes (page-aligned) into the block through
-    /// the `view` strategy, whatever the block's own: the same memory can be mapped as remap,
+    /// `view`, whatever the block's own strategy: the same memory can be mapped as remap,
     /// fault and page at once, and each mapping behaves (faults, get_user_pages) like a block
-    /// of its view's strategy. [`Strategy::Default`] is the block's own strategy.
+    /// of its view's strategy. A [`Strategy`] is a view; [`View::Own`] (or
+    /// [`Strategy::Default`]) is the block's own strategy.
     ///
     /// A view that does not fit the offset's view bits (see [`view_offset`]) is `EINVAL`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20).strategy(Strategy::Remap))?;
+    /// // The same memory, mapped so that get_user_pages (O_DIRECT, vmsplice) can pin it.
+    /// let pinnable = block.map_view(Strategy::Page, 0, 1 << 20, Prot::ReadWrite)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map_view(
         &self,
-        view: Strategy,
+        view: impl Into<View>,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
@@ -154,17 +166,18 @@ impl<'dev> Block<'dev> {
     /// Like [`Block::map_view`] with a choice of `MAP_SHARED` or `MAP_PRIVATE`.
     pub fn map_view_with(
         &self,
-        view: Strategy,
+        view: impl Into<View>,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
+        let view = view.into();
         let offset = view_offset(self.offset, view, offset_in_block)?;
         let fd = std::os::fd::AsFd::as_fd(self.dev);
         let huge = match view {
-            Strategy::Default => self.strategy == Strategy::Huge,
-            view => view == Strategy::Huge,
+            View::Own => self.strategy == Strategy::Huge,
+            view => view == View::Huge,
         };
         if huge {
             // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
@@ -173,21 +186,6 @@ impl<'dev> Block<'dev> {
         } else {
             Mapping::new(fd, offset, len, prot, sharing)
         }
-    }
-
-    /// Like [`Block::map_view`], `MAP_SHARED`, at an address congruent to `phase` modulo
-    /// [`crate::HUGE_SIZE`] whatever the strategy: to show what a misplaced huge mapping does.
-    pub fn map_view_at_phase(
-        &self,
-        view: Strategy,
-        offset_in_block: u64,
-        len: usize,
-        prot: Prot,
-        phase: u64,
-    ) -> Result<Mapping<'_>> {
-        let offset = view_offset(self.offset, view, offset_in_block)?;
-        let fd = std::os::fd::AsFd::as_fd(self.dev);
-        Mapping::new_huge_placed(fd, offset, len, prot, Sharing::Shared, phase)
     }
 
     /// `pread` at `offset_in_block`.
@@ -240,8 +238,8 @@ pub const VIEW_LIMIT: u32 = 1 << (abi::OFFSET_SHIFT - abi::VIEW_SHIFT);
 /// `EINVAL` when the view or the byte offset would spill into the neighbouring bits: a view of
 /// `VIEW_LIMIT` or more would select another block, a byte offset of `abi::MAX_BLOCK_SIZE` or
 /// more another view.
-pub fn view_offset(block_offset: u64, view: Strategy, offset_in_block: u64) -> Result<u64> {
-    let view = view.to_raw();
+pub fn view_offset(block_offset: u64, view: impl Into<View>, offset_in_block: u64) -> Result<u64> {
+    let view = view.into().to_raw();
     if view >= VIEW_LIMIT || offset_in_block >= abi::MAX_BLOCK_SIZE {
         return Err(Error::new("mmap", Errno::EINVAL));
     }

@@ -80,26 +80,41 @@ impl AllocRequest {
 }
 
 /// One block, as `IOC_INFO` and `IOC_LIST` describe it.
+///
+/// With the `serde` feature it serializes in this field order, with `flags` as `persistent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Info {
     /// The block's handle.
     pub id: u32,
-    /// `abi::ALLOC_*` flags.
-    pub flags: u32,
     /// Bytes (whole pages).
     pub size: u64,
+    /// The strategy the block is mapped with.
+    pub strategy: Strategy,
     /// The mmap offset that selects the block.
     pub offset: u64,
     /// Physical address; 0 unless the caller has `CAP_SYS_ADMIN`.
     pub phys_addr: u64,
-    /// The strategy the block is mapped with.
-    pub strategy: Strategy,
-    /// Live VMAs that map the block.
-    pub map_count: u32,
+    /// `abi::ALLOC_*` flags.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "persistent", serialize_with = "serialize_persistent")
+    )]
+    pub flags: u32,
     /// Who owns the block.
     pub owner: Owner,
     /// The process that allocated it.
     pub owner_tgid: i32,
+    /// Live VMAs that map the block.
+    pub map_count: u32,
+}
+
+#[cfg(feature = "serde")]
+fn serialize_persistent<S: serde::Serializer>(
+    flags: &u32,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(flags & abi::ALLOC_PERSIST != 0)
 }
 
 impl Info {
@@ -129,43 +144,46 @@ impl Info {
     }
 }
 
-/// Device-wide figures and limits, as `IOC_STAT` reports them.
+/// Device-wide figures and limits, as `IOC_STAT` reports them: the ABI struct's fields (through
+/// `Deref`), with the default strategy typed by [`Stat::default_strategy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    /// `abi::ABI_VERSION` of the driver.
-    pub abi_version: u32,
-    /// What `Strategy::Default` resolves to.
-    pub default_strategy: Strategy,
-    /// The kernel's page size.
-    pub page_size: u64,
-    /// Module parameter `max_bytes_per_file`.
-    pub max_bytes_per_file: u64,
-    /// Module parameter `max_bytes_total`.
-    pub max_bytes_total: u64,
-    /// Bytes held by all live blocks.
-    pub bytes_total: u64,
-    /// Bytes charged to the caller's file.
-    pub bytes_file: u64,
-    /// Live blocks.
-    pub blocks_total: u32,
-    /// Blocks charged to the caller's file.
-    pub blocks_file: u32,
-}
+pub struct Stat(abi::StatArgs);
 
 impl Stat {
-    /// Converts the ABI struct.
+    /// Wraps the ABI struct.
     pub fn from_abi(stat: &abi::StatArgs) -> Self {
-        Self {
-            abi_version: stat.abi_version,
-            default_strategy: Strategy::from_raw(stat.default_strategy),
-            page_size: stat.page_size,
-            max_bytes_per_file: stat.max_bytes_per_file,
-            max_bytes_total: stat.max_bytes_total,
-            bytes_total: stat.bytes_total,
-            bytes_file: stat.bytes_file,
-            blocks_total: stat.blocks_total,
-            blocks_file: stat.blocks_file,
-        }
+        Self(*stat)
+    }
+
+    /// What `Strategy::Default` resolves to.
+    pub fn default_strategy(&self) -> Strategy {
+        Strategy::from_raw(self.0.default_strategy)
+    }
+}
+
+impl std::ops::Deref for Stat {
+    type Target = abi::StatArgs;
+
+    fn deref(&self) -> &abi::StatArgs {
+        &self.0
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Stat {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Stat", 9)?;
+        out.serialize_field("abi_version", &self.abi_version)?;
+        out.serialize_field("default_strategy", &self.default_strategy())?;
+        out.serialize_field("page_size", &self.page_size)?;
+        out.serialize_field("max_bytes_per_file", &self.max_bytes_per_file)?;
+        out.serialize_field("max_bytes_total", &self.max_bytes_total)?;
+        out.serialize_field("bytes_total", &self.bytes_total)?;
+        out.serialize_field("blocks_total", &self.blocks_total)?;
+        out.serialize_field("bytes_file", &self.bytes_file)?;
+        out.serialize_field("blocks_file", &self.blocks_file)?;
+        out.end()
     }
 }
 
@@ -218,13 +236,8 @@ impl Device {
     /// `IOC_STAT`.
     pub fn stat(&self) -> Result<Stat> {
         let mut args = abi::StatArgs::default();
-        self.stat_raw(&mut args)?;
+        raw::stat(self.as_fd(), &mut args).context("CMAMAP_IOC_STAT")?;
         Ok(Stat::from_abi(&args))
-    }
-
-    /// `IOC_STAT` with caller-built arguments (tests check that reserved words are refused).
-    pub fn stat_raw(&self, args: &mut abi::StatArgs) -> Result<()> {
-        raw::stat(self.as_fd(), args).context("CMAMAP_IOC_STAT")
     }
 
     /// `IOC_INFO` of block `id`.
@@ -233,13 +246,8 @@ impl Device {
             id,
             ..Default::default()
         };
-        self.info_raw(&mut args)?;
+        raw::info(self.as_fd(), &mut args).context("CMAMAP_IOC_INFO")?;
         Ok(Info::from_abi(&args))
-    }
-
-    /// `IOC_INFO` with caller-built arguments.
-    pub fn info_raw(&self, args: &mut abi::BlockInfo) -> Result<()> {
-        raw::info(self.as_fd(), args).context("CMAMAP_IOC_INFO")
     }
 
     /// The number of blocks reachable through this file (its own and the persistent ones).
@@ -271,12 +279,7 @@ impl Device {
     /// `IOC_ALLOC`: a zeroed block that is freed when the returned handle drops (unless
     /// persistent).
     pub fn alloc(&self, request: &AllocRequest) -> Result<Block<'_>> {
-        self.alloc_raw(request.to_args())
-    }
-
-    /// `IOC_ALLOC` with caller-built arguments, for tests of the driver's validation. Should the
-    /// driver accept bad arguments, the block is still owned by the returned handle.
-    pub fn alloc_raw(&self, mut args: abi::AllocArgs) -> Result<Block<'_>> {
+        let mut args = request.to_args();
         raw::alloc(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC")?;
         Ok(Block::from_alloc(self, &args))
     }
@@ -286,11 +289,6 @@ impl Device {
     pub fn alloc_map(&self, request: &AllocRequest, prot: Prot) -> Result<MappedBlock<'_>> {
         let mut args = request.to_args();
         args.prot = prot.bits() as u32;
-        self.alloc_map_raw(args)
-    }
-
-    /// `IOC_ALLOC_MAP` with caller-built arguments (tests of `prot` validation).
-    pub fn alloc_map_raw(&self, mut args: abi::AllocArgs) -> Result<MappedBlock<'_>> {
         raw::alloc_map(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC_MAP")?;
         MappedBlock::from_alloc_map(self, &args)
     }
@@ -305,15 +303,11 @@ impl Device {
     /// `IOC_FREE` of block `id`. A mapped block stays valid for its mappings until the last
     /// munmap.
     pub fn free(&self, id: u32) -> Result<()> {
-        self.free_raw(&abi::FreeArgs {
+        let args = abi::FreeArgs {
             id,
             ..Default::default()
-        })
-    }
-
-    /// `IOC_FREE` with caller-built arguments.
-    pub fn free_raw(&self, args: &abi::FreeArgs) -> Result<()> {
-        raw::free(self.as_fd(), args).context("CMAMAP_IOC_FREE")
+        };
+        raw::free(self.as_fd(), &args).context("CMAMAP_IOC_FREE")
     }
 
     /// Maps `len` bytes at mmap offset `offset` (a block's offset plus a page-aligned offset

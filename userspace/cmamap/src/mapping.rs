@@ -40,15 +40,6 @@ impl Sharing {
     }
 }
 
-/// What a deliberately wrong `IOC_UNMAP_FREE` did.
-#[derive(Debug)]
-pub enum Probe<T> {
-    /// The driver refused, as it should; the handle comes back intact.
-    Refused(T, Error),
-    /// The driver accepted: the handle was torn down, since part of it may be gone.
-    Accepted,
-}
-
 /// A mapping of (part of) a block; unmapped on drop.
 ///
 /// The lifetime ties it to the [`crate::Block`] or [`Device`] it came from; [`Mapping::detach`]
@@ -279,26 +270,6 @@ impl<'a> Mapping<'a> {
         self.prot = prot;
         Ok(())
     }
-
-    /// Asks `IOC_UNMAP_FREE` to release this plain `mmap` mapping as if `IOC_ALLOC_MAP` had made
-    /// it; the driver must refuse with `EINVAL`. Tests use it.
-    pub fn probe_unmap_free(self, dev: &Device, id: u32) -> Probe<Self> {
-        let args = abi::FreeArgs {
-            id,
-            addr: self.addr() as u64,
-            ..Default::default()
-        };
-        // SAFETY: the address is this mapping's start, which `self` owns; if the driver unmaps it
-        // we tear `self` down below without touching the memory.
-        match unsafe { raw::unmap_free(dev.as_fd(), &args) } {
-            Err(errno) => Probe::Refused(self, Error::new("CMAMAP_IOC_UNMAP_FREE", errno)),
-            Ok(()) => {
-                // munmap of an already unmapped range succeeds and leaves nothing behind.
-                drop(self);
-                Probe::Accepted
-            }
-        }
-    }
 }
 
 impl Drop for Mapping<'_> {
@@ -319,7 +290,7 @@ pub struct MappedBlock<'dev> {
     strategy: Strategy,
     flags: u32,
     // Always Some until drop or an explicit release takes it.
-    mapping: Option<Mapping<'dev>>,
+    pub(crate) mapping: Option<Mapping<'dev>>,
 }
 
 impl<'dev> MappedBlock<'dev> {
@@ -440,31 +411,7 @@ impl<'dev> MappedBlock<'dev> {
         }
     }
 
-    /// Asks `IOC_UNMAP_FREE` with block `id` and the address `delta` bytes into this mapping;
-    /// when that is not (this block, its start) the driver must refuse with `EINVAL`. Tests use
-    /// it.
-    ///
-    /// # Panics
-    ///
-    /// If `delta` is not inside the mapping.
-    pub fn probe_unmap_free(mut self, id: u32, delta: usize) -> Probe<Self> {
-        let mapping = self.mapping.take().expect("mapping present until drop");
-        assert!(delta < mapping.len(), "delta must stay inside the mapping");
-        match self.unmap_free_at(&mapping, id, delta) {
-            Err(err) => {
-                self.mapping = Some(mapping);
-                Probe::Refused(self, err)
-            }
-            Ok(()) => {
-                // Whatever the driver unmapped, munmap of the whole range cleans up the rest.
-                drop(mapping);
-                let _ = self.dev.free(self.id);
-                Probe::Accepted
-            }
-        }
-    }
-
-    fn unmap_free_at(&self, mapping: &Mapping<'_>, id: u32, delta: usize) -> Result<()> {
+    pub(crate) fn unmap_free_at(&self, mapping: &Mapping<'_>, id: u32, delta: usize) -> Result<()> {
         let args = abi::FreeArgs {
             id,
             addr: (mapping.addr() + delta) as u64,

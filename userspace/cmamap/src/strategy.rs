@@ -189,6 +189,21 @@ impl Prot {
     }
 }
 
+/// Strategies and owners serialize as their names, as they display.
+#[cfg(feature = "serde")]
+macro_rules! serialize_as_display {
+    ($($ty:ty),*) => {$(
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "serde")]
+serialize_as_display!(Strategy, Owner);
+
 impl fmt::Display for Prot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

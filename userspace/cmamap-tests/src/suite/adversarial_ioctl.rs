@@ -158,7 +158,7 @@ pub fn null_and_readonly_args_efault(ctx: &Ctx) -> TestResult {
     // everything when it cannot write the results back, the id included. Nothing else
     // allocates in the VM meanwhile, so the ids tell.
     let id_before = dev.alloc(&AllocRequest::new(ctx.pages(1)))?.id();
-    let page = crate::region::reserve(ctx.page)?;
+    let page = cmamap_testkit::region::reserve(ctx.page)?;
     page.mprotect_rw(true)?;
     let mut alloc = AllocRequest::new(ctx.pages(2)).to_args();
     for (request, prot) in [

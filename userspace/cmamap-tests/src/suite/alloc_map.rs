@@ -1,6 +1,7 @@
 //! IOC_ALLOC_MAP and IOC_UNMAP_FREE: allocation and mapping in one step, and their release.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Probe, Prot, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Prot, Strategy};
+use cmamap_testkit::{pattern, Probe};
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
 use crate::ctx::Ctx;

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cmamap::{abi, pattern, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
+use cmamap::{abi, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
+use cmamap_testkit::pattern;
 
 use std::io::{Read, Write};
 

@@ -5,6 +5,7 @@ use std::mem::size_of;
 use std::os::fd::AsFd;
 
 use cmamap::{abi, raw, AllocRequest, Errno, Prot, Strategy};
+use cmamap_testkit::probe;
 
 use crate::check::{expect_alloc_refused, expect_errno, pass, skip, Failure, Outcome, TestResult};
 use crate::ctx::{is_cma_shortage, Ctx};
@@ -54,7 +55,7 @@ pub fn unknown_ioctl_enotty(ctx: &Ctx) -> TestResult {
     for (what, request) in requests {
         buf.fill(0);
         expect_errno(
-            raw::ioctl_with_buffer(dev.as_fd(), request, &mut buf),
+            probe::ioctl_with_buffer(dev.as_fd(), request, &mut buf),
             Errno::ENOTTY,
             &format!("{what} ({request:#x})"),
         )?;
@@ -127,7 +128,7 @@ pub fn info_list_stat_reserved_einval(ctx: &Ctx) -> TestResult {
         let mut list = abi::ListArgs::default();
         list.reserved[word] = 1;
         expect_errno(
-            raw::list_count_with(dev.as_fd(), &mut list),
+            probe::list_count_with(dev.as_fd(), &mut list),
             Errno::EINVAL,
             &format!("LIST with reserved[{word}] = 1"),
         )?;
@@ -422,7 +423,7 @@ pub fn bad_pointer_efault(ctx: &Ctx) -> TestResult {
         abi::IOC_STAT,
     ] {
         expect_errno(
-            raw::ioctl_with_inaccessible_arg_probe(dev.as_fd(), request),
+            probe::ioctl_with_inaccessible_arg_probe(dev.as_fd(), request),
             Errno::EFAULT,
             &format!(
                 "{} with an inaccessible argument",
@@ -433,7 +434,7 @@ pub fn bad_pointer_efault(ctx: &Ctx) -> TestResult {
     // A valid LIST whose entries buffer is inaccessible: the driver has something to write.
     let block = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
     expect_errno(
-        raw::list_into_inaccessible_probe(dev.as_fd(), 4),
+        probe::list_into_inaccessible_probe(dev.as_fd(), 4),
         Errno::EFAULT,
         "LIST into an inaccessible entries buffer",
     )?;
