@@ -9,7 +9,7 @@ use crate::clock;
 use crate::contender::{Contender, Kind};
 use crate::dma_heap::DmaHeap;
 use crate::meter::{measure, Cost};
-use crate::sample::{Sample, HEADER};
+use crate::sample::{header, Sample};
 use cmamap_testkit::Region;
 
 /// The line before the CSV section on stdout.
@@ -412,7 +412,7 @@ pub fn run(plan: &Plan) -> Result<usize, String> {
             let _ = bench.sample(contender, first, 0);
         }
     }
-    say(&mut out, HEADER);
+    say(&mut out, &header());
     let mut failed = 0;
     for &size in &plan.sizes {
         // QEMU sizes its software TLB at flushes: the first copies over a larger working set
