@@ -3,5 +3,6 @@
 //! ([`error`]).
 
 pub mod error;
+pub mod json;
 pub mod report;
 pub mod share;

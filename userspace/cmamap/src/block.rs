@@ -173,18 +173,32 @@ impl<'dev> Block<'dev> {
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
         let view = view.into();
-        let offset = view_offset(self.offset, view, offset_in_block)?;
-        let fd = std::os::fd::AsFd::as_fd(self.dev);
         let huge = match view {
             View::Own => self.strategy == Strategy::Huge,
             view => view == View::Huge,
         };
-        if huge {
-            // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
-            // physical pages: address = offset_in_block modulo 2 MiB.
-            Mapping::new_huge_placed(fd, offset, len, prot, sharing, offset_in_block)
-        } else {
-            Mapping::new(fd, offset, len, prot, sharing)
+        // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
+        // physical pages: address = offset_in_block modulo 2 MiB.
+        let phase = huge.then_some(offset_in_block);
+        self.map_at_phase(view, offset_in_block, len, prot, sharing, phase)
+    }
+
+    /// Maps through `view`, at an address congruent to `phase` modulo [`crate::HUGE_SIZE`]
+    /// when there is one, and wherever the kernel likes otherwise.
+    pub(crate) fn map_at_phase(
+        &self,
+        view: View,
+        offset_in_block: u64,
+        len: usize,
+        prot: Prot,
+        sharing: Sharing,
+        phase: Option<u64>,
+    ) -> Result<Mapping<'_>> {
+        let offset = view_offset(self.offset, view, offset_in_block)?;
+        let fd = std::os::fd::AsFd::as_fd(self.dev);
+        match phase {
+            Some(phase) => Mapping::new_huge_placed(fd, offset, len, prot, sharing, phase),
+            None => Mapping::new(fd, offset, len, prot, sharing),
         }
     }
 

@@ -4,12 +4,12 @@
 use std::os::fd::AsFd;
 
 use crate::abi;
-use crate::block::{view_offset, Block};
+use crate::block::Block;
 use crate::device::Device;
 use crate::error::{Context, Error, Result};
 use crate::mapping::{MappedBlock, Mapping, Sharing};
 use crate::raw;
-use crate::strategy::Prot;
+use crate::strategy::{Prot, Strategy};
 use crate::view::View;
 
 /// What a deliberately wrong `IOC_UNMAP_FREE` did.
@@ -56,15 +56,21 @@ impl Block<'_> {
     /// [`crate::HUGE_SIZE`] whatever the strategy: to show what a misplaced huge mapping does.
     pub fn map_view_at_phase(
         &self,
-        view: impl Into<View>,
+        view: Strategy,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
         phase: u64,
     ) -> Result<Mapping<'_>> {
-        let offset = view_offset(self.offset(), view, offset_in_block)?;
-        let fd = self.device().as_fd();
-        Mapping::new_huge_placed(fd, offset, len, prot, Sharing::Shared, phase)
+        let view = View::from(view);
+        self.map_at_phase(
+            view,
+            offset_in_block,
+            len,
+            prot,
+            Sharing::Shared,
+            Some(phase),
+        )
     }
 }
 
