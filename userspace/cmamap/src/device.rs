@@ -40,6 +40,13 @@ pub struct AllocRequest {
 
 impl AllocRequest {
     /// A request for `size` bytes with the module's default strategy.
+    ///
+    /// ```
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let request = AllocRequest::new(4 << 20).strategy(Strategy::Huge).align_order(9);
+    /// assert_eq!(request.to_args().size, 4 << 20);
+    /// ```
     pub fn new(size: u64) -> Self {
         Self {
             size,
@@ -194,16 +201,40 @@ pub(crate) fn to_off_t(op: &'static str, offset: u64) -> Result<libc::off_t> {
 
 impl Device {
     /// Opens [`DEFAULT_PATH`] for reading and writing.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// println!("ABI version {}", dev.stat()?.abi_version);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open() -> Result<Self> {
         Self::open_path(DEFAULT_PATH)
     }
 
     /// Opens `path` for reading and writing.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open_path("/dev/cmamap")?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open_path(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path.as_ref(), true)
     }
 
     /// Opens [`DEFAULT_PATH`] read-only: mappings of it cannot be writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open_readonly()?;
+    /// // Read-only files refuse writable mappings (EACCES).
+    /// let blocks = dev.list()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open_readonly() -> Result<Self> {
         Self::open_path_readonly(DEFAULT_PATH)
     }
@@ -234,6 +265,15 @@ impl Device {
     }
 
     /// `IOC_STAT`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let stat = dev.stat()?;
+    /// println!("{} blocks, default strategy {}", stat.blocks_total, stat.default_strategy());
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn stat(&self) -> Result<Stat> {
         let mut args = abi::StatArgs::default();
         raw::stat(self.as_fd(), &mut args).context("CMAMAP_IOC_STAT")?;
@@ -241,6 +281,16 @@ impl Device {
     }
 
     /// `IOC_INFO` of block `id`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let info = dev.info(block.id())?;
+    /// assert_eq!(info.size, block.size());
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn info(&self, id: u32) -> Result<Info> {
         let mut args = abi::BlockInfo {
             id,
@@ -251,11 +301,29 @@ impl Device {
     }
 
     /// The number of blocks reachable through this file (its own and the persistent ones).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let reachable = dev.list_count()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn list_count(&self) -> Result<u32> {
         raw::list(self.as_fd(), &mut []).context("CMAMAP_IOC_LIST")
     }
 
     /// Every block reachable through this file.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// for info in dev.list()? {
+    ///     println!("block {}: {} bytes, {}", info.id, info.size, info.strategy);
+    /// }
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<Info>> {
         // Blocks may appear between the two calls (another process, a persistent block), so
         // retry with room to spare until the answer fits.
@@ -278,6 +346,16 @@ impl Device {
 
     /// `IOC_ALLOC`: a zeroed block that is freed when the returned handle drops (unless
     /// persistent).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(2 << 20).strategy(Strategy::Page))?;
+    /// let mapping = block.map(Prot::ReadWrite)?;
+    /// // The mapping unmaps, then the block frees, as they drop.
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn alloc(&self, request: &AllocRequest) -> Result<Block<'_>> {
         let mut args = request.to_args();
         raw::alloc(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC")?;
@@ -286,6 +364,16 @@ impl Device {
 
     /// `IOC_ALLOC_MAP`: a zeroed block, already mapped whole with `prot`, released with
     /// `IOC_UNMAP_FREE` when the handle drops.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let mut block = dev.alloc_map(&AllocRequest::new(1 << 20), Prot::ReadWrite)?;
+    /// block.as_mut_slice()[0] = 1;
+    /// block.unmap_free()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn alloc_map(&self, request: &AllocRequest, prot: Prot) -> Result<MappedBlock<'_>> {
         let mut args = request.to_args();
         args.prot = prot.bits() as u32;
@@ -295,6 +383,16 @@ impl Device {
 
     /// A handle to an existing block reachable through this file (checked with `IOC_INFO`).
     /// Dropping it does not free the block.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// // A persistent block that another process allocated.
+    /// let block = dev.block(7)?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn block(&self, id: u32) -> Result<Block<'_>> {
         let info = self.info(id)?;
         Ok(Block::from_info(self, &info))
@@ -302,6 +400,15 @@ impl Device {
 
     /// `IOC_FREE` of block `id`. A mapped block stays valid for its mappings until the last
     /// munmap.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let id = dev.alloc(&AllocRequest::new(4096))?.into_raw_id();
+    /// dev.free(id)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn free(&self, id: u32) -> Result<()> {
         let args = abi::FreeArgs {
             id,
@@ -312,6 +419,17 @@ impl Device {
 
     /// Maps `len` bytes at mmap offset `offset` (a block's offset plus a page-aligned offset
     /// inside it), `MAP_SHARED`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// // The block's second page, by its mmap offset.
+    /// let page = cmamap::page_size();
+    /// let mapping = dev.map(block.offset() + page as u64, page, Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map(&self, offset: u64, len: usize, prot: Prot) -> Result<Mapping<'_>> {
         self.map_with(offset, len, prot, Sharing::Shared)
     }
@@ -329,11 +447,30 @@ impl Device {
     }
 
     /// `pread` at mmap offset `offset`; returns the bytes read (0 at or past the block's end).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut head = [0u8; 64];
+    /// dev.pread(block.offset(), &mut head)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pread(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         nix::sys::uio::pread(self.as_fd(), buf, to_off_t("pread", offset)?).context("pread")
     }
 
     /// `pwrite` at mmap offset `offset`; returns the bytes written (truncated at the block's end).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// dev.pwrite(block.offset(), b"hello")?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pwrite(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         nix::sys::uio::pwrite(self.as_fd(), buf, to_off_t("pwrite", offset)?).context("pwrite")
     }

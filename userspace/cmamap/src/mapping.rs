@@ -181,6 +181,17 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If the mapping is not readable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// // Blocks come zeroed.
+    /// assert!(mapping.as_slice().iter().all(|&byte| byte == 0));
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn as_slice(&self) -> &[u8] {
         assert!(self.prot.readable(), "mapping is not readable");
         // SAFETY: `ptr..ptr+len` is mapped readable for as long as `self` lives (the driver keeps
@@ -193,6 +204,16 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If the mapping is not readable and writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.as_mut_slice()[..5].copy_from_slice(b"hello");
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         assert!(
             self.prot.readable() && self.prot.writable(),
@@ -208,6 +229,17 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If `index` is out of range.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// // The load happens, and so does its page fault.
+    /// let first = mapping.read_volatile(0);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn read_volatile(&self, index: usize) -> u8 {
         assert!(index < self.len, "index {index} out of range");
         // SAFETY: in bounds of a live mapping.
@@ -219,6 +251,16 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If `index` is out of range or the mapping is not writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.write_volatile(0, 1);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn write_volatile(&mut self, index: usize, value: u8) {
         assert!(index < self.len, "index {index} out of range");
         assert!(self.prot.writable(), "mapping is not writable");
@@ -228,6 +270,18 @@ impl<'a> Mapping<'a> {
 
     /// Drops the borrow of the block or device: the driver keeps the memory valid until munmap
     /// even after the block is freed or its file is closed.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?.detach();
+    /// drop(block);
+    /// // Freed, yet still mapped: the memory stays until munmap.
+    /// let _ = mapping.as_slice()[0];
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn detach(self) -> Mapping<'static> {
         let detached = Mapping {
             ptr: self.ptr,
@@ -240,6 +294,16 @@ impl<'a> Mapping<'a> {
     }
 
     /// Resizes with `mremap(MREMAP_MAYMOVE)`; the driver refuses to grow its mappings.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::Read)?;
+    /// mapping.resize(4096)?; // shrinking works; growing is EINVAL
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn resize(&mut self, new_len: usize) -> Result<()> {
         if new_len == 0 {
             return Err(Error::new("mremap", Errno::EINVAL));
@@ -262,6 +326,16 @@ impl<'a> Mapping<'a> {
     }
 
     /// Changes the protection with `mprotect`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.protect(Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn protect(&mut self, prot: Prot) -> Result<()> {
         // SAFETY: the range is this mapping's, and `&mut self` excludes outstanding slices, so no
         // reference outlives a protection change.
@@ -395,6 +469,15 @@ impl<'dev> MappedBlock<'dev> {
 
     /// `IOC_UNMAP_FREE` now, reporting the error that `Drop` would swallow. On error the handle
     /// is dropped, which unmaps and frees by other means.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc_map(&AllocRequest::new(1 << 20), Prot::ReadWrite)?;
+    /// block.unmap_free()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn unmap_free(mut self) -> Result<()> {
         let mapping = self.mapping.take().expect("mapping present until drop");
         match self.unmap_free_at(&mapping, self.id, 0) {

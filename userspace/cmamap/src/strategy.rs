@@ -22,7 +22,7 @@ pub enum Strategy {
     /// `vm_insert_page` per fault (`VM_MIXEDMAP`): get_user_pages works on it.
     Page,
     /// One 2 MiB PMD entry per fault where block and address are 2 MiB aligned, else like
-    /// `Fault`. Map it with [`crate::Block::map_aligned`] to get the aligned address.
+    /// `Fault`. [`crate::Block::map`] places the address for it.
     Huge,
     /// A value outside this ABI version.
     Unknown(u32),
