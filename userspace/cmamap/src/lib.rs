@@ -14,7 +14,8 @@
 //! arguments, deliberately wrong `IOC_UNMAP_FREE`s); the `cmamap-testkit` crate turns it on.
 //! The `serde` feature derives `Serialize` for [`Info`], [`Stat`] and the CMA figures.
 //!
-//! `unsafe` lives only in [`raw`] and in the mapping code.
+//! `unsafe` lives only in [`raw`] and in the mapping code (and, with `testkit`, in its wrong
+//! `IOC_UNMAP_FREE`s).
 //!
 //! ```no_run
 //! use cmamap::{AllocRequest, Device, Prot, Strategy};
