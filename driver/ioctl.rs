@@ -114,6 +114,7 @@ pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock>
     let target = match args.flags & abi::ALLOC_FOR_DEVICE {
         0 if args.device != 0 => return Err(EINVAL),
         0 => None,
+        _ if args.device == 0 => return Err(EINVAL),
         _ => Some(dma::AllocTarget::from_user(args.device)?),
     };
     if args.flags & !abi::ALLOC_FLAGS_ALL != 0 || args.align_order > abi::MAX_ALIGN_ORDER {

@@ -53,6 +53,7 @@ fn layouts() -> Vec<StructLayout> {
                 addr,
                 prot,
                 pad0,
+                device,
                 reserved
             ]
         ),
@@ -61,7 +62,17 @@ fn layouts() -> Vec<StructLayout> {
             BlockInfo,
             "cmamap_info",
             [
-                id, flags, size, offset, phys_addr, strategy, map_count, owner, owner_tgid,
+                id,
+                flags,
+                size,
+                offset,
+                phys_addr,
+                strategy,
+                map_count,
+                owner,
+                owner_tgid,
+                dma_mappings,
+                pad0,
                 reserved
             ]
         ),
@@ -121,6 +132,7 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_STRATEGY_PAGE", STRATEGY_PAGE as u64),
         ("CMAMAP_STRATEGY_HUGE", STRATEGY_HUGE as u64),
         ("CMAMAP_ALLOC_PERSIST", ALLOC_PERSIST as u64),
+        ("CMAMAP_ALLOC_FOR_DEVICE", ALLOC_FOR_DEVICE as u64),
         ("CMAMAP_ALLOC_FLAGS_ALL", ALLOC_FLAGS_ALL as u64),
         ("CMAMAP_OWNER_THIS_FILE", OWNER_THIS_FILE as u64),
         ("CMAMAP_OWNER_MODULE", OWNER_MODULE as u64),

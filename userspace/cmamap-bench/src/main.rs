@@ -9,7 +9,6 @@ mod contender;
 mod dma_heap;
 mod meter;
 mod ratios;
-mod region;
 mod report;
 mod run;
 mod sample;

@@ -1,8 +1,6 @@
 //! Measuring one step: wall time (from [`crate::clock`]) and the minor faults it took
 //! (`getrusage`).
 
-use nix::sys::resource::{getrusage, UsageWho};
-
 use crate::clock;
 
 /// What one step cost.
@@ -17,9 +15,7 @@ pub struct Cost {
 
 fn minor_faults() -> u64 {
     // getrusage(RUSAGE_SELF) cannot fail with a valid `who`; 0 keeps the meter total.
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|usage| u64::try_from(usage.minor_page_faults()).unwrap_or(0))
-        .unwrap_or(0)
+    cmamap_testkit::minor_faults().map_or(0, |faults| u64::try_from(faults).unwrap_or(0))
 }
 
 /// Runs `step` and returns its result with its cost.

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::chart;
 use crate::ratios;
 use crate::run::{BEGIN, END};
-use crate::sample::{Sample, HEADER};
+use crate::sample::{header, Sample};
 use crate::summary::Summary;
 use crate::table;
 
@@ -41,7 +41,7 @@ pub fn parse(text: &str) -> Result<Section, String> {
             section.errors.push(error.trim().to_string());
         } else if let Some(meta) = line.strip_prefix('#') {
             section.meta.push(meta.trim().to_string());
-        } else if line != HEADER {
+        } else if line != header() {
             section.samples.push(Sample::from_row(line)?);
         }
     }
@@ -88,7 +88,7 @@ pub fn write(input: &Path, out: &Path, command: &str) -> Result<usize, String> {
     let text_in = std::fs::read(input).map_err(|e| format!("read {}: {e}", input.display()))?;
     let section = parse(&String::from_utf8_lossy(&text_in))?;
     std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let mut raw = format!("{HEADER}\n");
+    let mut raw = format!("{}\n", header());
     for sample in &section.samples {
         raw += &sample.to_row();
         raw.push('\n');
@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn the_section_is_found_among_log_lines() {
         let text = format!(
-            "boot noise\r\n{BEGIN}\r\n# kernel: 7.3.4\n{HEADER}\n{ROW}\n# error: fault size 4096: EIO\n{END}\nCMAMAP-DONE\n"
+            "boot noise\r\n{BEGIN}\r\n# kernel: 7.3.4\n{}\n{ROW}\n# error: fault size 4096: EIO\n{END}\nCMAMAP-DONE\n",
+            header()
         );
         let section = parse(&text).unwrap();
         assert_eq!(section.meta, vec!["kernel: 7.3.4"]);
@@ -141,7 +142,10 @@ mod tests {
     #[test]
     fn bare_csv_is_accepted_and_a_cut_run_is_not() {
         assert_eq!(
-            parse(&format!("{HEADER}\n{ROW}\n")).unwrap().samples.len(),
+            parse(&format!("{}\n{ROW}\n", header()))
+                .unwrap()
+                .samples
+                .len(),
             1
         );
         assert!(parse(&format!("{BEGIN}\n{ROW}\n")).is_err());

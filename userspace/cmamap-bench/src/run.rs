@@ -9,8 +9,8 @@ use crate::clock;
 use crate::contender::{Contender, Kind};
 use crate::dma_heap::DmaHeap;
 use crate::meter::{measure, Cost};
-use crate::region::Region;
-use crate::sample::{Sample, HEADER};
+use crate::sample::{header, Sample};
+use cmamap_testkit::Region;
 
 /// The line before the CSV section on stdout.
 pub const BEGIN: &str = "CMAMAP-BENCH-BEGIN";
@@ -278,7 +278,7 @@ impl Bench {
         let heap = self.heap.as_ref().map_err(Clone::clone)?;
         let (buf, alloc) = measure(|| heap.alloc(size));
         let buf = buf.map_err(|e| format!("DMA_HEAP_IOCTL_ALLOC: {e}"))?;
-        let (region, mmap) = measure(|| Region::shared(std::os::fd::AsFd::as_fd(&buf), len));
+        let (region, mmap) = measure(|| Region::map(std::os::fd::AsFd::as_fd(&buf), 0, len));
         let mut region = region.map_err(|e| format!("mmap: {e}"))?;
         let ((), touched) = measure(|| touch(region.as_mut_slice(), self.copier.page));
         let copies = self.copier.copy_through(region.as_mut_slice())?;
@@ -412,7 +412,7 @@ pub fn run(plan: &Plan) -> Result<usize, String> {
             let _ = bench.sample(contender, first, 0);
         }
     }
-    say(&mut out, HEADER);
+    say(&mut out, &header());
     let mut failed = 0;
     for &size in &plan.sizes {
         // QEMU sizes its software TLB at flushes: the first copies over a larger working set

@@ -1,13 +1,14 @@
 //! One repeat of one contender at one size: the raw figures, and their CSV row.
 
-use crate::contender::Contender;
+use serde::{Deserialize, Serialize};
 
-/// The CSV header of [`Sample::to_row`].
-pub const HEADER: &str = "contender,size,repeat,alloc_ns,mmap_ns,mmap_faults,touch_ns,touch_faults,copy_bytes,write_ns,read_ns,free_ns";
+use crate::contender::Contender;
 
 /// Raw figures of one repeat. `None` is a step the contender does not have (anonymous memory
 /// has no separate allocation; `pread-pwrite` neither maps nor touches).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its CSV columns are its fields, in this order; an empty cell is `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     /// Who ran.
     pub contender: Contender,
@@ -35,67 +36,52 @@ pub struct Sample {
     pub free_ns: u64,
 }
 
-fn opt(value: Option<u64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
+/// One CSV line of `sample`, or of its field names with `header`.
+fn csv_line(sample: &Sample, header: bool) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
+    // Writing plain numbers and names into memory cannot fail.
+    writer.serialize(sample).expect("a sample serializes");
+    let bytes = writer.into_inner().expect("memory takes every byte");
+    let text = String::from_utf8(bytes).expect("CSV of names and numbers is UTF-8");
+    text.lines().next().unwrap_or_default().to_owned()
 }
 
-fn parse_opt(field: &str) -> Result<Option<u64>, String> {
-    if field.is_empty() {
-        return Ok(None);
-    }
-    field
-        .parse()
-        .map(Some)
-        .map_err(|_| format!("bad number '{field}'"))
-}
-
-fn parse_num(field: &str) -> Result<u64, String> {
-    parse_opt(field)?.ok_or_else(|| "missing number".to_string())
+/// The CSV header of [`Sample::to_row`]: the field names.
+pub fn header() -> String {
+    let any = Sample {
+        contender: Contender::DeviceIo,
+        size: 0,
+        repeat: 0,
+        alloc_ns: None,
+        mmap_ns: None,
+        mmap_faults: None,
+        touch_ns: None,
+        touch_faults: None,
+        copy_bytes: 0,
+        write_ns: 0,
+        read_ns: 0,
+        free_ns: 0,
+    };
+    csv_line(&any, true)
 }
 
 impl Sample {
-    /// The CSV row, in [`HEADER`]'s order.
+    /// The CSV row, in [`header`]'s order.
     pub fn to_row(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
-            self.contender,
-            self.size,
-            self.repeat,
-            opt(self.alloc_ns),
-            opt(self.mmap_ns),
-            opt(self.mmap_faults),
-            opt(self.touch_ns),
-            opt(self.touch_faults),
-            self.copy_bytes,
-            self.write_ns,
-            self.read_ns,
-            self.free_ns
-        )
+        csv_line(self, false)
     }
 
     /// Parses a row made by [`Sample::to_row`].
     pub fn from_row(row: &str) -> Result<Self, String> {
-        let fields: Vec<&str> = row.trim().split(',').collect();
-        let [contender, size, repeat, alloc, mmap, mmap_faults, touch, touch_faults, bytes, write, read, free] =
-            fields[..]
-        else {
-            return Err(format!("expected 12 fields: '{row}'"));
-        };
-        let repeat = parse_num(repeat)?;
-        Ok(Self {
-            contender: contender.parse()?,
-            size: parse_num(size)?,
-            repeat: u32::try_from(repeat).map_err(|_| format!("bad repeat {repeat}"))?,
-            alloc_ns: parse_opt(alloc)?,
-            mmap_ns: parse_opt(mmap)?,
-            mmap_faults: parse_opt(mmap_faults)?,
-            touch_ns: parse_opt(touch)?,
-            touch_faults: parse_opt(touch_faults)?,
-            copy_bytes: parse_num(bytes)?,
-            write_ns: parse_num(write)?,
-            read_ns: parse_num(read)?,
-            free_ns: parse_num(free)?,
-        })
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.trim().as_bytes())
+            .deserialize()
+            .next()
+            .unwrap_or_else(|| Err(csv::Error::from(std::io::Error::other("empty row"))))
+            .map_err(|e| format!("bad row '{row}': {e}"))
     }
 }
 
@@ -144,6 +130,11 @@ mod tests {
 
     #[test]
     fn the_header_names_every_field() {
-        assert_eq!(HEADER.split(',').count(), 12);
+        assert_eq!(
+            header(),
+            "contender,size,repeat,alloc_ns,mmap_ns,mmap_faults,touch_ns,touch_faults,\
+             copy_bytes,write_ns,read_ns,free_ns"
+        );
+        assert_eq!(header().split(',').count(), 12);
     }
 }

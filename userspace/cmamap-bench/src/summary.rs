@@ -139,19 +139,43 @@ impl Summary {
 
     /// The summary as CSV: one row per contender, size and metric.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("contender,size,metric,median,min,max,repeats\n");
+        let mut writer = csv::Writer::from_writer(Vec::new());
         for ((contender, size, metric), s) in &self.cells {
-            out += &format!(
-                "{contender},{size},{},{},{},{},{}\n",
-                metric.name(),
-                s.median,
-                s.min,
-                s.max,
-                s.count
-            );
+            let row = SummaryRow {
+                contender: *contender,
+                size: *size,
+                metric: metric.name(),
+                median: s.median,
+                min: s.min,
+                max: s.max,
+                repeats: s.count,
+            };
+            // Names and numbers into memory: nothing to fail.
+            writer.serialize(row).expect("a summary row serializes");
         }
-        out
+        let bytes = writer.into_inner().expect("memory takes every byte");
+        String::from_utf8(bytes).expect("CSV of names and numbers is UTF-8")
     }
+}
+
+/// One line of `summary.csv`; its fields are the columns.
+#[derive(serde::Serialize)]
+struct SummaryRow {
+    contender: Contender,
+    size: u64,
+    metric: &'static str,
+    // Shortest form, as people write them (2, not 2.0).
+    #[serde(serialize_with = "shortest")]
+    median: f64,
+    #[serde(serialize_with = "shortest")]
+    min: f64,
+    #[serde(serialize_with = "shortest")]
+    max: f64,
+    repeats: usize,
+}
+
+fn shortest<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[cfg(test)]
@@ -193,6 +217,9 @@ mod tests {
         assert_eq!(summary.sizes(), vec![4096]);
         assert_eq!(summary.contenders(), vec![c]);
         assert!(summary.to_csv().contains("fault,4096,touch_us,2,1,3,3\n"));
+        assert!(summary
+            .to_csv()
+            .starts_with("contender,size,metric,median,min,max,repeats\n"));
     }
 
     #[test]

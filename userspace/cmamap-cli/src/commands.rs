@@ -2,16 +2,18 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Command as Process;
 use std::time::Duration;
 
 use cmamap::units::format_size;
-use cmamap::{meminfo, pattern, process, AllocRequest, Device, Info, Prot, Stat, Strategy};
+use cmamap::{meminfo, AllocRequest, Device, Prot, Strategy};
+use cmamap_cli::error::CliError;
+use cmamap_cli::json::{json_object, print_json};
+use cmamap_cli::report;
+use cmamap_cli::share::{self, ShareError};
+use cmamap_testkit::pattern;
+use serde_json::{json, Value};
 
 use crate::args::{AllocCmd, IdCmd, MapCmd, ShareCmd};
-use crate::error::CliError;
-use crate::json::{Object, Value};
-use crate::report;
 
 type Result<T = ()> = std::result::Result<T, CliError>;
 
@@ -38,32 +40,6 @@ impl Ctx {
     }
 }
 
-fn info_json(info: &Info) -> Object {
-    Object::new()
-        .field("id", info.id)
-        .field("size", info.size)
-        .field("strategy", info.strategy.to_string())
-        .field("offset", info.offset)
-        .field("phys_addr", info.phys_addr)
-        .field("persistent", info.is_persistent())
-        .field("owner", info.owner.to_string())
-        .field("owner_tgid", info.owner_tgid)
-        .field("map_count", info.map_count)
-}
-
-fn stat_json(stat: &Stat) -> Object {
-    Object::new()
-        .field("abi_version", stat.abi_version)
-        .field("default_strategy", stat.default_strategy.to_string())
-        .field("page_size", stat.page_size)
-        .field("max_bytes_per_file", stat.max_bytes_per_file)
-        .field("max_bytes_total", stat.max_bytes_total)
-        .field("bytes_total", stat.bytes_total)
-        .field("blocks_total", stat.blocks_total)
-        .field("bytes_file", stat.bytes_file)
-        .field("blocks_file", stat.blocks_file)
-}
-
 pub fn alloc(ctx: &Ctx, cmd: &AllocCmd) -> Result {
     let dev = ctx.open()?;
     let request = AllocRequest::new(cmd.size)
@@ -73,10 +49,10 @@ pub fn alloc(ctx: &Ctx, cmd: &AllocCmd) -> Result {
     let block = dev.alloc(&request)?;
     let info = block.info()?;
     if ctx.json {
-        let out = info_json(&info)
-            .field("freed_at_exit", !info.is_persistent())
-            .field("hold_seconds", cmd.hold);
-        println!("{out}");
+        let mut out = json_object(&info)?;
+        out.insert("freed_at_exit".into(), json!(!info.is_persistent()));
+        out.insert("hold_seconds".into(), json!(cmd.hold));
+        print_json(&out)?;
     } else {
         println!(
             "allocated block {}: {}, strategy {}, mmap offset {:#x}",
@@ -116,7 +92,7 @@ pub fn free(ctx: &Ctx, cmd: &IdCmd) -> Result {
     let dev = ctx.open()?;
     dev.free(cmd.id)?;
     if ctx.json {
-        println!("{}", Object::new().field("freed", cmd.id));
+        print_json(&json!({ "freed": cmd.id }))?;
     } else {
         println!("freed block {}", cmd.id);
     }
@@ -127,7 +103,7 @@ pub fn info(ctx: &Ctx, cmd: &IdCmd) -> Result {
     let dev = ctx.open_readonly()?;
     let info = dev.info(cmd.id)?;
     if ctx.json {
-        println!("{}", info_json(&info));
+        print_json(&info)?;
     } else {
         print!("{}", report::aligned(&report::info_lines(&info), ""));
     }
@@ -138,8 +114,7 @@ pub fn list(ctx: &Ctx) -> Result {
     let dev = ctx.open_readonly()?;
     let infos = dev.list()?;
     if ctx.json {
-        let blocks: Vec<Value> = infos.iter().map(|i| info_json(i).into()).collect();
-        println!("{}", Object::new().field("blocks", blocks));
+        print_json(&json!({ "blocks": infos }))?;
     } else if infos.is_empty() {
         println!("no blocks (a new open file reaches only persistent blocks)");
     } else {
@@ -196,11 +171,11 @@ pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
     if let Some(byte) = cmd.fill {
         mapping.as_mut_slice().fill(byte);
         ctx.say(format!("  filled with {byte:#04x}"));
-        filled = format!("{byte:#04x}").into();
+        filled = json!(format!("{byte:#04x}"));
     } else if cmd.pattern {
         pattern::fill(mapping.as_mut_slice(), seed, cmd.offset);
         ctx.say(format!("  filled with the test pattern, seed {seed}"));
-        filled = "pattern".into();
+        filled = json!("pattern");
     }
 
     let checked = if let Some(byte) = cmd.verify {
@@ -230,18 +205,18 @@ pub fn map(ctx: &Ctx, cmd: &MapCmd) -> Result {
     }
 
     if ctx.json {
-        let out = Object::new()
-            .field("id", cmd.id)
-            .field("offset", cmd.offset)
-            .field("length", length)
-            .field("address", format!("{:#x}", mapping.addr()))
-            .field("prot", prot.to_string())
-            .field("view", view.to_string())
-            .field("strategy", mapped_as.to_string())
-            .field("filled", filled)
-            .field("seed", seed)
-            .field("verified", verified);
-        println!("{out}");
+        print_json(&json!({
+            "id": cmd.id,
+            "offset": cmd.offset,
+            "length": length,
+            "address": format!("{:#x}", mapping.addr()),
+            "prot": prot.to_string(),
+            "view": view.to_string(),
+            "strategy": mapped_as.to_string(),
+            "filled": filled,
+            "seed": seed,
+            "verified": verified,
+        }))?;
     }
     Ok(())
 }
@@ -274,11 +249,7 @@ fn share_with_child(ctx: &Ctx, cmd: &ShareCmd) -> Result {
     ));
 
     let quiet = ctx.json;
-    let child = process::spawn_child(|| {
-        let mut own = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-        pattern::check(own.as_slice(), parent_seed, 0)
-            .map_err(|m| format!("child: the parent's pattern: {m}"))?;
-        pattern::fill(own.as_mut_slice(), child_seed, 0);
+    let child_pid = share::reply_from_child(&block, &mapping, (parent_seed, child_seed), |own| {
         if !quiet {
             println!(
                 "child {}: mapped the block through the inherited file at {:#x}, verified the \
@@ -287,29 +258,23 @@ fn share_with_child(ctx: &Ctx, cmd: &ShareCmd) -> Result {
                 own.addr()
             );
         }
-        Ok(())
     })
-    .map_err(|e| CliError::Other(format!("fork: {e}")))?;
-    let child_pid = child.pid();
-    child
-        .wait()
-        .map_err(|e| CliError::Other(format!("waitpid: {e}")))?
-        .map_err(CliError::Verify)?;
-
-    pattern::check(mapping.as_slice(), child_seed, 0)
-        .map_err(|m| CliError::Verify(format!("parent: the child's pattern: {m}")))?;
+    .map_err(|err| match err {
+        ShareError::Fork(_) | ShareError::Wait(_) => CliError::Other(err.to_string()),
+        ShareError::Child(_) | ShareError::Parent(_) => CliError::Verify(err.to_string()),
+    })?;
     ctx.say("parent: sees the child's pattern through its own mapping: OK");
     let id = block.id();
     drop(mapping);
     block.free()?;
     ctx.say(format!("freed block {id}"));
     if ctx.json {
-        let out = Object::new()
-            .field("id", id)
-            .field("size", cmd.size)
-            .field("child_pid", child_pid)
-            .field("verified", true);
-        println!("{out}");
+        print_json(&json!({
+            "id": id,
+            "size": cmd.size,
+            "child_pid": child_pid,
+            "verified": true,
+        }))?;
     }
     Ok(())
 }
@@ -318,29 +283,20 @@ fn share_with_child(ctx: &Ctx, cmd: &ShareCmd) -> Result {
 /// device itself and checks the pattern.
 fn share_persistent(ctx: &Ctx, cmd: &ShareCmd) -> Result {
     let dev = ctx.open()?;
-    let request = AllocRequest::new(cmd.size)
-        .strategy(cmd.strategy)
-        .persist(true);
-    let mut block = dev.alloc(&request)?;
-    // Free it on every path out, errors included.
-    block.set_free_on_drop(true);
+    let block = share::alloc_persistent(&dev, cmd.size, cmd.strategy)?;
     let id = block.id();
     let seed = u64::from(id);
-    {
-        let mut mapping = block.map(Prot::ReadWrite)?;
-        pattern::fill(mapping.as_mut_slice(), seed, 0);
-    }
+    share::write_pattern(&block, seed)?;
     ctx.say(format!(
         "allocated persistent block {id}: {}, strategy {}; wrote pattern {seed} and unmapped it",
         format_size(block.size()),
         block.strategy()
     ));
 
-    let exe = std::env::current_exe().map_err(|e| CliError::Other(format!("current_exe: {e}")))?;
-    let mut child = Process::new(&exe);
+    let mut child = share::this_program_on(&ctx.device)
+        .map_err(|e| CliError::Other(format!("current_exe: {e}")))?;
+    let exe = PathBuf::from(child.get_program());
     child
-        .arg("--device")
-        .arg(&ctx.device)
         .args(["map", &id.to_string(), "--verify-pattern", "--seed"])
         .arg(seed.to_string());
     if ctx.json {
@@ -370,13 +326,16 @@ fn share_persistent(ctx: &Ctx, cmd: &ShareCmd) -> Result {
     block.free()?;
     ctx.say(format!("freed block {id}"));
     if ctx.json {
-        let out = Object::new()
-            .field("id", id)
-            .field("size", cmd.size)
-            .field("persistent", true)
-            .field("reader", Value::Raw(child_stdout.trim().to_owned()))
-            .field("verified", true);
-        println!("{out}");
+        let reader: Value = serde_json::from_str(child_stdout.trim()).map_err(|e| {
+            CliError::Verify(format!("the other process printed no JSON object: {e}"))
+        })?;
+        print_json(&json!({
+            "id": id,
+            "size": cmd.size,
+            "persistent": true,
+            "reader": reader,
+            "verified": true,
+        }))?;
     }
     Ok(())
 }
@@ -390,22 +349,11 @@ pub fn stat(ctx: &Ctx) -> Result {
             Ok(cma) => (Some(cma.total_kib * 1024), Some(cma.free_kib * 1024)),
             Err(_) => (None, None),
         };
-        let areas: Vec<Value> = meminfo::cma_areas()
-            .iter()
-            .map(|area| {
-                Object::new()
-                    .field("name", area.name.as_str())
-                    .field("total_pages", area.total_pages)
-                    .field("available_pages", area.available_pages)
-                    .into()
-            })
-            .collect();
-        let out = stat_json(&stat)
-            .field("cma_total", total)
-            .field("cma_free", free)
-            .field("cma_areas", areas);
-        println!("{out}");
-        return Ok(());
+        let mut out = json_object(&stat)?;
+        out.insert("cma_total".into(), json!(total));
+        out.insert("cma_free".into(), json!(free));
+        out.insert("cma_areas".into(), json!(meminfo::cma_areas()));
+        return print_json(&out);
     }
     let mut lines = report::stat_lines(&stat);
     match &cma {

@@ -21,36 +21,39 @@ impl From<cmamap::Error> for CliError {
     }
 }
 
-/// A hint for the errors people meet most, keyed by operation and errno.
-fn hint(op: &str, errno: Errno) -> Option<&'static str> {
-    let hint = match (op, errno) {
+/// Where the causes of an ioctl's errors are written down, per errno.
+const UAPI_HEADER: &str = "<cmamap.h>";
+
+/// The fix for the errors people meet most, where this tool knows it.
+fn fix(op: &str, errno: Errno) -> Option<&'static str> {
+    let fix = match (op, errno) {
         (op, Errno::ENOENT) if op.starts_with("open ") => "is the cmamap module loaded?",
         (op, Errno::EACCES) if op.starts_with("open ") => "the device node needs root",
-        ("CMAMAP_IOC_INFO" | "CMAMAP_IOC_FREE", Errno::ENOENT) => {
-            "no such block here: a block dies with the process that allocated it unless it was \
-             allocated with --persist"
-        }
-        ("mmap", Errno::EINVAL) => {
-            "unknown block, an unaligned offset, or a range past the block's end"
-        }
+        ("mmap", Errno::EINVAL) => "offsets are whole pages; `cmamap info ID` shows the size",
         ("mmap", Errno::EACCES) => "the device was opened read-only",
-        ("CMAMAP_IOC_ALLOC", Errno::EPERM) => "--persist needs CAP_SYS_ADMIN",
-        ("CMAMAP_IOC_FREE", Errno::EPERM) => {
-            "a persistent block needs CAP_SYS_ADMIN to free; device memory goes only when its \
-             device unbinds"
+        ("CMAMAP_IOC_INFO" | "CMAMAP_IOC_FREE", Errno::ENOENT) => {
+            "allocate with --persist to keep a block past its process"
         }
-        ("CMAMAP_IOC_ALLOC", Errno::ENOSPC) => {
-            "over the driver's max_bytes_per_file or max_bytes_total limit; see `cmamap stat`"
-        }
-        ("CMAMAP_IOC_ALLOC", Errno::ENOMEM | Errno::EBUSY) => {
-            "not enough contiguous CMA memory; see CmaFree in `cmamap stat`"
-        }
-        ("CMAMAP_IOC_ALLOC", Errno::EINVAL) => {
-            "bad size, strategy or alignment order; orders go from 0 to 10"
-        }
+        ("CMAMAP_IOC_ALLOC" | "CMAMAP_IOC_FREE", Errno::EPERM) => "run as root",
+        ("CMAMAP_IOC_ALLOC", Errno::ENOSPC) => "`cmamap stat` shows the limits",
+        ("CMAMAP_IOC_ALLOC", Errno::ENOMEM | Errno::EBUSY) => "`cmamap stat` shows CmaFree",
+        ("CMAMAP_IOC_ALLOC", Errno::EINVAL) => "--align-order takes 0 to 10",
         _ => return None,
     };
-    Some(hint)
+    Some(fix)
+}
+
+/// What to read and do about `errno` from `op`: the ioctl's ERRORS in the uAPI header, and
+/// the fix where this tool knows it.
+fn hint(op: &str, errno: Errno) -> Option<String> {
+    let errors = op
+        .starts_with("CMAMAP_IOC_")
+        .then(|| format!("see ERRORS of {op} in {UAPI_HEADER}"));
+    match (errors, fix(op, errno)) {
+        (Some(errors), Some(fix)) => Some(format!("{errors}; {fix}")),
+        (Some(errors), None) => Some(errors),
+        (None, fix) => fix.map(str::to_owned),
+    }
 }
 
 impl fmt::Display for CliError {
@@ -84,11 +87,23 @@ mod tests {
         let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_ALLOC", Errno::ENOSPC));
         assert_eq!(
             err.to_string(),
-            "CMAMAP_IOC_ALLOC: ENOSPC: No space left on device (over the driver's \
-             max_bytes_per_file or max_bytes_total limit; see `cmamap stat`)"
+            "CMAMAP_IOC_ALLOC: ENOSPC: No space left on device (see ERRORS of \
+             CMAMAP_IOC_ALLOC in <cmamap.h>; `cmamap stat` shows the limits)"
         );
         let err = CliError::from(cmamap::Error::new("pread", Errno::EIO));
         assert_eq!(err.to_string(), "pread: EIO: Input/output error");
+    }
+
+    #[test]
+    fn every_ioctl_error_points_at_the_header() {
+        let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_LIST", Errno::EFAULT));
+        assert_eq!(
+            err.to_string(),
+            "CMAMAP_IOC_LIST: EFAULT: Bad address (see ERRORS of CMAMAP_IOC_LIST in <cmamap.h>)"
+        );
+        let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_FREE", Errno::EPERM));
+        assert!(err.to_string().contains("EPERM"), "{err}");
+        assert!(err.to_string().ends_with("; run as root)"), "{err}");
     }
 
     #[test]

@@ -1,168 +1,94 @@
-//! A minimal JSON writer: enough for flat objects, arrays and nesting.
+//! The `--json` lines: one JSON object per command, fields in the order written.
 
-use std::fmt::{self, Write};
+use serde::Serialize;
+use serde_json::Value;
 
-/// A JSON value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    Null,
-    Bool(bool),
-    Uint(u64),
-    Int(i64),
-    Str(String),
-    Array(Vec<Value>),
-    Object(Object),
-    /// Text that is already JSON, such as another `cmamap --json` run's output.
-    Raw(String),
+use crate::error::CliError;
+
+/// Prints `value` as one line of JSON.
+pub fn print_json(value: &impl Serialize) -> Result<(), CliError> {
+    let line = serde_json::to_string(value).map_err(|e| CliError::Other(format!("json: {e}")))?;
+    println!("{line}");
+    Ok(())
 }
 
-/// A JSON object that keeps its fields in insertion order.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Object {
-    fields: Vec<(String, Value)>,
-}
-
-impl Object {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.fields.push((key.to_owned(), value.into()));
-        self
-    }
-}
-
-impl From<bool> for Value {
-    fn from(value: bool) -> Self {
-        Value::Bool(value)
-    }
-}
-
-impl From<u64> for Value {
-    fn from(value: u64) -> Self {
-        Value::Uint(value)
-    }
-}
-
-impl From<u32> for Value {
-    fn from(value: u32) -> Self {
-        Value::Uint(value.into())
-    }
-}
-
-impl From<usize> for Value {
-    fn from(value: usize) -> Self {
-        Value::Uint(value as u64)
-    }
-}
-
-impl From<i32> for Value {
-    fn from(value: i32) -> Self {
-        Value::Int(value.into())
-    }
-}
-
-impl From<&str> for Value {
-    fn from(value: &str) -> Self {
-        Value::Str(value.to_owned())
-    }
-}
-
-impl From<String> for Value {
-    fn from(value: String) -> Self {
-        Value::Str(value)
-    }
-}
-
-impl From<Object> for Value {
-    fn from(value: Object) -> Self {
-        Value::Object(value)
-    }
-}
-
-impl From<Vec<Value>> for Value {
-    fn from(value: Vec<Value>) -> Self {
-        Value::Array(value)
-    }
-}
-
-impl<T: Into<Value>> From<Option<T>> for Value {
-    fn from(value: Option<T>) -> Self {
-        value.map_or(Value::Null, Into::into)
-    }
-}
-
-fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_char('"')?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
-            c => f.write_char(c)?,
-        }
-    }
-    f.write_char('"')
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Null => f.write_str("null"),
-            Value::Bool(b) => write!(f, "{b}"),
-            Value::Uint(n) => write!(f, "{n}"),
-            Value::Int(n) => write!(f, "{n}"),
-            Value::Str(s) => write_string(f, s),
-            Value::Array(items) => {
-                f.write_char('[')?;
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        f.write_char(',')?;
-                    }
-                    write!(f, "{item}")?;
-                }
-                f.write_char(']')
-            }
-            Value::Object(object) => write!(f, "{object}"),
-            Value::Raw(json) => f.write_str(json),
-        }
-    }
-}
-
-impl fmt::Display for Object {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('{')?;
-        for (i, (key, value)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                f.write_char(',')?;
-            }
-            write_string(f, key)?;
-            write!(f, ":{value}")?;
-        }
-        f.write_char('}')
+/// `value` as a JSON object, to add fields to (they keep their order).
+pub fn json_object(value: &impl Serialize) -> Result<serde_json::Map<String, Value>, CliError> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => Err(CliError::Other(format!("json: not an object: {other}"))),
+        Err(e) => Err(CliError::Other(format!("json: {e}"))),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use cmamap::{abi, meminfo, Stat};
+    use serde_json::{json, Value};
+
     use super::*;
+    use crate::report::sample_info as info;
+
+    // The --json lines as the hand-written writer printed them before serde did, plus the
+    // device mappings (ABI 2).
+    #[test]
+    fn info_json_keeps_its_fields_and_order() {
+        let mut out = json_object(&info()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&out).unwrap(),
+            r#"{"id":3,"size":2097152,"strategy":"page","offset":206158430208,"phys_addr":0,"persistent":true,"owner":"module","owner_tgid":77,"map_count":1,"dma_mappings":0}"#
+        );
+        out.insert("freed_at_exit".into(), json!(false));
+        out.insert("hold_seconds".into(), json!(None::<u64>));
+        let line = serde_json::to_string(&out).unwrap();
+        assert!(
+            line.ends_with(r#""map_count":1,"dma_mappings":0,"freed_at_exit":false,"hold_seconds":null}"#),
+            "{line}"
+        );
+    }
 
     #[test]
-    fn writes_nested_values() {
-        let object = Object::new()
-            .field("id", 3u32)
-            .field("name", "a\"b\\c\n\u{1}")
-            .field("tgid", -1i32)
-            .field("ok", true)
-            .field("none", None::<u64>)
-            .field("list", vec![Value::from(1u64), Object::new().into()]);
+    fn stat_json_keeps_its_fields_and_order() {
+        let stat = Stat::from_abi(&abi::StatArgs {
+            abi_version: 4,
+            default_strategy: abi::STRATEGY_REMAP,
+            page_size: 4096,
+            max_bytes_per_file: 1 << 30,
+            max_bytes_total: 2 << 30,
+            bytes_total: 8192,
+            bytes_file: 4096,
+            blocks_total: 2,
+            blocks_file: 1,
+            ..Default::default()
+        });
         assert_eq!(
-            object.to_string(),
-            r#"{"id":3,"name":"a\"b\\c\n\u0001","tgid":-1,"ok":true,"none":null,"list":[1,{}]}"#
+            serde_json::to_string(&stat).unwrap(),
+            r#"{"abi_version":4,"default_strategy":"remap","page_size":4096,"max_bytes_per_file":1073741824,"max_bytes_total":2147483648,"bytes_total":8192,"blocks_total":2,"bytes_file":4096,"blocks_file":1}"#
+        );
+        let areas = vec![meminfo::CmaArea {
+            name: "reserved".into(),
+            total_pages: Some(16384),
+            available_pages: None,
+        }];
+        assert_eq!(
+            json!(areas).to_string(),
+            r#"[{"name":"reserved","total_pages":16384,"available_pages":null}]"#
+        );
+    }
+
+    #[test]
+    fn objects_keep_their_order_and_a_reader_pastes_back_unchanged() {
+        let reader =
+            r#"{"id":9,"offset":0,"length":4096,"address":"0x7f00","filled":null,"verified":true}"#;
+        let value: Value = serde_json::from_str(reader).unwrap();
+        let line = json!({ "id": 9, "persistent": true, "reader": value, "verified": true });
+        assert_eq!(
+            line.to_string(),
+            format!(r#"{{"id":9,"persistent":true,"reader":{reader},"verified":true}}"#)
+        );
+        assert_eq!(
+            json!({ "name": "a\"b\\c\n\u{1}" }).to_string(),
+            r#"{"name":"a\"b\\c\n\u0001"}"#
         );
     }
 }

@@ -2,9 +2,6 @@
 
 mod args;
 mod commands;
-mod error;
-mod json;
-mod report;
 
 use std::process::ExitCode;
 

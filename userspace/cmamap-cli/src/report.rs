@@ -51,7 +51,7 @@ pub fn stat_lines(stat: &Stat) -> Vec<(&'static str, String)> {
     vec![
         ("ABI version", stat.abi_version.to_string()),
         ("page size", format_size(stat.page_size)),
-        ("default strategy", stat.default_strategy.to_string()),
+        ("default strategy", stat.default_strategy().to_string()),
         (
             "live blocks",
             format!("{}, {}", stat.blocks_total, size_text(stat.bytes_total)),
@@ -126,29 +126,30 @@ pub fn hexdump(bytes: &[u8], base_offset: u64) -> String {
     out
 }
 
+/// A persistent 2 MiB page block, for tests of what is printed about blocks.
+#[cfg(test)]
+pub(crate) fn sample_info() -> Info {
+    Info {
+        id: 3,
+        flags: cmamap::abi::ALLOC_PERSIST,
+        size: 2 << 20,
+        offset: cmamap::abi::offset_of_id(3),
+        phys_addr: 0,
+        strategy: cmamap::Strategy::Page,
+        map_count: 1,
+        owner: cmamap::Owner::Module,
+        owner_tgid: 77,
+        dma_mappings: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use cmamap::{Owner, Strategy};
-
     use super::*;
-
-    fn sample() -> Info {
-        Info {
-            id: 3,
-            flags: cmamap::abi::ALLOC_PERSIST,
-            size: 2 << 20,
-            offset: cmamap::abi::offset_of_id(3),
-            phys_addr: 0,
-            strategy: Strategy::Page,
-            map_count: 1,
-            owner: Owner::Module,
-            owner_tgid: 77,
-        }
-    }
 
     #[test]
     fn info_text() {
-        let text = aligned(&info_lines(&sample()), "");
+        let text = aligned(&info_lines(&sample_info()), "");
         assert!(
             text.contains("size:        2 MiB (2097152 bytes)\n"),
             "{text}"
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn table_has_a_row_per_block() {
-        let table = list_table(&[sample(), sample()]);
+        let table = list_table(&[sample_info(), sample_info()]);
         assert_eq!(table.lines().count(), 3);
         assert!(table.lines().nth(1).unwrap().contains("page"));
     }

@@ -1,11 +1,11 @@
 //! Running part of a test in a forked child and collecting its verdict.
 
-use cmamap::process;
+use cmamap_testkit::process;
 
 use crate::check::Failure;
 
 /// A running child; [`wait`] turns its verdict into a test result.
-pub use cmamap::process::Child;
+pub use cmamap_testkit::process::Child;
 
 /// Forks a child that runs `f`; the child `_exit`s, so the parent's handles are never dropped
 /// (and never free the parent's blocks) in the child.

@@ -8,38 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cmamap::meminfo::SETTLE;
+
 use cmamap::{meminfo, Device};
-
-/// How long a check waits for figures to settle. Freeing is synchronous at the last munmap or
-/// close, so this is slack for robustness, not a delay the driver may rely on.
-pub const SETTLE: Duration = Duration::from_secs(1);
-
-/// `CmaFree` in KiB, settled through `flusher` when there is one.
-pub fn cma_free_kib(flusher: Option<&Device>) -> Option<u64> {
-    match flusher {
-        Some(dev) => meminfo::settled_cma_free_kib(dev).ok(),
-        None => meminfo::cma_free_kib().ok(),
-    }
-}
-
-/// Waits until `CmaFree` is within `tolerance_kib` of `target_kib`; returns the last reading.
-pub fn wait_for_cma_free(
-    flusher: Option<&Device>,
-    target_kib: u64,
-    tolerance_kib: u64,
-) -> Result<u64, u64> {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let now = cma_free_kib(flusher).unwrap_or(0);
-        if now.abs_diff(target_kib) <= tolerance_kib {
-            return Ok(now);
-        }
-        if Instant::now() >= deadline {
-            return Err(now);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// How far CmaFree may fall across a test without a leak, when the exact figures (the CMA
 /// areas' `available_pages`, which only `cma_alloc`/`cma_release` move, and the driver's
@@ -64,7 +35,7 @@ pub fn snapshot(device: &Path) -> Snapshot {
     let dev = Device::open_path(device).ok();
     let stat = dev.as_ref().and_then(|dev| dev.stat().ok());
     Snapshot {
-        cma_free_kib: cma_free_kib(dev.as_ref()),
+        cma_free_kib: meminfo::settled_cma_free_kib(dev.as_ref()).ok(),
         cma_available_pages: meminfo::cma_available_pages(),
         blocks_total: stat.map(|s| s.blocks_total),
         bytes_total: stat.map(|s| s.bytes_total),

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use cmamap::{Device, Errno};
-use nix::sys::resource::{getrusage, UsageWho};
+use cmamap::{meminfo, Device, Errno};
 use nix::unistd::{Gid, Uid};
 
 use crate::check::{skip, Failure, Step, TestResult};
@@ -36,16 +35,16 @@ impl Ctx {
         (n * self.page) as u64
     }
 
-    /// `CmaFree` in KiB, settled (see [`crate::cma`]) through a file of its own.
+    /// `CmaFree` in KiB, settled (see [`meminfo::settled_cma_free_kib`]) through a file of its own.
     pub fn cma_free_kib(&self) -> Option<u64> {
         let flusher = Device::open_path(&self.device).ok();
-        crate::cma::cma_free_kib(flusher.as_ref())
+        meminfo::settled_cma_free_kib(flusher.as_ref()).ok()
     }
 
     /// Waits for `CmaFree` to come back to `target_kib`; returns the last reading otherwise.
     pub fn wait_for_cma_free(&self, target_kib: u64) -> Result<u64, u64> {
         let flusher = Device::open_path(&self.device).ok();
-        crate::cma::wait_for_cma_free(flusher.as_ref(), target_kib, self.cma_tolerance_kib)
+        meminfo::wait_for_cma_free(flusher.as_ref(), target_kib, self.cma_tolerance_kib)
     }
 
     /// A skip verdict when the test needs root and does not have it.
@@ -87,9 +86,7 @@ impl Drop for PersistGuard {
 
 /// Minor faults of this process so far.
 pub fn minor_fault_count() -> Result<i64, Failure> {
-    Ok(getrusage(UsageWho::RUSAGE_SELF)
-        .step("getrusage")?
-        .minor_page_faults())
+    cmamap_testkit::minor_faults().step("getrusage")
 }
 
 /// Writes `value + i` to the first byte of page `i`, for each of the first `pages` pages of

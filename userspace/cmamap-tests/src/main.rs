@@ -6,177 +6,121 @@ mod check;
 mod child;
 mod cma;
 mod ctx;
-mod edu;
 mod figures;
 mod fuzz;
 mod ktap;
 mod module;
-mod region;
-mod rng;
 mod suite;
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+use clap::Parser;
+use cmamap::units::parse_u64;
 use cmamap::Device;
 
 use crate::check::Outcome;
 use crate::ctx::Ctx;
 use crate::ktap::{Ktap, Verdict};
 
-const USAGE: &str = "\
-Usage: cmamap-test [OPTIONS] [FILTER...]
-
-Runs the cmamap driver tests and prints KTAP. A test runs when its name contains any FILTER
-(all tests without one). Each test must leave CmaFree and the driver's block count as it found
-them.
-
-Each test runs in a forked child, so a crash (SIGBUS from a fault handler, say) or a hang fails
-that test alone.
-
-Options:
-  --list                   Print the test names and exit
-  --device PATH            The device node [default: /dev/cmamap]
-  --timeout SECONDS        Fail a test that runs longer [default: 60]
-  --no-fork                Run tests in this process (for a debugger; no crash isolation)
-  --fuzz-ops N             Operations of the random tester (fuzz_model) [default: 10000]
-  --fuzz-seed S            Its seed, decimal or 0x-hex, to replay a run [default: fresh]
-  --shard K/N              Run only shard K (0..N-1) of N: the VMs of `make test` split
-                           the suite (long cases dealt out first, ivshmem cases in shard 0)
-  --cma-tolerance-kb KB    Accept CmaFree drifting by KB between before and after a test,
-                           for kernels that place other movable pages in CMA [default: 0]
-  --host-fill FILE BYTES   On the host, before boot: create the ivshmem backing FILE with
-                           the host pattern in its first half, and exit
-  --host-check FILE        On the host, after the VM: check that FILE holds the host pattern
-                           in its first half and the guest's in its second, and exit
-  -h, --help               Print this help
-";
-
+/// Runs the cmamap driver tests and prints KTAP. A test runs when its name contains any FILTER
+/// (all tests without one). Each test must leave CmaFree and the driver's block count as it
+/// found them.
+///
+/// Each test runs in a forked child, so a crash (SIGBUS from a fault handler, say) or a hang
+/// fails that test alone.
+#[derive(Debug, Parser)]
+#[command(name = "cmamap-test")]
 struct Options {
+    /// Print the test names and exit.
+    #[arg(long)]
     list: bool,
-    fork: bool,
-    timeout_secs: u32,
+
+    /// The device node.
+    #[arg(long, value_name = "PATH", default_value = cmamap::DEFAULT_PATH)]
     device: PathBuf,
-    cma_tolerance_kib: u64,
+
+    /// Fail a test that runs longer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u32,
+
+    /// Run tests in this process (for a debugger; no crash isolation).
+    #[arg(long)]
+    no_fork: bool,
+
+    /// Operations of the random tester (fuzz_model).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     fuzz_ops: usize,
+
+    /// Its seed, decimal or 0x-hex, to replay a run [default: fresh].
+    #[arg(long, value_name = "S", value_parser = parse_u64)]
     fuzz_seed: Option<u64>,
+
+    /// Run only shard K (0..N-1) of N: the VMs of `make test` split the suite (long cases
+    /// dealt out first, ivshmem cases in shard 0, DMA cases in none: the DMA VMs name them).
+    /// Without it, every case runs.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+
+    /// Accept CmaFree drifting by KB between before and after a test, for kernels that place
+    /// other movable pages in CMA.
+    #[arg(long = "cma-tolerance-kb", value_name = "KB", default_value_t = 0)]
+    cma_tolerance_kib: u64,
+
+    /// On the host, before boot: create the ivshmem backing FILE with the host pattern in its
+    /// first half, and exit.
+    #[arg(long, num_args = 2, value_names = ["FILE", "BYTES"], conflicts_with = "host_check")]
+    host_fill: Option<Vec<String>>,
+
+    /// On the host, after the VM: check that FILE holds the host pattern in its first half and
+    /// the guest's in its second, and exit.
+    #[arg(long, value_name = "FILE")]
+    host_check: Option<PathBuf>,
+
+    /// Run only the tests whose names contain one of these.
+    #[arg(value_name = "FILTER")]
     filters: Vec<String>,
-    host: Option<HostAction>,
+}
+
+fn parse_shard(value: &str) -> Result<(usize, usize), String> {
+    value
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
+        .filter(|&(k, n)| k < n)
+        .ok_or(format!("want K/N with K < N, got {value}"))
 }
 
 /// The host-side halves of the ivshmem data test.
-enum HostAction {
-    Fill(PathBuf, usize),
-    Check(PathBuf),
-}
-
-fn run_host_action(action: &HostAction) -> ExitCode {
-    let result = match action {
-        HostAction::Fill(path, size) => suite::ivshmem::host_fill(path, *size)
-            .map_err(|e| format!("write {}: {e}", path.display())),
-        HostAction::Check(path) => suite::ivshmem::host_check(path),
+fn run_host_action(options: &Options) -> Option<ExitCode> {
+    let result = if let Some(fill) = &options.host_fill {
+        host_fill(&fill[0], &fill[1])
+    } else if let Some(path) = &options.host_check {
+        suite::ivshmem::host_check(path).map(|()| {
+            println!(
+                "ivshmem: {} holds the host and guest patterns",
+                path.display()
+            );
+        })
+    } else {
+        return None;
     };
-    match result {
-        Ok(()) => {
-            if let HostAction::Check(path) = action {
-                println!(
-                    "ivshmem: {} holds the host and guest patterns",
-                    path.display()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("cmamap-test: ivshmem: {message}");
+    Some(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cmamap-test: ivshmem: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    })
 }
 
-fn parse_u64(text: &str) -> Option<u64> {
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        list: false,
-        fork: true,
-        timeout_secs: 60,
-        device: PathBuf::from(cmamap::DEFAULT_PATH),
-        cma_tolerance_kib: 0,
-        fuzz_ops: 10_000,
-        fuzz_seed: None,
-        shard: None,
-        filters: Vec::new(),
-        host: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--list" => options.list = true,
-            "--no-fork" => options.fork = false,
-            "--timeout" => {
-                let value = args.next().ok_or("--timeout needs SECONDS")?;
-                options.timeout_secs = value
-                    .parse()
-                    .map_err(|_| format!("--timeout: not a number: {value}"))?;
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            "--device" => {
-                options.device = args.next().ok_or("--device needs a PATH")?.into();
-            }
-            "--fuzz-ops" => {
-                let value = args.next().ok_or("--fuzz-ops needs a number")?;
-                options.fuzz_ops = value
-                    .parse()
-                    .map_err(|_| format!("--fuzz-ops: not a number: {value}"))?;
-            }
-            "--fuzz-seed" => {
-                let value = args.next().ok_or("--fuzz-seed needs a number")?;
-                options.fuzz_seed =
-                    Some(parse_u64(&value).ok_or(format!("--fuzz-seed: not a number: {value}"))?);
-            }
-            "--shard" => {
-                let value = args.next().ok_or("--shard needs K/N")?;
-                options.shard = value
-                    .split_once('/')
-                    .and_then(|(k, n)| Some((k.parse().ok()?, n.parse().ok()?)))
-                    .filter(|&(k, n)| k < n)
-                    .map(Some)
-                    .ok_or(format!("--shard: want K/N with K < N, got {value}"))?;
-            }
-            "--cma-tolerance-kb" => {
-                let value = args.next().ok_or("--cma-tolerance-kb needs a number")?;
-                options.cma_tolerance_kib = value
-                    .parse()
-                    .map_err(|_| format!("--cma-tolerance-kb: not a number: {value}"))?;
-            }
-            "--host-fill" => {
-                let path = PathBuf::from(args.next().ok_or("--host-fill needs FILE BYTES")?);
-                let value = args.next().ok_or("--host-fill needs FILE BYTES")?;
-                let size: usize = value
-                    .parse()
-                    .map_err(|_| format!("--host-fill: not a number: {value}"))?;
-                options.host = Some(HostAction::Fill(path, size));
-            }
-            "--host-check" => {
-                let path = args.next().ok_or("--host-check needs FILE")?;
-                options.host = Some(HostAction::Check(path.into()));
-            }
-            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
-            filter => options.filters.push(filter.to_owned()),
-        }
-    }
-    Ok(options)
+fn host_fill(path: &str, bytes: &str) -> anyhow::Result<()> {
+    let size: usize = bytes
+        .parse()
+        .with_context(|| format!("--host-fill: not a number: {bytes}"))?;
+    suite::ivshmem::host_fill(Path::new(path), size).with_context(|| format!("write {path}"))
 }
 
 thread_local! {
@@ -186,7 +130,7 @@ thread_local! {
 
 fn install_panic_hook() {
     panic::set_hook(Box::new(|info| {
-        let message = cmamap::process::panic_message(info.payload());
+        let message = cmamap_testkit::process::panic_message(info.payload());
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -203,7 +147,12 @@ fn run_case(case: &suite::Case, ctx: &Ctx) -> Verdict {
         Err(payload) => Verdict::NotOk(
             LAST_PANIC
                 .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| format!("panic: {}", cmamap::process::panic_message(&*payload))),
+                .unwrap_or_else(|| {
+                    format!(
+                        "panic: {}",
+                        cmamap_testkit::process::panic_message(&*payload)
+                    )
+                }),
         ),
     }
 }
@@ -228,7 +177,7 @@ fn prefault_self() {
 
 /// Runs `case` in a forked child with an alarm, so that a crash or a hang costs one test.
 fn run_case_forked(case: &suite::Case, ctx: &Ctx, timeout_secs: u32) -> Verdict {
-    let outcome = cmamap::process::run_in_child(|| {
+    let outcome = cmamap_testkit::process::run_in_child(|| {
         prefault_self();
         // SIGALRM's default action ends the child; the parent reports it as a timeout.
         nix::unistd::alarm::set(timeout_secs);
@@ -290,15 +239,10 @@ fn summarize(ktap: &Ktap, cases: usize, (pages_before, kib_before): (Option<u64>
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("cmamap-test: {message}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(action) = &options.host {
-        return run_host_action(action);
+    // clap exits by itself: status 2 for usage errors, 0 for --help.
+    let options = Options::parse();
+    if let Some(code) = run_host_action(&options) {
+        return code;
     }
     let (shard, shards) = options.shard.unwrap_or((0, 1));
     // Sharded runs leave the DMA cases to the DMA VMs; a plain run has them all.
@@ -308,10 +252,10 @@ fn main() -> ExitCode {
         None => all,
     }
     .into_iter()
-        .filter(|case| {
-            options.filters.is_empty() || options.filters.iter().any(|f| case.name.contains(f))
-        })
-        .collect();
+    .filter(|case| {
+        options.filters.is_empty() || options.filters.iter().any(|f| case.name.contains(f))
+    })
+    .collect();
     if options.list {
         for case in &cases {
             println!("{}", case.name);
@@ -359,8 +303,8 @@ fn main() -> ExitCode {
 
     for case in &cases {
         let before = cma::snapshot(&ctx.device);
-        let verdict = if options.fork {
-            run_case_forked(case, &ctx, options.timeout_secs)
+        let verdict = if !options.no_fork {
+            run_case_forked(case, &ctx, options.timeout)
         } else {
             run_case(case, &ctx)
         };

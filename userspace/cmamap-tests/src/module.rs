@@ -65,7 +65,7 @@ pub struct Params {
 impl Params {
     pub fn of(stat: &Stat) -> Self {
         Self {
-            default_strategy: stat.default_strategy.to_raw(),
+            default_strategy: stat.default_strategy().to_raw(),
             max_bytes_per_file: stat.max_bytes_per_file,
             max_bytes_total: stat.max_bytes_total,
         }

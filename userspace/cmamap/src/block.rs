@@ -7,6 +7,7 @@ use crate::device::{Device, Info};
 use crate::error::{Error, Result};
 use crate::mapping::{Mapping, Sharing};
 use crate::strategy::{Prot, Strategy};
+use crate::view::View;
 
 /// A CMA block reached through a [`Device`].
 ///
@@ -96,11 +97,30 @@ impl<'dev> Block<'dev> {
     }
 
     /// `IOC_INFO` of this block.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// println!("mapped {} times", block.info()?.map_count);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn info(&self) -> Result<Info> {
         self.dev.info(self.id)
     }
 
     /// Frees the block now (`IOC_FREE`), reporting the error that `Drop` would swallow.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// // Unlike a drop, this reports a failure.
+    /// block.free()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn free(mut self) -> Result<()> {
         self.free_on_drop = false;
         self.dev.free(self.id)
@@ -108,6 +128,16 @@ impl<'dev> Block<'dev> {
 
     /// Gives up ownership: the block lives on (until its file closes, for a file-owned block)
     /// and its id is returned.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let id = dev.alloc(&AllocRequest::new(4096))?.into_raw_id();
+    /// // The block lives until the file closes or FREE.
+    /// dev.free(id)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn into_raw_id(mut self) -> u32 {
         self.free_on_drop = false;
         self.id
@@ -115,11 +145,32 @@ impl<'dev> Block<'dev> {
 
     /// Maps the whole block through its own strategy, `MAP_SHARED`. A `huge` block is placed
     /// at a 2 MiB-aligned address, so that its faults can map 2 MiB at a time.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.as_mut_slice().fill(0x5a);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map(&self, prot: Prot) -> Result<Mapping<'_>> {
         self.map_range(0, self.len_usize("mmap")?, prot)
     }
 
     /// Maps `len` bytes starting `offset_in_block` bytes (page-aligned) into the block.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let page = cmamap::page_size();
+    /// // The second page only.
+    /// let mapping = block.map_range(page as u64, page, Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map_range(&self, offset_in_block: u64, len: usize, prot: Prot) -> Result<Mapping<'_>> {
         self.map_range_with(offset_in_block, len, prot, Sharing::Shared)
     }
@@ -132,18 +183,29 @@ impl<'dev> Block<'dev> {
         prot: Prot,
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
-        self.map_view_with(Strategy::Default, offset_in_block, len, prot, sharing)
+        self.map_view_with(View::Own, offset_in_block, len, prot, sharing)
     }
 
     /// Maps `len` bytes starting `offset_in_block` bytes (page-aligned) into the block through
-    /// the `view` strategy, whatever the block's own: the same memory can be mapped as remap,
+    /// `view`, whatever the block's own strategy: the same memory can be mapped as remap,
     /// fault and page at once, and each mapping behaves (faults, get_user_pages) like a block
-    /// of its view's strategy. [`Strategy::Default`] is the block's own strategy.
+    /// of its view's strategy. A [`Strategy`] is a view; [`View::Own`] (or
+    /// [`Strategy::Default`]) is the block's own strategy.
     ///
     /// A view that does not fit the offset's view bits (see [`view_offset`]) is `EINVAL`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20).strategy(Strategy::Remap))?;
+    /// // The same memory, mapped so that get_user_pages (O_DIRECT, vmsplice) can pin it.
+    /// let pinnable = block.map_view(Strategy::Page, 0, 1 << 20, Prot::ReadWrite)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map_view(
         &self,
-        view: Strategy,
+        view: impl Into<View>,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
@@ -154,55 +216,84 @@ impl<'dev> Block<'dev> {
     /// Like [`Block::map_view`] with a choice of `MAP_SHARED` or `MAP_PRIVATE`.
     pub fn map_view_with(
         &self,
-        view: Strategy,
+        view: impl Into<View>,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
         sharing: Sharing,
     ) -> Result<Mapping<'_>> {
-        let offset = view_offset(self.offset, view, offset_in_block)?;
-        let fd = std::os::fd::AsFd::as_fd(self.dev);
+        let view = view.into();
         let huge = match view {
-            Strategy::Default => self.strategy == Strategy::Huge,
-            view => view == Strategy::Huge,
+            View::Own => self.strategy == Strategy::Huge,
+            view => view == View::Huge,
         };
-        if huge {
-            // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
-            // physical pages: address = offset_in_block modulo 2 MiB.
-            Mapping::new_huge_placed(fd, offset, len, prot, sharing, offset_in_block)
-        } else {
-            Mapping::new(fd, offset, len, prot, sharing)
-        }
+        // A 2 MiB-aligned block gets PMD entries only where the address is aligned like the
+        // physical pages: address = offset_in_block modulo 2 MiB.
+        let phase = huge.then_some(offset_in_block);
+        self.map_at_phase(view, offset_in_block, len, prot, sharing, phase)
     }
 
-    /// Like [`Block::map_view`], `MAP_SHARED`, at an address congruent to `phase` modulo
-    /// [`crate::HUGE_SIZE`] whatever the strategy: to show what a misplaced huge mapping does.
-    pub fn map_view_at_phase(
+    /// Maps through `view`, at an address congruent to `phase` modulo [`crate::HUGE_SIZE`]
+    /// when there is one, and wherever the kernel likes otherwise.
+    pub(crate) fn map_at_phase(
         &self,
-        view: Strategy,
+        view: View,
         offset_in_block: u64,
         len: usize,
         prot: Prot,
-        phase: u64,
+        sharing: Sharing,
+        phase: Option<u64>,
     ) -> Result<Mapping<'_>> {
         let offset = view_offset(self.offset, view, offset_in_block)?;
         let fd = std::os::fd::AsFd::as_fd(self.dev);
-        Mapping::new_huge_placed(fd, offset, len, prot, Sharing::Shared, phase)
+        match phase {
+            Some(phase) => Mapping::new_huge_placed(fd, offset, len, prot, sharing, phase),
+            None => Mapping::new(fd, offset, len, prot, sharing),
+        }
     }
 
     /// `pread` at `offset_in_block`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut buf = [0u8; 16];
+    /// block.pread(4096, &mut buf)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pread(&self, offset_in_block: u64, buf: &mut [u8]) -> Result<usize> {
         self.dev
             .pread(self.mmap_offset("pread", offset_in_block)?, buf)
     }
 
     /// `pwrite` at `offset_in_block`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// block.pwrite(0, b"written without a mapping")?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pwrite(&self, offset_in_block: u64, buf: &[u8]) -> Result<usize> {
         self.dev
             .pwrite(self.mmap_offset("pwrite", offset_in_block)?, buf)
     }
 
     /// Reads the whole block with `pread`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let bytes = block.read_all()?;
+    /// assert_eq!(bytes.len() as u64, block.size());
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn read_all(&self) -> Result<Vec<u8>> {
         let mut buf = vec![0; self.len_usize("pread")?];
         let mut done = 0;
@@ -240,8 +331,15 @@ pub const VIEW_LIMIT: u32 = 1 << (abi::OFFSET_SHIFT - abi::VIEW_SHIFT);
 /// `EINVAL` when the view or the byte offset would spill into the neighbouring bits: a view of
 /// `VIEW_LIMIT` or more would select another block, a byte offset of `abi::MAX_BLOCK_SIZE` or
 /// more another view.
-pub fn view_offset(block_offset: u64, view: Strategy, offset_in_block: u64) -> Result<u64> {
-    let view = view.to_raw();
+///
+/// ```
+/// use cmamap::{abi, view_offset, View};
+///
+/// let offset = view_offset(abi::offset_of_id(3), View::RemapWc, 0).unwrap();
+/// assert_eq!(offset, abi::view_offset(3, abi::VIEW_REMAP_WC, 0));
+/// ```
+pub fn view_offset(block_offset: u64, view: impl Into<View>, offset_in_block: u64) -> Result<u64> {
+    let view = view.into().to_raw();
     if view >= VIEW_LIMIT || offset_in_block >= abi::MAX_BLOCK_SIZE {
         return Err(Error::new("mmap", Errno::EINVAL));
     }

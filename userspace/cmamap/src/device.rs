@@ -40,6 +40,13 @@ pub struct AllocRequest {
 
 impl AllocRequest {
     /// A request for `size` bytes with the module's default strategy.
+    ///
+    /// ```
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let request = AllocRequest::new(4 << 20).strategy(Strategy::Huge).align_order(9);
+    /// assert_eq!(request.to_args().size, 4 << 20);
+    /// ```
     pub fn new(size: u64) -> Self {
         Self {
             size,
@@ -80,26 +87,43 @@ impl AllocRequest {
 }
 
 /// One block, as `IOC_INFO` and `IOC_LIST` describe it.
+///
+/// With the `serde` feature it serializes in this field order, with `flags` as `persistent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Info {
     /// The block's handle.
     pub id: u32,
-    /// `abi::ALLOC_*` flags.
-    pub flags: u32,
     /// Bytes (whole pages).
     pub size: u64,
+    /// The strategy the block is mapped with.
+    pub strategy: Strategy,
     /// The mmap offset that selects the block.
     pub offset: u64,
     /// Physical address; 0 unless the caller has `CAP_SYS_ADMIN`.
     pub phys_addr: u64,
-    /// The strategy the block is mapped with.
-    pub strategy: Strategy,
-    /// Live VMAs that map the block.
-    pub map_count: u32,
+    /// `abi::ALLOC_*` flags.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "persistent", serialize_with = "serialize_persistent")
+    )]
+    pub flags: u32,
     /// Who owns the block.
     pub owner: Owner,
     /// The process that allocated it.
     pub owner_tgid: i32,
+    /// Live VMAs that map the block.
+    pub map_count: u32,
+    /// Live device mappings of the block ([`Block::dma_mappings`] describes them).
+    pub dma_mappings: u32,
+}
+
+#[cfg(feature = "serde")]
+fn serialize_persistent<S: serde::Serializer>(
+    flags: &u32,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(flags & abi::ALLOC_PERSIST != 0)
 }
 
 impl Info {
@@ -115,6 +139,7 @@ impl Info {
             map_count: info.map_count,
             owner: Owner::from_raw(info.owner),
             owner_tgid: info.owner_tgid,
+            dma_mappings: info.dma_mappings,
         }
     }
 
@@ -129,43 +154,46 @@ impl Info {
     }
 }
 
-/// Device-wide figures and limits, as `IOC_STAT` reports them.
+/// Device-wide figures and limits, as `IOC_STAT` reports them: the ABI struct's fields (through
+/// `Deref`), with the default strategy typed by [`Stat::default_strategy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    /// `abi::ABI_VERSION` of the driver.
-    pub abi_version: u32,
-    /// What `Strategy::Default` resolves to.
-    pub default_strategy: Strategy,
-    /// The kernel's page size.
-    pub page_size: u64,
-    /// Module parameter `max_bytes_per_file`.
-    pub max_bytes_per_file: u64,
-    /// Module parameter `max_bytes_total`.
-    pub max_bytes_total: u64,
-    /// Bytes held by all live blocks.
-    pub bytes_total: u64,
-    /// Bytes charged to the caller's file.
-    pub bytes_file: u64,
-    /// Live blocks.
-    pub blocks_total: u32,
-    /// Blocks charged to the caller's file.
-    pub blocks_file: u32,
-}
+pub struct Stat(abi::StatArgs);
 
 impl Stat {
-    /// Converts the ABI struct.
+    /// Wraps the ABI struct.
     pub fn from_abi(stat: &abi::StatArgs) -> Self {
-        Self {
-            abi_version: stat.abi_version,
-            default_strategy: Strategy::from_raw(stat.default_strategy),
-            page_size: stat.page_size,
-            max_bytes_per_file: stat.max_bytes_per_file,
-            max_bytes_total: stat.max_bytes_total,
-            bytes_total: stat.bytes_total,
-            bytes_file: stat.bytes_file,
-            blocks_total: stat.blocks_total,
-            blocks_file: stat.blocks_file,
-        }
+        Self(*stat)
+    }
+
+    /// What `Strategy::Default` resolves to.
+    pub fn default_strategy(&self) -> Strategy {
+        Strategy::from_raw(self.0.default_strategy)
+    }
+}
+
+impl std::ops::Deref for Stat {
+    type Target = abi::StatArgs;
+
+    fn deref(&self) -> &abi::StatArgs {
+        &self.0
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Stat {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Stat", 9)?;
+        out.serialize_field("abi_version", &self.abi_version)?;
+        out.serialize_field("default_strategy", &self.default_strategy())?;
+        out.serialize_field("page_size", &self.page_size)?;
+        out.serialize_field("max_bytes_per_file", &self.max_bytes_per_file)?;
+        out.serialize_field("max_bytes_total", &self.max_bytes_total)?;
+        out.serialize_field("bytes_total", &self.bytes_total)?;
+        out.serialize_field("blocks_total", &self.blocks_total)?;
+        out.serialize_field("bytes_file", &self.bytes_file)?;
+        out.serialize_field("blocks_file", &self.blocks_file)?;
+        out.end()
     }
 }
 
@@ -176,16 +204,40 @@ pub(crate) fn to_off_t(op: &'static str, offset: u64) -> Result<libc::off_t> {
 
 impl Device {
     /// Opens [`DEFAULT_PATH`] for reading and writing.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// println!("ABI version {}", dev.stat()?.abi_version);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open() -> Result<Self> {
         Self::open_path(DEFAULT_PATH)
     }
 
     /// Opens `path` for reading and writing.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open_path("/dev/cmamap")?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open_path(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path.as_ref(), true)
     }
 
     /// Opens [`DEFAULT_PATH`] read-only: mappings of it cannot be writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open_readonly()?;
+    /// // Read-only files refuse writable mappings (EACCES).
+    /// let blocks = dev.list()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn open_readonly() -> Result<Self> {
         Self::open_path_readonly(DEFAULT_PATH)
     }
@@ -216,38 +268,65 @@ impl Device {
     }
 
     /// `IOC_STAT`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let stat = dev.stat()?;
+    /// println!("{} blocks, default strategy {}", stat.blocks_total, stat.default_strategy());
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn stat(&self) -> Result<Stat> {
         let mut args = abi::StatArgs::default();
-        self.stat_raw(&mut args)?;
+        raw::stat(self.as_fd(), &mut args).context("CMAMAP_IOC_STAT")?;
         Ok(Stat::from_abi(&args))
     }
 
-    /// `IOC_STAT` with caller-built arguments (tests check that reserved words are refused).
-    pub fn stat_raw(&self, args: &mut abi::StatArgs) -> Result<()> {
-        raw::stat(self.as_fd(), args).context("CMAMAP_IOC_STAT")
-    }
-
     /// `IOC_INFO` of block `id`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let info = dev.info(block.id())?;
+    /// assert_eq!(info.size, block.size());
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn info(&self, id: u32) -> Result<Info> {
         let mut args = abi::BlockInfo {
             id,
             ..Default::default()
         };
-        self.info_raw(&mut args)?;
+        raw::info(self.as_fd(), &mut args).context("CMAMAP_IOC_INFO")?;
         Ok(Info::from_abi(&args))
     }
 
-    /// `IOC_INFO` with caller-built arguments.
-    pub fn info_raw(&self, args: &mut abi::BlockInfo) -> Result<()> {
-        raw::info(self.as_fd(), args).context("CMAMAP_IOC_INFO")
-    }
-
     /// The number of blocks reachable through this file (its own and the persistent ones).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let reachable = dev.list_count()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn list_count(&self) -> Result<u32> {
         raw::list(self.as_fd(), &mut []).context("CMAMAP_IOC_LIST")
     }
 
     /// Every block reachable through this file.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// for info in dev.list()? {
+    ///     println!("block {}: {} bytes, {}", info.id, info.size, info.strategy);
+    /// }
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<Info>> {
         // Blocks may appear between the two calls (another process, a persistent block), so
         // retry with room to spare until the answer fits.
@@ -270,33 +349,53 @@ impl Device {
 
     /// `IOC_ALLOC`: a zeroed block that is freed when the returned handle drops (unless
     /// persistent).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(2 << 20).strategy(Strategy::Page))?;
+    /// let mapping = block.map(Prot::ReadWrite)?;
+    /// // The mapping unmaps, then the block frees, as they drop.
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn alloc(&self, request: &AllocRequest) -> Result<Block<'_>> {
-        self.alloc_raw(request.to_args())
-    }
-
-    /// `IOC_ALLOC` with caller-built arguments, for tests of the driver's validation. Should the
-    /// driver accept bad arguments, the block is still owned by the returned handle.
-    pub fn alloc_raw(&self, mut args: abi::AllocArgs) -> Result<Block<'_>> {
+        let mut args = request.to_args();
         raw::alloc(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC")?;
         Ok(Block::from_alloc(self, &args))
     }
 
     /// `IOC_ALLOC_MAP`: a zeroed block, already mapped whole with `prot`, released with
     /// `IOC_UNMAP_FREE` when the handle drops.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let mut block = dev.alloc_map(&AllocRequest::new(1 << 20), Prot::ReadWrite)?;
+    /// block.as_mut_slice()[0] = 1;
+    /// block.unmap_free()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn alloc_map(&self, request: &AllocRequest, prot: Prot) -> Result<MappedBlock<'_>> {
         let mut args = request.to_args();
         args.prot = prot.bits() as u32;
-        self.alloc_map_raw(args)
-    }
-
-    /// `IOC_ALLOC_MAP` with caller-built arguments (tests of `prot` validation).
-    pub fn alloc_map_raw(&self, mut args: abi::AllocArgs) -> Result<MappedBlock<'_>> {
         raw::alloc_map(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC_MAP")?;
         MappedBlock::from_alloc_map(self, &args)
     }
 
     /// A handle to an existing block reachable through this file (checked with `IOC_INFO`).
     /// Dropping it does not free the block.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// // A persistent block that another process allocated.
+    /// let block = dev.block(7)?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn block(&self, id: u32) -> Result<Block<'_>> {
         let info = self.info(id)?;
         Ok(Block::from_info(self, &info))
@@ -304,20 +403,36 @@ impl Device {
 
     /// `IOC_FREE` of block `id`. A mapped block stays valid for its mappings until the last
     /// munmap.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let id = dev.alloc(&AllocRequest::new(4096))?.into_raw_id();
+    /// dev.free(id)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn free(&self, id: u32) -> Result<()> {
-        self.free_raw(&abi::FreeArgs {
+        let args = abi::FreeArgs {
             id,
             ..Default::default()
-        })
-    }
-
-    /// `IOC_FREE` with caller-built arguments.
-    pub fn free_raw(&self, args: &abi::FreeArgs) -> Result<()> {
-        raw::free(self.as_fd(), args).context("CMAMAP_IOC_FREE")
+        };
+        raw::free(self.as_fd(), &args).context("CMAMAP_IOC_FREE")
     }
 
     /// Maps `len` bytes at mmap offset `offset` (a block's offset plus a page-aligned offset
     /// inside it), `MAP_SHARED`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// // The block's second page, by its mmap offset.
+    /// let page = cmamap::page_size();
+    /// let mapping = dev.map(block.offset() + page as u64, page, Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn map(&self, offset: u64, len: usize, prot: Prot) -> Result<Mapping<'_>> {
         self.map_with(offset, len, prot, Sharing::Shared)
     }
@@ -335,11 +450,30 @@ impl Device {
     }
 
     /// `pread` at mmap offset `offset`; returns the bytes read (0 at or past the block's end).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut head = [0u8; 64];
+    /// dev.pread(block.offset(), &mut head)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pread(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         nix::sys::uio::pread(self.as_fd(), buf, to_off_t("pread", offset)?).context("pread")
     }
 
     /// `pwrite` at mmap offset `offset`; returns the bytes written (truncated at the block's end).
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// dev.pwrite(block.offset(), b"hello")?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn pwrite(&self, offset: u64, buf: &[u8]) -> Result<usize> {
         nix::sys::uio::pwrite(self.as_fd(), buf, to_off_t("pwrite", offset)?).context("pwrite")
     }
@@ -367,7 +501,7 @@ mod tests {
         assert_eq!(args.align_order, 3);
         assert_eq!(args.flags, abi::ALLOC_PERSIST);
         assert_eq!((args.id, args.offset, args.addr, args.prot), (0, 0, 0, 0));
-        assert_eq!(args.reserved, [0, 0]);
+        assert_eq!((args.device, args.reserved), (0, 0));
         assert_eq!(AllocRequest::new(1).to_args().flags, 0);
     }
 
@@ -383,8 +517,11 @@ mod tests {
             map_count: 2,
             owner: abi::OWNER_MODULE,
             owner_tgid: 42,
-            reserved: [0; 2],
+            dma_mappings: 3,
+            pad0: 0,
+            reserved: 0,
         });
+        assert_eq!(info.dma_mappings, 3);
         assert!(info.is_persistent());
         assert_eq!(info.strategy, Strategy::Fault);
         assert_eq!(info.owner, Owner::Module);

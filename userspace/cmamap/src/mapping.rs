@@ -40,15 +40,6 @@ impl Sharing {
     }
 }
 
-/// What a deliberately wrong `IOC_UNMAP_FREE` did.
-#[derive(Debug)]
-pub enum Probe<T> {
-    /// The driver refused, as it should; the handle comes back intact.
-    Refused(T, Error),
-    /// The driver accepted: the handle was torn down, since part of it may be gone.
-    Accepted,
-}
-
 /// A mapping of (part of) a block; unmapped on drop.
 ///
 /// The lifetime ties it to the [`crate::Block`] or [`Device`] it came from; [`Mapping::detach`]
@@ -190,6 +181,17 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If the mapping is not readable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// // Blocks come zeroed.
+    /// assert!(mapping.as_slice().iter().all(|&byte| byte == 0));
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn as_slice(&self) -> &[u8] {
         assert!(self.prot.readable(), "mapping is not readable");
         // SAFETY: `ptr..ptr+len` is mapped readable for as long as `self` lives (the driver keeps
@@ -202,6 +204,16 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If the mapping is not readable and writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.as_mut_slice()[..5].copy_from_slice(b"hello");
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         assert!(
             self.prot.readable() && self.prot.writable(),
@@ -217,6 +229,17 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If `index` is out of range.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?;
+    /// // The load happens, and so does its page fault.
+    /// let first = mapping.read_volatile(0);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn read_volatile(&self, index: usize) -> u8 {
         assert!(index < self.len, "index {index} out of range");
         // SAFETY: in bounds of a live mapping.
@@ -228,6 +251,16 @@ impl<'a> Mapping<'a> {
     /// # Panics
     ///
     /// If `index` is out of range or the mapping is not writable.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.write_volatile(0, 1);
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn write_volatile(&mut self, index: usize, value: u8) {
         assert!(index < self.len, "index {index} out of range");
         assert!(self.prot.writable(), "mapping is not writable");
@@ -237,6 +270,18 @@ impl<'a> Mapping<'a> {
 
     /// Drops the borrow of the block or device: the driver keeps the memory valid until munmap
     /// even after the block is freed or its file is closed.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mapping = block.map(Prot::Read)?.detach();
+    /// drop(block);
+    /// // Freed, yet still mapped: the memory stays until munmap.
+    /// let _ = mapping.as_slice()[0];
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn detach(self) -> Mapping<'static> {
         let detached = Mapping {
             ptr: self.ptr,
@@ -249,6 +294,16 @@ impl<'a> Mapping<'a> {
     }
 
     /// Resizes with `mremap(MREMAP_MAYMOVE)`; the driver refuses to grow its mappings.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::Read)?;
+    /// mapping.resize(4096)?; // shrinking works; growing is EINVAL
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn resize(&mut self, new_len: usize) -> Result<()> {
         if new_len == 0 {
             return Err(Error::new("mremap", Errno::EINVAL));
@@ -271,6 +326,16 @@ impl<'a> Mapping<'a> {
     }
 
     /// Changes the protection with `mprotect`.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc(&AllocRequest::new(1 << 20))?;
+    /// let mut mapping = block.map(Prot::ReadWrite)?;
+    /// mapping.protect(Prot::Read)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn protect(&mut self, prot: Prot) -> Result<()> {
         // SAFETY: the range is this mapping's, and `&mut self` excludes outstanding slices, so no
         // reference outlives a protection change.
@@ -278,26 +343,6 @@ impl<'a> Mapping<'a> {
             .context("mprotect")?;
         self.prot = prot;
         Ok(())
-    }
-
-    /// Asks `IOC_UNMAP_FREE` to release this plain `mmap` mapping as if `IOC_ALLOC_MAP` had made
-    /// it; the driver must refuse with `EINVAL`. Tests use it.
-    pub fn probe_unmap_free(self, dev: &Device, id: u32) -> Probe<Self> {
-        let args = abi::FreeArgs {
-            id,
-            addr: self.addr() as u64,
-            ..Default::default()
-        };
-        // SAFETY: the address is this mapping's start, which `self` owns; if the driver unmaps it
-        // we tear `self` down below without touching the memory.
-        match unsafe { raw::unmap_free(dev.as_fd(), &args) } {
-            Err(errno) => Probe::Refused(self, Error::new("CMAMAP_IOC_UNMAP_FREE", errno)),
-            Ok(()) => {
-                // munmap of an already unmapped range succeeds and leaves nothing behind.
-                drop(self);
-                Probe::Accepted
-            }
-        }
     }
 }
 
@@ -319,7 +364,7 @@ pub struct MappedBlock<'dev> {
     strategy: Strategy,
     flags: u32,
     // Always Some until drop or an explicit release takes it.
-    mapping: Option<Mapping<'dev>>,
+    pub(crate) mapping: Option<Mapping<'dev>>,
 }
 
 impl<'dev> MappedBlock<'dev> {
@@ -424,6 +469,15 @@ impl<'dev> MappedBlock<'dev> {
 
     /// `IOC_UNMAP_FREE` now, reporting the error that `Drop` would swallow. On error the handle
     /// is dropped, which unmaps and frees by other means.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, Prot, Strategy};
+    ///
+    /// let dev = Device::open()?;
+    /// let block = dev.alloc_map(&AllocRequest::new(1 << 20), Prot::ReadWrite)?;
+    /// block.unmap_free()?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
     pub fn unmap_free(mut self) -> Result<()> {
         let mapping = self.mapping.take().expect("mapping present until drop");
         match self.unmap_free_at(&mapping, self.id, 0) {
@@ -440,31 +494,7 @@ impl<'dev> MappedBlock<'dev> {
         }
     }
 
-    /// Asks `IOC_UNMAP_FREE` with block `id` and the address `delta` bytes into this mapping;
-    /// when that is not (this block, its start) the driver must refuse with `EINVAL`. Tests use
-    /// it.
-    ///
-    /// # Panics
-    ///
-    /// If `delta` is not inside the mapping.
-    pub fn probe_unmap_free(mut self, id: u32, delta: usize) -> Probe<Self> {
-        let mapping = self.mapping.take().expect("mapping present until drop");
-        assert!(delta < mapping.len(), "delta must stay inside the mapping");
-        match self.unmap_free_at(&mapping, id, delta) {
-            Err(err) => {
-                self.mapping = Some(mapping);
-                Probe::Refused(self, err)
-            }
-            Ok(()) => {
-                // Whatever the driver unmapped, munmap of the whole range cleans up the rest.
-                drop(mapping);
-                let _ = self.dev.free(self.id);
-                Probe::Accepted
-            }
-        }
-    }
-
-    fn unmap_free_at(&self, mapping: &Mapping<'_>, id: u32, delta: usize) -> Result<()> {
+    pub(crate) fn unmap_free_at(&self, mapping: &Mapping<'_>, id: u32, delta: usize) -> Result<()> {
         let args = abi::FreeArgs {
             id,
             addr: (mapping.addr() + delta) as u64,

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::{AllocRequest, Device, Strategy};
 
@@ -57,26 +58,60 @@ pub fn cma_free_kib() -> io::Result<u64> {
     read().map(|cma| cma.free_kib)
 }
 
-/// `CmaFree` after making the kernel put back CMA pages parked on per-CPU free lists.
+/// `CmaFree` after making the kernel put back CMA pages parked on per-CPU free lists, when a
+/// device to do it through is given; the plain figure otherwise.
 ///
 /// Freed CMA chunks of up to 8 pages (and 2 MiB ones with THP) go to per-CPU lists, which
 /// `CmaFree` does not count, so a just-freed small block can look leaked. Allocating a
 /// 16-page, 16-page-aligned block drains those lists (`alloc_contig_range` does), and its
-/// order-4 release bypasses them. Without a device or CMA room the plain figure is returned.
-pub fn settled_cma_free_kib(dev: &Device) -> io::Result<u64> {
+/// order-4 release bypasses them. Without CMA room the plain figure is returned.
+///
+/// ```no_run
+/// let dev = cmamap::Device::open()?;
+/// let free_kib = cmamap::meminfo::settled_cma_free_kib(Some(&dev))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn settled_cma_free_kib(settle_through: Option<&Device>) -> io::Result<u64> {
     const FLUSH_ORDER: u32 = 4;
-    let size = (crate::page_size() as u64) << FLUSH_ORDER;
-    let request = AllocRequest::new(size)
-        .strategy(Strategy::Remap)
-        .align_order(FLUSH_ORDER);
-    if let Ok(block) = dev.alloc(&request) {
-        let _ = block.free();
+    if let Some(dev) = settle_through {
+        let size = (crate::page_size() as u64) << FLUSH_ORDER;
+        let request = AllocRequest::new(size)
+            .strategy(Strategy::Remap)
+            .align_order(FLUSH_ORDER);
+        if let Ok(block) = dev.alloc(&request) {
+            let _ = block.free();
+        }
     }
     cma_free_kib()
 }
 
+/// How long [`wait_for_cma_free`] waits. Freeing is synchronous at the last munmap or close,
+/// so this is slack for robustness, not a delay the driver may rely on.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Waits up to [`SETTLE`] until the settled `CmaFree` is within `tolerance_kib` of
+/// `target_kib`; returns the last reading either way (0 when there was none).
+pub fn wait_for_cma_free(
+    settle_through: Option<&Device>,
+    target_kib: u64,
+    tolerance_kib: u64,
+) -> Result<u64, u64> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = settled_cma_free_kib(settle_through).unwrap_or(0);
+        if now.abs_diff(target_kib) <= tolerance_kib {
+            return Ok(now);
+        }
+        if Instant::now() >= deadline {
+            return Err(now);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One CMA area, from `/sys/kernel/mm/cma/<name>/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CmaArea {
     /// The area's name (`reserved` for the `cma=` boot area).
     pub name: String,

@@ -5,16 +5,8 @@
 //! the bare `nix` wrappers; the functions without the prefix are safe because each passes a
 //! pointer to a whole argument struct that the kernel reads and writes only up to the size
 //! encoded in the request number.
-//!
-//! The `*_probe` functions pass deliberately bad arguments for the test suite, in a way that
-//! stays memory-safe even against a driver that wrongly accepts them.
 
-use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::ptr::NonNull;
-
-use nix::errno::Errno;
-use nix::sys::mman::{self, MapFlags, ProtFlags};
 
 use crate::abi;
 
@@ -149,115 +141,6 @@ pub fn list(fd: BorrowedFd<'_>, entries: &mut [abi::BlockInfo]) -> nix::Result<u
     Ok(args.count)
 }
 
-/// `CMAMAP_IOC_LIST` with caller-built arguments whose `entries` pointer is 0, so the driver
-/// only counts. Tests use it to check the validation of the other fields.
-///
-/// # Panics
-///
-/// If `args.entries` is not 0: a caller-chosen pointer could make the kernel write anywhere.
-pub fn list_count_with(fd: BorrowedFd<'_>, args: &mut abi::ListArgs) -> nix::Result<()> {
-    assert_eq!(args.entries, 0, "list_count_with passes no entries buffer");
-    // SAFETY: `args` is live and exclusive; with a null entries pointer the kernel writes only
-    // `args` itself.
-    unsafe { ioc_list(fd.as_raw_fd(), args) }.map(drop)
-}
-
-/// Issues an arbitrary `request` with a pointer to `buf`, for tests of unknown requests.
-///
-/// # Panics
-///
-/// If `buf` is shorter than the size encoded in `request`.
-pub fn ioctl_with_buffer(fd: BorrowedFd<'_>, request: u32, buf: &mut [u8]) -> nix::Result<i32> {
-    assert!(
-        buf.len() >= request_size(request),
-        "buffer shorter than the request's encoded size"
-    );
-    // SAFETY: `buf` is live and exclusive, and at least as large as the size the request
-    // encodes, which bounds what a driver copies.
-    let ret = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            request as nix::sys::ioctl::ioctl_num_type,
-            buf.as_mut_ptr(),
-        )
-    };
-    Errno::result(ret)
-}
-
-/// An anonymous `PROT_NONE` mapping: an address that the kernel can neither read nor write, so
-/// handing it to an ioctl must yield `EFAULT`, whatever the driver would do with it.
-pub struct InaccessibleRegion {
-    addr: NonNull<libc::c_void>,
-    len: usize,
-}
-
-impl InaccessibleRegion {
-    /// Reserves at least `len` bytes (whole pages, at least one).
-    pub fn new(len: usize) -> nix::Result<Self> {
-        let page = crate::page_size();
-        let len = len.max(1).div_ceil(page) * page;
-        let length = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice overlaps nothing.
-        let addr = unsafe {
-            mman::mmap_anonymous(None, length, ProtFlags::PROT_NONE, MapFlags::MAP_PRIVATE)
-        }?;
-        Ok(Self { addr, len })
-    }
-
-    /// The region's address, for an ioctl argument.
-    pub fn addr(&self) -> u64 {
-        self.addr.as_ptr() as u64
-    }
-
-    /// The region's length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Always false: a region has at least one page.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-}
-
-impl Drop for InaccessibleRegion {
-    fn drop(&mut self) {
-        // SAFETY: the region was mapped by `new`, and nothing refers into it.
-        let _ = unsafe { mman::munmap(self.addr, self.len) };
-    }
-}
-
-/// Issues `request` with its argument pointer aimed at a `PROT_NONE` page: expect `EFAULT`.
-pub fn ioctl_with_inaccessible_arg_probe(fd: BorrowedFd<'_>, request: u32) -> nix::Result<i32> {
-    let region = InaccessibleRegion::new(request_size(request))?;
-    // SAFETY: the argument points to a PROT_NONE region that the kernel cannot access; nothing
-    // in this process can be read or changed through it.
-    let ret = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            request as nix::sys::ioctl::ioctl_num_type,
-            region.addr() as *mut libc::c_void,
-        )
-    };
-    Errno::result(ret)
-}
-
-/// `CMAMAP_IOC_LIST` with a valid `ListArgs` whose `entries` points at a `PROT_NONE` region of
-/// `capacity` entries: expect `EFAULT` when at least one block is reachable.
-pub fn list_into_inaccessible_probe(fd: BorrowedFd<'_>, capacity: u32) -> nix::Result<u32> {
-    let bytes = capacity as usize * std::mem::size_of::<abi::BlockInfo>();
-    let region = InaccessibleRegion::new(bytes)?;
-    let mut args = abi::ListArgs {
-        entries: region.addr(),
-        capacity,
-        ..Default::default()
-    };
-    // SAFETY: `args` is live and exclusive; the entries pointer aims at a PROT_NONE region large
-    // enough for `capacity` entries, which the kernel cannot write.
-    unsafe { ioc_list(fd.as_raw_fd(), &mut args) }?;
-    Ok(args.count)
-}
-
 #[cfg(test)]
 mod tests {
     use std::mem::size_of;
@@ -313,13 +196,6 @@ mod tests {
     fn request_names() {
         assert_eq!(request_name(abi::IOC_UNMAP_FREE), "CMAMAP_IOC_UNMAP_FREE");
         assert_eq!(request_name(0), "ioctl");
-    }
-
-    #[test]
-    fn inaccessible_region_rounds_to_pages() {
-        let region = InaccessibleRegion::new(1).unwrap();
-        assert_eq!(region.len(), crate::page_size());
-        assert_ne!(region.addr(), 0);
     }
 }
 

@@ -22,7 +22,7 @@ pub enum Strategy {
     /// `vm_insert_page` per fault (`VM_MIXEDMAP`): get_user_pages works on it.
     Page,
     /// One 2 MiB PMD entry per fault where block and address are 2 MiB aligned, else like
-    /// `Fault`. Map it with [`crate::Block::map_aligned`] to get the aligned address.
+    /// `Fault`. [`crate::Block::map`] places the address for it.
     Huge,
     /// A value outside this ABI version.
     Unknown(u32),
@@ -188,6 +188,21 @@ impl Prot {
         matches!(self, Prot::Write | Prot::ReadWrite)
     }
 }
+
+/// Strategies and owners serialize as their names, as they display.
+#[cfg(feature = "serde")]
+macro_rules! serialize_as_display {
+    ($($ty:ty),*) => {$(
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+    )*};
+}
+
+#[cfg(feature = "serde")]
+serialize_as_display!(Strategy, Owner);
 
 impl fmt::Display for Prot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,18 +5,16 @@
 //! persistent one with an unrelated process (this binary re-executed, opening the device
 //! itself), shows the driver's view, frees everything and checks that CmaFree is back.
 
-#[path = "../report.rs"]
-mod report;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, ExitCode};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
 
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use cmamap::units::{format_size, parse_size, parse_u32, parse_u64};
-use cmamap::{meminfo, pattern, process, AllocRequest, Block, Device, Errno, Prot, Strategy};
-use nix::sys::resource::{getrusage, UsageWho};
+use cmamap::{meminfo, AllocRequest, Block, Device, Errno, Prot, Strategy};
+use cmamap_cli::{report, share};
+use cmamap_testkit::pattern;
 
 const DEBUGFS_BLOCKS: &str = "/sys/kernel/debug/cmamap/blocks";
 
@@ -50,7 +48,7 @@ enum Role {
     },
 }
 
-type Result<T = ()> = std::result::Result<T, String>;
+type Result<T = ()> = anyhow::Result<T>;
 
 fn step(title: &str) {
     println!();
@@ -58,18 +56,15 @@ fn step(title: &str) {
 }
 
 fn minor_faults() -> Result<i64> {
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|usage| usage.minor_page_faults())
-        .map_err(|e| format!("getrusage: {e}"))
-}
-
-/// CmaFree with recently freed small chunks put back (see `meminfo::settled_cma_free_kib`).
-fn cma_free_kib(dev: &Device) -> Option<u64> {
-    meminfo::settled_cma_free_kib(dev).ok()
+    cmamap_testkit::minor_faults().context("getrusage")
 }
 
 fn show_cma(dev: &Device, label: &str) -> Option<u64> {
-    match (meminfo::read(), cma_free_kib(dev)) {
+    // Settled: recently freed small chunks put back first.
+    match (
+        meminfo::read(),
+        meminfo::settled_cma_free_kib(Some(dev)).ok(),
+    ) {
         (Ok(cma), Some(free_kib)) => {
             println!(
                 "  {label}: CmaFree {} of CmaTotal {}",
@@ -103,7 +98,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = std::io::stdout().flush();
-            eprintln!("cmamap-demo: {err}");
+            eprintln!("cmamap-demo: {err:#}");
             ExitCode::from(1)
         }
     }
@@ -112,17 +107,17 @@ fn main() -> ExitCode {
 /// The unrelated process: it shares nothing with the demo but the block's id.
 fn peer(device: &Path, id: u32, seed: u64, reply_seed: u64) -> Result {
     let me = std::process::id();
-    let dev = Device::open_path(device).map_err(|e| e.to_string())?;
-    let block = dev.block(id).map_err(|e| e.to_string())?;
-    let info = block.info().map_err(|e| e.to_string())?;
+    let dev = Device::open_path(device)?;
+    let block = dev.block(id)?;
+    let info = block.info()?;
     println!(
         "  [peer {me}] opened {} itself; block {id}: owner {}, allocated by pid {}",
         device.display(),
         info.owner,
         info.owner_tgid
     );
-    let mut mapping = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-    pattern::check(mapping.as_slice(), seed, 0).map_err(|m| format!("peer: block {id}: {m}"))?;
+    let mut mapping = block.map(Prot::ReadWrite)?;
+    pattern::check(mapping.as_slice(), seed, 0).with_context(|| format!("peer: block {id}"))?;
     println!(
         "  [peer {me}] verified the demo's pattern ({}), writing a reply",
         format_size(block.size())
@@ -138,48 +133,39 @@ fn share_persistent<'dev>(
     device: &Path,
     size: u64,
 ) -> Result<Option<Block<'dev>>> {
-    let request = AllocRequest::new(size)
-        .strategy(Strategy::Page)
-        .persist(true);
-    let mut persistent = match dev.alloc(&request) {
+    let persistent = match share::alloc_persistent(dev, size, Strategy::Page) {
         Ok(block) => block,
         Err(err) if err.errno() == Errno::EPERM => {
             println!("  (skipped: PERSIST needs CAP_SYS_ADMIN; run the demo as root)");
             return Ok(None);
         }
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     };
-    // Freed on every way out, so a failed demo leaves nothing behind.
-    persistent.set_free_on_drop(true);
     let (seed, reply) = (200, 201);
-    {
-        let mut mapping = persistent.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-        pattern::fill(mapping.as_mut_slice(), seed, 0);
-    }
+    share::write_pattern(&persistent, seed)?;
     println!(
         "  allocated persistent block {} (owned by the module, visible to every opener), \
          wrote pattern {seed}",
         persistent.id()
     );
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut peer = share::this_program_on(device).context("current_exe")?;
+    let exe = PathBuf::from(peer.get_program());
     println!(
         "  starting {} peer {} (a new process)",
         exe.display(),
         persistent.id()
     );
     let _ = std::io::stdout().flush();
-    let status = Process::new(&exe)
-        .arg("--device")
-        .arg(device)
+    let status = peer
         .args(["peer", &persistent.id().to_string()])
         .args([seed.to_string(), reply.to_string()])
         .status()
-        .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
+        .with_context(|| format!("spawn {}", exe.display()))?;
     if !status.success() {
-        return Err(format!("the peer process failed ({status})"));
+        bail!("the peer process failed ({status})");
     }
-    let read = persistent.read_all().map_err(|e| e.to_string())?;
-    pattern::check(&read, reply, 0).map_err(|m| format!("peer's reply: {m}"))?;
+    let read = persistent.read_all()?;
+    pattern::check(&read, reply, 0).context("peer's reply")?;
     println!("  demo: read the peer's reply with pread: OK");
     Ok(Some(persistent))
 }
@@ -188,10 +174,10 @@ fn share_persistent<'dev>(
 /// faults like a block of its strategy, and all show the same bytes.
 fn show_views(block: &Block<'_>) -> Result {
     let page = cmamap::page_size();
-    let len = usize::try_from(block.size()).map_err(|_| "block too large to map".to_owned())?;
+    let len = usize::try_from(block.size()).context("block too large to map")?;
     let seed = 300;
     {
-        let mut own = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+        let mut own = block.map(Prot::ReadWrite)?;
         pattern::fill(own.as_mut_slice(), seed, 0);
     }
     println!(
@@ -203,14 +189,14 @@ fn show_views(block: &Block<'_>) -> Result {
     for view in Strategy::CONCRETE {
         let mapping = block
             .map_view(view, 0, len, Prot::Read)
-            .map_err(|e| format!("{view} view: {e}"))?;
+            .with_context(|| format!("{view} view"))?;
         // One read per page, counted: a remap view is populated at mmap, the others fault.
         let before = minor_faults()?;
         for index in (0..len).step_by(page) {
             mapping.read_volatile(index);
         }
         let faults = minor_faults()? - before;
-        pattern::check(mapping.as_slice(), seed, 0).map_err(|m| format!("{view} view: {m}"))?;
+        pattern::check(mapping.as_slice(), seed, 0).with_context(|| format!("{view} view"))?;
         let first: Vec<String> = mapping.as_slice()[..8]
             .iter()
             .map(|byte| format!("{byte:02x}"))
@@ -224,7 +210,7 @@ fn show_views(block: &Block<'_>) -> Result {
         );
         views.push(mapping);
     }
-    let info = block.info().map_err(|e| e.to_string())?;
+    let info = block.info()?;
     println!(
         "  IOC_INFO: map_count {} (all three views at once); only the page view can be pinned \
          by get_user_pages",
@@ -237,18 +223,16 @@ fn demo(device: &Path, size: u64) -> Result {
     println!("cmamap demo: physically contiguous CMA memory for user space");
 
     step("1. Open the device and ask the driver about itself (IOC_STAT)");
-    let dev = Device::open_path(device).map_err(|e| e.to_string())?;
-    let stat = dev.stat().map_err(|e| e.to_string())?;
+    let dev = Device::open_path(device)?;
+    let stat = dev.stat()?;
     print!("{}", report::aligned(&report::stat_lines(&stat), "  "));
     let baseline = show_cma(&dev, "baseline");
 
     step("2. Allocate one block per mapping strategy (IOC_ALLOC)");
     let mut blocks: Vec<Block<'_>> = Vec::new();
     for strategy in Strategy::CONCRETE {
-        let block = dev
-            .alloc(&AllocRequest::new(size).strategy(strategy))
-            .map_err(|e| e.to_string())?;
-        let info = block.info().map_err(|e| e.to_string())?;
+        let block = dev.alloc(&AllocRequest::new(size).strategy(strategy))?;
+        let info = block.info()?;
         println!(
             "  {strategy:<5} -> block {}: {}, mmap offset {:#x}, phys {}",
             block.id(),
@@ -264,7 +248,7 @@ fn demo(device: &Path, size: u64) -> Result {
     let page = cmamap::page_size();
     for block in &blocks {
         let seed = u64::from(block.id());
-        let mut mapping = block.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+        let mut mapping = block.map(Prot::ReadWrite)?;
         // One write per page, counted: remap maps everything up front, huge faults once per
         // 2 MiB, fault and page once per page.
         let before = minor_faults()?;
@@ -273,10 +257,10 @@ fn demo(device: &Path, size: u64) -> Result {
         }
         let faults = minor_faults()? - before;
         pattern::fill(mapping.as_mut_slice(), seed, 0);
-        let second = block.map(Prot::Read).map_err(|e| e.to_string())?;
-        pattern::check(second.as_slice(), seed, 0).map_err(|m| m.to_string())?;
-        let read = block.read_all().map_err(|e| e.to_string())?;
-        pattern::check(&read, seed, 0).map_err(|m| m.to_string())?;
+        let second = block.map(Prot::Read)?;
+        pattern::check(second.as_slice(), seed, 0)?;
+        let read = block.read_all()?;
+        pattern::check(&read, seed, 0)?;
         println!(
             "  {:<5} block {}: mapped at {:#x}; {} page faults touching {} pages; \
              pattern verified via a 2nd mapping and via pread",
@@ -293,27 +277,20 @@ fn demo(device: &Path, size: u64) -> Result {
 
     step("5. Share a block with a forked child (same open file, MAP_SHARED)");
     let shared = &blocks[1];
-    let mut parent_map = shared.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
+    let mut parent_map = shared.map(Prot::ReadWrite)?;
     pattern::fill(parent_map.as_mut_slice(), 100, 0);
     println!(
         "  parent {}: wrote pattern 100 into block {}",
         std::process::id(),
         shared.id()
     );
-    let verdict = process::run_in_child(|| {
-        let mut own = shared.map(Prot::ReadWrite).map_err(|e| e.to_string())?;
-        pattern::check(own.as_slice(), 100, 0).map_err(|m| format!("child: {m}"))?;
-        pattern::fill(own.as_mut_slice(), 101, 0);
+    share::reply_from_child(shared, &parent_map, (100, 101), |_| {
         println!(
             "  child {}: mapped block {} itself, saw pattern 100, wrote pattern 101",
             std::process::id(),
             shared.id()
         );
-        Ok(())
-    })
-    .map_err(|e| format!("fork: {e}"))?;
-    verdict?;
-    pattern::check(parent_map.as_slice(), 101, 0).map_err(|m| format!("parent: {m}"))?;
+    })?;
     println!("  parent: sees pattern 101 through its own mapping; its first bytes:");
     for line in report::hexdump(&parent_map.as_slice()[..32], 0).lines() {
         println!("    {line}");
@@ -325,11 +302,11 @@ fn demo(device: &Path, size: u64) -> Result {
 
     step("7. The driver's view: IOC_INFO, IOC_LIST and debugfs");
     for block in blocks.iter().chain(persistent.iter()) {
-        let info = block.info().map_err(|e| e.to_string())?;
+        let info = block.info()?;
         println!("  block {}:", info.id);
         print!("{}", report::aligned(&report::info_lines(&info), "    "));
     }
-    let listed = dev.list().map_err(|e| e.to_string())?;
+    let listed = dev.list()?;
     println!("  IOC_LIST through this file:");
     for line in report::list_table(&listed).lines() {
         println!("    {line}");
@@ -349,7 +326,7 @@ fn demo(device: &Path, size: u64) -> Result {
     step("8. Free everything and check that CMA got its memory back");
     for block in blocks.into_iter().chain(persistent) {
         let id = block.id();
-        block.free().map_err(|e| e.to_string())?;
+        block.free()?;
         println!("  freed block {id}");
     }
     let Some(baseline) = baseline else {
@@ -357,22 +334,16 @@ fn demo(device: &Path, size: u64) -> Result {
         return Ok(());
     };
     // Freeing is synchronous, but allow the counters a moment.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut now = cma_free_kib(&dev);
-    while now != Some(baseline) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        now = cma_free_kib(&dev);
-    }
-    let now = now.ok_or("CmaFree vanished from /proc/meminfo")?;
+    let now = match meminfo::wait_for_cma_free(Some(&dev), baseline, 0) {
+        Ok(now) | Err(now) => now,
+    };
     println!(
         "  CmaFree {} (baseline {})",
         format_size(now * 1024),
         format_size(baseline * 1024)
     );
     if now != baseline {
-        return Err(format!(
-            "CmaFree did not return to its baseline: {now} kB now, {baseline} kB before"
-        ));
+        bail!("CmaFree did not return to its baseline: {now} kB now, {baseline} kB before");
     }
     println!();
     println!("demo complete: every block was freed and CmaFree is back at its baseline");

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use crate::check::{pass, Failure, TestResult};
 use crate::ctx::Ctx;
 use crate::figures;
-use crate::region::Region;
-use crate::rng;
+use cmamap_testkit::region::Region;
+use cmamap_testkit::rng;
 
 use model::Model;
 use op::Op;
@@ -127,7 +127,7 @@ fn replay_counted(
     persistent: &[u32],
 ) -> Option<(usize, String)> {
     progress.set(0);
-    let verdict = cmamap::process::run_in_child(|| {
+    let verdict = cmamap_testkit::process::run_in_child(|| {
         let tally = run_all(ctx, ops, progress)
             .map_err(|(index, message)| format!("{index}\n{message}"))?;
         if count {

@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 
-use cmamap::{abi, pattern, raw, Device, Errno, Owner, Strategy};
+use cmamap::{abi, raw, Device, Errno, Owner, Strategy};
+use cmamap_testkit::pattern;
 
 use super::op::{Op, Spoil};
 use crate::check::{Failure, Step};
 use crate::child;
 use crate::ctx::Ctx;
-use crate::region::{self, mmap_raw, Region};
+use cmamap_testkit::region::{self, mmap_raw, Region};
 
 const MAX_FILES: usize = 4;
 const MAX_BLOCKS: usize = 24;
@@ -163,7 +164,7 @@ fn expect_refusal<T>(
 impl<'c> Model<'c> {
     pub fn new(ctx: &'c Ctx) -> Result<Self, Failure> {
         let probe = ctx.open()?;
-        let default_strategy = probe.stat()?.default_strategy;
+        let default_strategy = probe.stat()?.default_strategy();
         Ok(Self {
             ctx,
             page: ctx.page,
@@ -302,7 +303,7 @@ impl<'c> Model<'c> {
                     Spoil::UnknownFlag => args.flags |= 1 << 7,
                     Spoil::BadStrategy => args.strategy = 99,
                     Spoil::AlignTooBig => args.align_order = abi::MAX_ALIGN_ORDER + 1,
-                    Spoil::Reserved => args.reserved[1] = 1,
+                    Spoil::Reserved => args.reserved = 1,
                 }
                 let fd = self.files[file].dev.as_fd();
                 let result = if map {

@@ -2,7 +2,7 @@
 //! that are resolved modulo what exists when it runs, so that any subsequence of a generated
 //! sequence is itself a valid sequence (which shrinking needs).
 
-use crate::rng::Rng;
+use cmamap_testkit::rng::Rng;
 
 /// How an allocation request is spoiled, if at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

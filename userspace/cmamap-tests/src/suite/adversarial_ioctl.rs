@@ -158,7 +158,7 @@ pub fn null_and_readonly_args_efault(ctx: &Ctx) -> TestResult {
     // everything when it cannot write the results back, the id included. Nothing else
     // allocates in the VM meanwhile, so the ids tell.
     let id_before = dev.alloc(&AllocRequest::new(ctx.pages(1)))?.id();
-    let page = crate::region::reserve(ctx.page)?;
+    let page = cmamap_testkit::region::reserve(ctx.page)?;
     page.mprotect_rw(true)?;
     let mut alloc = AllocRequest::new(ctx.pages(2)).to_args();
     for (request, prot) in [
@@ -241,9 +241,9 @@ pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
     raw::alloc(dev.as_fd(), &mut args).step("ALLOC")?;
     let block = dev.block(args.id)?;
     ensure_eq!(
-        (args.pad0, args.reserved),
-        (0, [0, 0]),
-        "ALLOC's pad0 and reserved out"
+        (args.pad0, args.device, args.reserved),
+        (0, 0, 0),
+        "ALLOC's pad0, device and reserved out"
     );
     ensure_eq!(args.addr, 0, "ALLOC's addr out");
     // LIST into entries full of 0xff: every written entry's reserved words come back zero, and
@@ -258,7 +258,9 @@ pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
         map_count: u32::MAX,
         owner: u32::MAX,
         owner_tgid: -1,
-        reserved: [u64::MAX; 2],
+        dma_mappings: u32::MAX,
+        pad0: u32::MAX,
+        reserved: u64::MAX,
     }; 3];
     let count = raw::list(dev.as_fd(), &mut entries).step("LIST")? as usize;
     // A bound PCI BAR is listed too; the block is among the written entries.
@@ -274,15 +276,15 @@ pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
     );
     for entry in written {
         ensure_eq!(
-            entry.reserved,
-            [0, 0],
-            "reserved words of LIST entry {}",
+            (entry.dma_mappings, entry.pad0, entry.reserved),
+            (0, 0, 0),
+            "device mappings, padding and reserved word of LIST entry {}",
             entry.id
         );
     }
     ensure_eq!(
-        entries[count].reserved,
-        [u64::MAX; 2],
+        (entries[count].pad0, entries[count].reserved),
+        (u32::MAX, u64::MAX),
         "LIST entry past the count"
     );
     let mut info = abi::BlockInfo {
@@ -290,7 +292,11 @@ pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
         ..Default::default()
     };
     raw::info(dev.as_fd(), &mut info).step("INFO")?;
-    ensure_eq!(info.reserved, [0, 0], "INFO's reserved words");
+    ensure_eq!(
+        (info.dma_mappings, info.pad0, info.reserved),
+        (0, 0, 0),
+        "INFO's device mappings, padding and reserved word"
+    );
     let mut stat = abi::StatArgs::default();
     raw::stat(dev.as_fd(), &mut stat).step("STAT")?;
     ensure_eq!(stat.reserved, [0, 0], "STAT's reserved words");

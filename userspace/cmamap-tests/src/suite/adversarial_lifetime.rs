@@ -5,7 +5,8 @@ use std::io::Read;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use cmamap::{pattern, AllocRequest, Device, Errno, Prot, Strategy};
+use cmamap::{AllocRequest, Device, Errno, Prot, Strategy};
+use cmamap_testkit::pattern;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -13,7 +14,7 @@ use crate::check::{expect_errno, pass, Failure, Step, TestResult};
 use crate::child;
 use crate::ctx::Ctx;
 use crate::module::{self, Params, Restore};
-use crate::region::Region;
+use cmamap_testkit::region::Region;
 
 pub fn stale_mapping_probe(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let pages = 16;

@@ -5,11 +5,12 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{pass, skip, Failure, Step, TestResult};
 use crate::ctx::Ctx;
-use crate::region::{self, mmap_raw, Region};
+use cmamap_testkit::region::{self, mmap_raw, Region};
 
 /// True for the strategies whose VMAs are `VM_PFNMAP` (no `struct page` behind the PTEs).
 fn is_pfnmap(strategy: Strategy) -> bool {

@@ -1,6 +1,7 @@
 //! IOC_ALLOC_MAP and IOC_UNMAP_FREE: allocation and mapping in one step, and their release.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Probe, Prot, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Prot, Strategy};
+use cmamap_testkit::{pattern, Probe};
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
 use crate::ctx::Ctx;
@@ -63,10 +64,11 @@ pub fn alloc_map_bad_prot_einval(ctx: &Ctx) -> TestResult {
             &format!("ALLOC_MAP with prot {prot:#x}"),
         )?;
     }
-    let spoilers: [Spoiler<abi::AllocArgs>; 3] = [
+    let spoilers: [Spoiler<abi::AllocArgs>; 4] = [
         ("addr = 0x1000", |a| a.addr = 0x1000),
         ("pad0 = 1", |a| a.pad0 = 1),
-        ("reserved[1] = 1", |a| a.reserved[1] = 1),
+        ("reserved = 1", |a| a.reserved = 1),
+        ("device without ALLOC_FOR_DEVICE", |a| a.device = 0x1000),
     ];
     for (what, spoil) in spoilers {
         let mut args = AllocRequest::new(ctx.pages(1)).to_args();

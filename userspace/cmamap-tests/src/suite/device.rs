@@ -30,9 +30,9 @@ pub fn stat_reports_abi_version(ctx: &Ctx) -> TestResult {
     ensure_eq!(stat.abi_version, abi::ABI_VERSION, "abi_version");
     ensure_eq!(stat.page_size, ctx.page as u64, "page_size");
     ensure!(
-        Strategy::CONCRETE.contains(&stat.default_strategy),
+        Strategy::CONCRETE.contains(&stat.default_strategy()),
         "default_strategy {} is not remap, fault, page or huge",
-        stat.default_strategy
+        stat.default_strategy()
     );
     ensure!(stat.max_bytes_per_file > 0, "max_bytes_per_file is 0");
     ensure!(stat.max_bytes_total > 0, "max_bytes_total is 0");
@@ -83,10 +83,10 @@ pub fn module_params_match_stat(ctx: &Ctx) -> TestResult {
     // The parameter may hold the number or the name of the strategy.
     let strategy = read_param("default_strategy")?;
     ensure!(
-        strategy == stat.default_strategy.to_raw().to_string()
-            || strategy == stat.default_strategy.to_string(),
+        strategy == stat.default_strategy().to_raw().to_string()
+            || strategy == stat.default_strategy().to_string(),
         "default_strategy parameter is '{strategy}', STAT says {}",
-        stat.default_strategy
+        stat.default_strategy()
     );
     pass()
 }

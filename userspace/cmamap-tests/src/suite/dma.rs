@@ -13,7 +13,7 @@ use cmamap::{abi, AllocRequest, Block, Device, Direction, DmaDevice, Errno, Prot
 use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
 use crate::child;
 use crate::ctx::{drop_privileges, Ctx};
-use crate::edu::{self, Edu};
+use cmamap_testkit::edu::{self, Edu};
 
 /// The machine set-up a DMA VM runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ pub fn dma_edu_copies_between_pages(ctx: &Ctx) -> TestResult {
     let mut view = block.map(Prot::ReadWrite)?;
     let page = ctx.page;
     let (from, to) = (1usize, 3usize);
-    let data = cmamap::pattern::generate(edu::BUFFER_LEN, 0xd3a, 0);
+    let data = cmamap_testkit::pattern::generate(edu::BUFFER_LEN, 0xd3a, 0);
     view.as_mut_slice()[from * page..from * page + edu::BUFFER_LEN].copy_from_slice(&data);
     let mapping = block.dma_map(&bench.target, Direction::Bidirectional)?;
     let bus = mapping.dma_addr();
@@ -241,7 +241,10 @@ pub fn dma_unmap_fences_the_device(ctx: &Ctx) -> TestResult {
     let bus = mapping.dma_addr();
     mapping.unmap()?;
     kmsg(&format!("cmamap-test: expect IOMMU fault at {bus:#x}\n"))?;
-    bench.edu.dma_to_ram(0, bus, edu::BUFFER_LEN).map_err(Failure::new)?;
+    bench
+        .edu
+        .dma_to_ram(0, bus, edu::BUFFER_LEN)
+        .map_err(Failure::new)?;
     ensure!(
         view.as_slice().iter().all(|&b| b == 0x5a),
         "DMA to the unmapped bus address {bus:#x} changed the block"
@@ -252,7 +255,9 @@ pub fn dma_unmap_fences_the_device(ctx: &Ctx) -> TestResult {
     );
     let fault = format!("fault addr {bus:#x}");
     ensure!(
-        kernel_log()?.lines().any(|line| line.contains("DMAR: [DMA Write") && line.contains(&fault)),
+        kernel_log()?
+            .lines()
+            .any(|line| line.contains("DMAR: [DMA Write") && line.contains(&fault)),
         "the IOMMU logged no write fault at {bus:#x}"
     );
     pass()

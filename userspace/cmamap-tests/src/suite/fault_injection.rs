@@ -14,7 +14,7 @@ use cmamap::{abi, errno_name, raw, AllocRequest, Device, Errno, Strategy};
 use crate::check::{pass, skip, Failure, Step, TestResult};
 use crate::ctx::Ctx;
 use crate::figures;
-use crate::region::{mmap_raw, Region};
+use cmamap_testkit::region::{mmap_raw, Region};
 
 /// The errnos an injected allocation or copy failure may surface as.
 const CLEAN: [Errno; 4] = [Errno::ENOMEM, Errno::EFAULT, Errno::EBUSY, Errno::EAGAIN];

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::{IoSlice, Read};
 use std::os::fd::AsFd;
 
-use cmamap::{pattern, AllocRequest, Errno, Mapping, Prot, Strategy};
+use cmamap::{AllocRequest, Errno, Mapping, Prot, Strategy};
+use cmamap_testkit::pattern;
 use nix::fcntl::{vmsplice, SpliceFFlags};
 
 use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};

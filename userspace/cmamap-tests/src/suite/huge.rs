@@ -4,7 +4,8 @@
 //! Each successful fault counts one minor fault, so the counts below are exact: a PMD fault
 //! maps 512 pages at once.
 
-use cmamap::{pattern, AllocRequest, Block, Mapping, Prot, Strategy, HUGE_SIZE};
+use cmamap::{AllocRequest, Block, Mapping, Prot, Strategy, HUGE_SIZE};
+use cmamap_testkit::pattern;
 
 use crate::check::{pass, Failure, Step, TestResult};
 use crate::child;

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use cmamap::{abi, pattern, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
+use cmamap::{abi, AllocRequest, Device, Errno, Info, Owner, Prot, Sharing, Strategy};
+use cmamap_testkit::pattern;
 
 use std::io::{Read, Write};
 
@@ -526,12 +527,13 @@ pub fn host_fill(path: &Path, size: usize) -> std::io::Result<()> {
 
 /// Host side, after the VM exits: the host half unchanged and the guest's pattern in the
 /// second half.
-pub fn host_check(path: &Path) -> Result<(), String> {
-    let data = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+pub fn host_check(path: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
     let half = data.len() / 2;
     pattern::check(&data[..half], HOST_SEED, 0)
-        .map_err(|m| format!("host half of {}: {m}", path.display()))?;
+        .with_context(|| format!("host half of {}", path.display()))?;
     pattern::check(&data[half..], GUEST_SEED, half as u64)
-        .map_err(|m| format!("guest half of {}: {m}", path.display()))?;
+        .with_context(|| format!("guest half of {}", path.display()))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Allocation, description, listing, ownership and release of blocks.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Info, Owner, Prot, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Info, Owner, Prot, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{expect_errno, pass, skip, Failure, TestResult};
 use crate::ctx::Ctx;
@@ -264,7 +265,7 @@ pub fn stat_tracks_usage(ctx: &Ctx) -> TestResult {
 
 pub fn default_strategy_resolves(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
-    let default = dev.stat()?.default_strategy;
+    let default = dev.stat()?.default_strategy();
     let block = dev.alloc(&AllocRequest::new(ctx.pages(1)).strategy(Strategy::Default))?;
     ensure_eq!(block.strategy(), default, "strategy ALLOC resolved");
     ensure_eq!(block.info()?.strategy, default, "strategy INFO reports");

@@ -1,7 +1,8 @@
 //! Block memory outlives its id (FREE while mapped) and its file (close while mapped), and goes
 //! back to CMA exactly at the last munmap.
 
-use cmamap::{pattern, AllocRequest, Errno, Prot, Strategy};
+use cmamap::{AllocRequest, Errno, Prot, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
 use crate::ctx::Ctx;

@@ -1,6 +1,7 @@
 //! mmap of blocks: contents through every path, fault counts, and refused mappings.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Prot, Sharing, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Prot, Sharing, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{expect_errno, expect_failure, pass, Failure, TestResult};
 use crate::ctx::{faults_touching, Ctx, PersistGuard};

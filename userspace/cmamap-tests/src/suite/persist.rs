@@ -1,7 +1,8 @@
 //! PERSIST blocks: owned by the module, reachable from every open file, and reserved for
 //! CAP_SYS_ADMIN, as is the physical address.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Owner, Prot, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Owner, Prot, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{expect_alloc_refused, expect_errno, pass, Failure, Step, TestResult};
 use crate::child;

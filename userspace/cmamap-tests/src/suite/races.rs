@@ -7,12 +7,13 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cmamap::{pattern, AllocRequest, Device, Errno, Prot, Strategy};
+use cmamap::{AllocRequest, Device, Errno, Prot, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{pass, Failure, Step, TestResult};
 use crate::ctx::Ctx;
-use crate::region::{mmap_raw, Region};
-use crate::rng::Rng;
+use cmamap_testkit::region::{mmap_raw, Region};
+use cmamap_testkit::rng::Rng;
 
 const PAGES: usize = 16;
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;

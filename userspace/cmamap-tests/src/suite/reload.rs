@@ -2,7 +2,8 @@
 //! something outside the driver holds pages of a freed block; fine after.
 //! These tests reload the module, so they run last.
 
-use cmamap::{pattern, AllocRequest, Prot, Strategy};
+use cmamap::{AllocRequest, Prot, Strategy};
+use cmamap_testkit::pattern;
 
 use crate::check::{pass, Failure, Step, TestResult};
 use crate::ctx::Ctx;

@@ -2,8 +2,9 @@
 
 use std::os::fd::AsFd;
 
-use cmamap::process::{recv_fd, send_fd};
-use cmamap::{pattern, AllocRequest, Device, Info, Owner, Prot, Strategy};
+use cmamap::{AllocRequest, Device, Info, Owner, Prot, Strategy};
+use cmamap_testkit::pattern;
+use cmamap_testkit::process::{recv_fd, send_fd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::check::{pass, Failure, Step, TestResult};

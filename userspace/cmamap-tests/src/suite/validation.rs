@@ -5,6 +5,7 @@ use std::mem::size_of;
 use std::os::fd::AsFd;
 
 use cmamap::{abi, raw, AllocRequest, Errno, Prot, Strategy};
+use cmamap_testkit::probe;
 
 use crate::check::{expect_alloc_refused, expect_errno, pass, skip, Failure, Outcome, TestResult};
 use crate::ctx::{is_cma_shortage, Ctx};
@@ -54,7 +55,7 @@ pub fn unknown_ioctl_enotty(ctx: &Ctx) -> TestResult {
     for (what, request) in requests {
         buf.fill(0);
         expect_errno(
-            raw::ioctl_with_buffer(dev.as_fd(), request, &mut buf),
+            probe::ioctl_with_buffer(dev.as_fd(), request, &mut buf),
             Errno::ENOTTY,
             &format!("{what} ({request:#x})"),
         )?;
@@ -65,9 +66,13 @@ pub fn unknown_ioctl_enotty(ctx: &Ctx) -> TestResult {
 
 pub fn alloc_reserved_nonzero_einval(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
-    let spoilers: [Spoiler<abi::AllocArgs>; 5] = [
-        ("reserved[0] = 1", |a| a.reserved[0] = 1),
-        ("reserved[1] = 1 << 63", |a| a.reserved[1] = 1 << 63),
+    let spoilers: [Spoiler<abi::AllocArgs>; 7] = [
+        ("reserved = 1", |a| a.reserved = 1),
+        ("reserved = 1 << 63", |a| a.reserved = 1 << 63),
+        ("device without ALLOC_FOR_DEVICE", |a| a.device = 0x1000),
+        ("ALLOC_FOR_DEVICE without a device", |a| {
+            a.flags |= abi::ALLOC_FOR_DEVICE
+        }),
         ("pad0 = 1", |a| a.pad0 = 1),
         ("addr = 0x1000", |a| a.addr = 0x1000),
         ("prot = PROT_READ on ALLOC", |a| {
@@ -117,17 +122,23 @@ pub fn info_list_stat_reserved_einval(ctx: &Ctx) -> TestResult {
             id: block.id(),
             ..Default::default()
         };
-        info.reserved[word] = 1;
+        let info_field = if word == 0 {
+            info.pad0 = 1;
+            "pad0"
+        } else {
+            info.reserved = 1;
+            "reserved"
+        };
         expect_errno(
             dev.info_raw(&mut info),
             Errno::EINVAL,
-            &format!("INFO with reserved[{word}] = 1"),
+            &format!("INFO with {info_field} = 1"),
         )?;
 
         let mut list = abi::ListArgs::default();
         list.reserved[word] = 1;
         expect_errno(
-            raw::list_count_with(dev.as_fd(), &mut list),
+            probe::list_count_with(dev.as_fd(), &mut list),
             Errno::EINVAL,
             &format!("LIST with reserved[{word}] = 1"),
         )?;
@@ -146,7 +157,7 @@ pub fn info_list_stat_reserved_einval(ctx: &Ctx) -> TestResult {
 
 pub fn alloc_unknown_flags_einval(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
-    for flags in [1u32 << 1, 1 << 31, !abi::ALLOC_FLAGS_ALL, u32::MAX] {
+    for flags in [1u32 << 2, 1 << 31, !abi::ALLOC_FLAGS_ALL, u32::MAX] {
         let mut args = valid_args(ctx);
         args.flags = flags;
         expect_alloc_refused(
@@ -422,7 +433,7 @@ pub fn bad_pointer_efault(ctx: &Ctx) -> TestResult {
         abi::IOC_STAT,
     ] {
         expect_errno(
-            raw::ioctl_with_inaccessible_arg_probe(dev.as_fd(), request),
+            probe::ioctl_with_inaccessible_arg_probe(dev.as_fd(), request),
             Errno::EFAULT,
             &format!(
                 "{} with an inaccessible argument",
@@ -433,7 +444,7 @@ pub fn bad_pointer_efault(ctx: &Ctx) -> TestResult {
     // A valid LIST whose entries buffer is inaccessible: the driver has something to write.
     let block = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
     expect_errno(
-        raw::list_into_inaccessible_probe(dev.as_fd(), 4),
+        probe::list_into_inaccessible_probe(dev.as_fd(), 4),
         Errno::EFAULT,
         "LIST into an inaccessible entries buffer",
     )?;

@@ -1,6 +1,7 @@
 //! Views: one block mapped through any strategy by the view bits of the mmap offset.
 
-use cmamap::{abi, pattern, AllocRequest, Errno, Prot, Strategy, VIEW_LIMIT};
+use cmamap::{abi, AllocRequest, Errno, Prot, Strategy, VIEW_LIMIT};
+use cmamap_testkit::pattern;
 
 use crate::check::{expect_errno, pass, Failure, TestResult};
 use crate::ctx::{faults_touching, Ctx};

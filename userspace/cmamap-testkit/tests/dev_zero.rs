@@ -1,9 +1,12 @@
-//! The library's plumbing against /dev/zero, which every host has: ioctls come back ENOTTY with
-//! the right operation names, and shared mappings of it exercise the mapping code for real.
+//! The library's plumbing and the test kit's probes against /dev/zero, which every host has:
+//! ioctls come back ENOTTY with the right operation names, and shared mappings of it exercise
+//! the mapping code for real.
 
 use std::os::fd::AsFd;
 
-use cmamap::{abi, pattern, raw, AllocRequest, Device, Errno, Prot, Sharing};
+use cmamap_testkit::{pattern, probe};
+
+use cmamap::{abi, AllocRequest, Device, Errno, Prot, Sharing};
 
 const ZERO: &str = "/dev/zero";
 
@@ -30,16 +33,16 @@ fn ioctls_report_their_names() {
 fn probes_are_harmless() {
     let dev = Device::open_path(ZERO).unwrap();
     assert_eq!(
-        raw::ioctl_with_inaccessible_arg_probe(dev.as_fd(), abi::IOC_ALLOC),
+        probe::ioctl_with_inaccessible_arg_probe(dev.as_fd(), abi::IOC_ALLOC),
         Err(Errno::ENOTTY)
     );
     assert_eq!(
-        raw::list_into_inaccessible_probe(dev.as_fd(), 4),
+        probe::list_into_inaccessible_probe(dev.as_fd(), 4),
         Err(Errno::ENOTTY)
     );
     let mut buf = [0u8; 256];
     assert_eq!(
-        raw::ioctl_with_buffer(dev.as_fd(), abi::IOC_STAT, &mut buf),
+        probe::ioctl_with_buffer(dev.as_fd(), abi::IOC_STAT, &mut buf),
         Err(Errno::ENOTTY)
     );
 }

@@ -3,12 +3,7 @@
 
 use std::fmt;
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+use crate::rng::splitmix64;
 
 fn word(seed: u64, word_index: u64) -> [u8; 8] {
     splitmix64(seed ^ splitmix64(word_index)).to_le_bytes()

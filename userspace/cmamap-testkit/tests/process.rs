@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
-use cmamap::process::{is_single_threaded, recv_fd, run_in_child, send_fd, spawn_child};
+use cmamap_testkit::process::{is_single_threaded, recv_fd, run_in_child, send_fd, spawn_child};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 fn child_verdicts() {
