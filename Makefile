@@ -19,6 +19,8 @@ BENCH_ARGS ?=
 OPS ?= 10000
 # VMs that share the test suite in `make test`; each keeps about one host core busy under TCG.
 SHARDS ?= 2
+# The machine of `make run` and `make shell`: q35 with an Intel IOMMU and QEMU's edu DMA device.
+DMA_MACHINE := --machine q35 --iommu intel --device edu
 # The ivshmem device of the test VM: its backing file, shared with the host, and size.
 IVSHMEM := $(OUT)/ivshmem.bin
 IVSHMEM_SIZE := 1048576
@@ -122,7 +124,8 @@ fuzz: setup
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS) -- /bin/cmamap-demo
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(DMA_MACHINE) $(RUN_ARGS) \
+		-- /bin/cmamap-demo
 
 bench: setup
 	@$(MAKE) --no-print-directory module-plain userspace
@@ -130,7 +133,7 @@ bench: setup
 
 shell: setup
 	@$(MAKE) --no-print-directory module userspace
-	@qemu/run.sh --shell --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(RUN_ARGS)
+	@qemu/run.sh --shell --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(DMA_MACHINE) $(RUN_ARGS)
 
 clean:
 	@rm -rf $(OUT) cmamap.ko rust-project.json

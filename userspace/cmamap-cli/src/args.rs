@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use cmamap::units::{parse_byte, parse_size, parse_u32, parse_u64};
-use cmamap::{Strategy, DEFAULT_PATH};
+use cmamap::{Direction, Strategy, DEFAULT_PATH};
 
 /// Allocate, map and inspect physically contiguous CMA blocks through /dev/cmamap.
 ///
@@ -24,6 +24,11 @@ pub struct Cli {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Use this inherited descriptor of the device instead of opening it: device mappings
+    /// belong to the open file that made them (`cmamap dma-map ... -- CMD` passes $CMAMAP_FD).
+    #[arg(long, global = true, value_name = "FD")]
+    pub fd: Option<i32>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -46,6 +51,94 @@ pub enum Command {
     Share(ShareCmd),
     /// Show the driver's figures and limits, and CmaTotal/CmaFree from /proc/meminfo.
     Stat,
+    /// Map a block for a device through the DMA API and print the bus address that device
+    /// must use (root only). The mapping ends when this command exits; give `-- CMD` to run a
+    /// command while it lives, with $CMAMAP_FD, $CMAMAP_DMA_HANDLE and $CMAMAP_DMA_ADDR set.
+    DmaMap(DmaMapCmd),
+    /// End a device mapping (its handle) made through the descriptor --fd.
+    DmaUnmap(DmaUnmapCmd),
+    /// Sync a block's device mappings: `--for cpu` before the CPU reads what a device wrote,
+    /// `--for device` before a device reads what the CPU wrote.
+    Sync(SyncCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct DmaMapCmd {
+    /// The block id (a persistent block, or one reachable through --fd).
+    #[arg(value_parser = parse_u32)]
+    pub id: u32,
+
+    /// The device: a PCI address (0000:00:05.0), BUS:NAME (platform:a0000000.dma), or a path
+    /// under /sys/bus/BUS/devices/.
+    pub target: String,
+
+    /// Which way data moves: bidirectional, to-device or from-device.
+    #[arg(
+        long = "dir",
+        value_name = "DIRECTION",
+        default_value = "bidirectional"
+    )]
+    pub direction: Direction,
+
+    /// The device's DMA address width, for a device no kernel driver owns (its datasheet's
+    /// figure): memory above it is refused instead of reached through a bounce buffer.
+    #[arg(long, value_name = "BITS")]
+    pub dma_bits: Option<u32>,
+
+    /// Start of the mapping inside the block, page-aligned (K/M/G suffixes allowed).
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    pub offset: u64,
+
+    /// Bytes to map, whole pages; defaults to the rest of the block.
+    #[arg(long, value_parser = parse_size)]
+    pub length: Option<u64>,
+
+    /// A command to run while the mapping lives.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DmaUnmapCmd {
+    /// The handle that `cmamap dma-map` printed.
+    #[arg(value_parser = parse_u32)]
+    pub handle: u32,
+}
+
+/// Whom a sync is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncFor {
+    /// Before the CPU reads what a device wrote.
+    Cpu,
+    /// Before a device reads what the CPU wrote.
+    Device,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncCmd {
+    /// The block id.
+    #[arg(value_parser = parse_u32)]
+    pub id: u32,
+
+    /// Whom the sync is for.
+    #[arg(long = "for", value_enum)]
+    pub sync_for: SyncFor,
+
+    /// Which way the data moved: bidirectional, to-device or from-device.
+    #[arg(
+        long = "dir",
+        value_name = "DIRECTION",
+        default_value = "bidirectional"
+    )]
+    pub direction: Direction,
+
+    /// Start of the range inside the block, in bytes.
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    pub offset: u64,
+
+    /// Bytes to sync; defaults to the rest of the block.
+    #[arg(long, value_parser = parse_size)]
+    pub length: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +300,51 @@ mod tests {
     }
 
     #[test]
+    fn parses_dma_map_with_a_command() {
+        let cli = Cli::try_parse_from([
+            "cmamap",
+            "--fd",
+            "3",
+            "dma-map",
+            "5",
+            "0000:00:04.0",
+            "--dir",
+            "from-device",
+            "--dma-bits",
+            "28",
+            "--",
+            "sh",
+            "-c",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cli.fd, Some(3));
+        let Command::DmaMap(map) = cli.command else {
+            panic!("not dma-map")
+        };
+        assert_eq!((map.id, map.target.as_str()), (5, "0000:00:04.0"));
+        assert_eq!(
+            (map.direction, map.dma_bits),
+            (Direction::FromDevice, Some(28))
+        );
+        assert_eq!(map.command, ["sh", "-c", "true"]);
+    }
+
+    #[test]
+    fn parses_sync() {
+        let cli =
+            Cli::try_parse_from(["cmamap", "sync", "5", "--for", "cpu", "--length", "4K"]).unwrap();
+        let Command::Sync(sync) = cli.command else {
+            panic!("not sync")
+        };
+        assert_eq!(
+            (sync.id, sync.sync_for, sync.length),
+            (5, SyncFor::Cpu, Some(4096))
+        );
+        assert_eq!(sync.direction, Direction::Bidirectional);
+    }
+
+    #[test]
     fn help_mentions_views() {
         let help = Cli::command()
             .find_subcommand_mut("map")
@@ -230,6 +368,18 @@ mod tests {
             &["cmamap", "map", "1", "--view", "pfn"],
             &["cmamap", "map", "1", "--view"],
             &["cmamap", "frobnicate"],
+            &["cmamap", "dma-map", "1"],
+            &[
+                "cmamap",
+                "dma-map",
+                "1",
+                "0000:00:04.0",
+                "--dir",
+                "sideways",
+            ],
+            &["cmamap", "sync", "1"],
+            &["cmamap", "sync", "1", "--for", "gpu"],
+            &["cmamap", "dma-unmap", "x"],
         ] {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{argv:?}");

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cmamap::units::format_size;
-use cmamap::{meminfo, AllocRequest, Device, Prot, Strategy};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use cmamap::{meminfo, AllocRequest, Device, DmaDevice, Prot, Strategy};
 use cmamap_cli::error::CliError;
 use cmamap_cli::json::{json_object, print_json};
 use cmamap_cli::report;
@@ -13,7 +15,7 @@ use cmamap_cli::share::{self, ShareError};
 use cmamap_testkit::pattern;
 use serde_json::{json, Value};
 
-use crate::args::{AllocCmd, IdCmd, MapCmd, ShareCmd};
+use crate::args::{AllocCmd, DmaMapCmd, DmaUnmapCmd, IdCmd, MapCmd, ShareCmd, SyncCmd, SyncFor};
 
 type Result<T = ()> = std::result::Result<T, CliError>;
 
@@ -21,15 +23,23 @@ type Result<T = ()> = std::result::Result<T, CliError>;
 pub struct Ctx {
     pub device: PathBuf,
     pub json: bool,
+    /// An inherited descriptor of the device to use instead of opening it.
+    pub fd: Option<i32>,
 }
 
 impl Ctx {
     fn open(&self) -> Result<Device> {
-        Ok(Device::open_path(&self.device)?)
+        match self.fd {
+            Some(fd) => inherited(fd),
+            None => Ok(Device::open_path(&self.device)?),
+        }
     }
 
     fn open_readonly(&self) -> Result<Device> {
-        Ok(Device::open_path_readonly(&self.device)?)
+        match self.fd {
+            Some(fd) => inherited(fd),
+            None => Ok(Device::open_path_readonly(&self.device)?),
+        }
     }
 
     /// Prints a line of narration in text mode only.
@@ -99,13 +109,153 @@ pub fn free(ctx: &Ctx, cmd: &IdCmd) -> Result {
     Ok(())
 }
 
+/// The open file behind inherited descriptor `fd` (a duplicate, so it stays open for its
+/// owner too).
+fn inherited(fd: i32) -> Result<Device> {
+    // SAFETY: only duplicated here; the descriptor itself stays its owner's.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .map_err(|e| CliError::Other(format!("--fd {fd}: {e} (not an open descriptor)")))?;
+    Ok(Device::from_fd(owned))
+}
+
 pub fn info(ctx: &Ctx, cmd: &IdCmd) -> Result {
     let dev = ctx.open_readonly()?;
     let info = dev.info(cmd.id)?;
+    let mappings = if info.dma_mappings > 0 {
+        dev.dma_mappings(cmd.id)?
+    } else {
+        Vec::new()
+    };
     if ctx.json {
-        print_json(&info)?;
+        let mut out = json_object(&info)?;
+        out.insert("dma".into(), json!(mappings));
+        print_json(&out)?;
     } else {
         print!("{}", report::aligned(&report::info_lines(&info), ""));
+        for m in &mappings {
+            println!(
+                "  device mapping {}: {} at bus address {:#x}, bytes {:#x}..{:#x}, {}",
+                m.handle,
+                m.device,
+                m.dma_addr,
+                m.offset,
+                m.offset + m.length,
+                m.direction
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn dma_map(ctx: &Ctx, cmd: &DmaMapCmd) -> Result {
+    let dev = ctx.open()?;
+    let block = dev.block(cmd.id)?;
+    let mut target = DmaDevice::new(&cmd.target)?;
+    if let Some(bits) = cmd.dma_bits {
+        target = target.dma_bits(bits);
+    }
+    let end = match cmd.length {
+        Some(length) => cmd.offset.checked_add(length),
+        None => Some(block.size()),
+    }
+    .ok_or_else(|| CliError::Other("dma-map: --offset plus --length overflows".into()))?;
+    let mapping = block.dma_map_range(&target, cmd.direction, cmd.offset..end)?;
+    let phys = block.info()?.phys_addr;
+    if ctx.json {
+        print_json(&json!({
+            "id": cmd.id,
+            "device": target.name(),
+            "handle": mapping.handle(),
+            "dma_addr": mapping.dma_addr(),
+            "phys_addr": phys,
+            "offset": cmd.offset,
+            "length": end - cmd.offset,
+            "direction": cmd.direction,
+        }))?;
+    } else {
+        println!(
+            "block {} mapped for {}: bus address {:#x} (physical {}), bytes {:#x}..{:#x}, {}, handle {}",
+            cmd.id,
+            target.name(),
+            mapping.dma_addr(),
+            report::phys_text(phys),
+            cmd.offset,
+            end,
+            cmd.direction,
+            mapping.handle()
+        );
+    }
+    if cmd.command.is_empty() {
+        if !ctx.json {
+            eprintln!(
+                "note: the mapping ends as this command exits; give `-- CMD` to run a command \
+                 while it lives"
+            );
+        }
+        return Ok(());
+    }
+    let fd = dev.as_fd();
+    // The command reaches the mapping through this open file: it must survive exec.
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(|e| CliError::Other(format!("dma-map: fcntl: {e}")))?;
+    let _ = std::io::stdout().flush();
+    let status = std::process::Command::new(&cmd.command[0])
+        .args(&cmd.command[1..])
+        .env("CMAMAP_FD", fd.as_raw_fd().to_string())
+        .env("CMAMAP_DMA_HANDLE", mapping.handle().to_string())
+        .env("CMAMAP_DMA_ADDR", format!("{:#x}", mapping.dma_addr()))
+        .status()
+        .map_err(|e| CliError::Other(format!("dma-map: run {}: {e}", cmd.command[0])))?;
+    drop(mapping);
+    if !status.success() {
+        return Err(CliError::Other(format!(
+            "dma-map: {} exited with {status}",
+            cmd.command[0]
+        )));
+    }
+    Ok(())
+}
+
+pub fn dma_unmap(ctx: &Ctx, cmd: &DmaUnmapCmd) -> Result {
+    let dev = ctx.open()?;
+    dev.dma_unmap(cmd.handle)?;
+    if ctx.json {
+        print_json(&json!({ "unmapped": cmd.handle }))?;
+    } else {
+        println!("ended device mapping {}", cmd.handle);
+    }
+    Ok(())
+}
+
+pub fn sync(ctx: &Ctx, cmd: &SyncCmd) -> Result {
+    let dev = ctx.open()?;
+    let block = dev.block(cmd.id)?;
+    let end = match cmd.length {
+        Some(length) => cmd.offset.checked_add(length),
+        None => Some(block.size()),
+    }
+    .ok_or_else(|| CliError::Other("sync: --offset plus --length overflows".into()))?;
+    let range = cmd.offset..end;
+    let synced = match cmd.sync_for {
+        SyncFor::Cpu => block.sync_for_cpu(range, cmd.direction)?,
+        SyncFor::Device => block.sync_for_device(range, cmd.direction)?,
+    };
+    let whom = match cmd.sync_for {
+        SyncFor::Cpu => "cpu",
+        SyncFor::Device => "device",
+    };
+    if ctx.json {
+        print_json(&json!({ "id": cmd.id, "for": whom, "synced": synced }))?;
+    } else {
+        println!(
+            "synced {synced} device mappings of block {} for the {whom}",
+            cmd.id
+        );
     }
     Ok(())
 }

@@ -38,6 +38,20 @@ fn fix(op: &str, errno: Errno) -> Option<&'static str> {
         ("CMAMAP_IOC_ALLOC", Errno::ENOSPC) => "`cmamap stat` shows the limits",
         ("CMAMAP_IOC_ALLOC", Errno::ENOMEM | Errno::EBUSY) => "`cmamap stat` shows CmaFree",
         ("CMAMAP_IOC_ALLOC", Errno::EINVAL) => "--align-order takes 0 to 10",
+        ("CMAMAP_IOC_DMA_MAP", Errno::EPERM) => "run as root: a device reaching memory needs it",
+        ("CMAMAP_IOC_DMA_MAP", Errno::ENODEV) => {
+            "name the device as 0000:00:05.0, BUS:NAME or /sys/bus/BUS/devices/NAME"
+        }
+        ("CMAMAP_IOC_DMA_MAP", Errno::EOPNOTSUPP) => "this device does no DMA",
+        ("CMAMAP_IOC_DMA_MAP" | "CMAMAP_IOC_ALLOC", Errno::ERANGE) => {
+            "the device cannot reach this memory without a bounce buffer: place CMA below its \
+             limit (cma=SIZE@BASE-LIMIT) or put it behind an IOMMU"
+        }
+        ("CMAMAP_IOC_DMA_UNMAP", Errno::ENOENT) => {
+            "mappings belong to the open file that made them: run this under \
+             `cmamap dma-map ... -- CMD` with --fd $CMAMAP_FD"
+        }
+        (op, Errno::EINVAL) if op.starts_with("device ") => "not a device path under /sys",
         _ => return None,
     };
     Some(fix)
@@ -104,6 +118,18 @@ mod tests {
         let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_FREE", Errno::EPERM));
         assert!(err.to_string().contains("EPERM"), "{err}");
         assert!(err.to_string().ends_with("; run as root)"), "{err}");
+    }
+
+    #[test]
+    fn dma_errors_say_what_to_do() {
+        let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_DMA_MAP", Errno::ERANGE));
+        assert!(
+            err.to_string().starts_with("CMAMAP_IOC_DMA_MAP: ERANGE"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cma=SIZE@BASE-LIMIT"), "{err}");
+        let err = CliError::from(cmamap::Error::new("CMAMAP_IOC_DMA_UNMAP", Errno::ENOENT));
+        assert!(err.to_string().contains("--fd $CMAMAP_FD"), "{err}");
     }
 
     #[test]

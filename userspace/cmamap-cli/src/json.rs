@@ -42,7 +42,9 @@ mod tests {
         out.insert("hold_seconds".into(), json!(None::<u64>));
         let line = serde_json::to_string(&out).unwrap();
         assert!(
-            line.ends_with(r#""map_count":1,"dma_mappings":0,"freed_at_exit":false,"hold_seconds":null}"#),
+            line.ends_with(
+                r#""map_count":1,"dma_mappings":0,"freed_at_exit":false,"hold_seconds":null}"#
+            ),
             "{line}"
         );
     }

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let ctx = Ctx {
         device: cli.device,
         json: cli.json,
+        fd: cli.fd,
     };
     let result = match &cli.command {
         Command::Alloc(cmd) => commands::alloc(&ctx, cmd),
@@ -25,6 +26,9 @@ fn main() -> ExitCode {
         Command::Map(cmd) => commands::map(&ctx, cmd),
         Command::Share(cmd) => commands::share(&ctx, cmd),
         Command::Stat => commands::stat(&ctx),
+        Command::DmaMap(cmd) => commands::dma_map(&ctx, cmd),
+        Command::DmaUnmap(cmd) => commands::dma_unmap(&ctx, cmd),
+        Command::Sync(cmd) => commands::sync(&ctx, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,11 @@ use crate::raw;
 
 /// Which way data moves between memory and the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Direction {
     /// The device reads and writes.
     Bidirectional,
@@ -156,6 +161,7 @@ fn io_error(op: String, err: &std::io::Error) -> Error {
 
 /// One device mapping, as `CMAMAP_IOC_DMA_LIST` describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DmaInfo {
     /// The handle `DMA_UNMAP` takes.
     pub handle: u32,

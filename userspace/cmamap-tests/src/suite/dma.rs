@@ -12,7 +12,7 @@ use cmamap::{abi, AllocRequest, Block, Device, Direction, DmaDevice, Errno, Prot
 
 use crate::check::{expect_errno, pass, skip, Failure, Step, TestResult};
 use crate::child;
-use crate::ctx::{drop_privileges, Ctx};
+use crate::ctx::{drop_privileges, Ctx, PersistGuard};
 use cmamap_testkit::edu::{self, Edu};
 
 /// The machine set-up a DMA VM runs.
@@ -652,6 +652,77 @@ pub fn dma_sync_picks_overlapping_mappings(ctx: &Ctx) -> TestResult {
         )?,
         2,
         "syncs of a range across both mappings"
+    );
+    pass()
+}
+
+/// The CLI maps a persistent block for edu, and a command it runs syncs and ends the mapping
+/// through the inherited open file; errors name the errno and what to do.
+pub fn dma_cli_maps_syncs_unmaps(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)).persist(true))?;
+    let id = block.id();
+    let _guard = PersistGuard::new(ctx, id);
+    if !bench.setup.reaches(phys_of(&block)?, block.size()) {
+        return skip("the persistent block landed out of edu's reach");
+    }
+    let bits = bench.setup.edu_bits().to_string();
+    let inner = format!(
+        "cmamap --fd $CMAMAP_FD sync {id} --for device --dir to-device && \
+         cmamap --fd $CMAMAP_FD dma-unmap $CMAMAP_DMA_HANDLE && \
+         ! cmamap --fd $CMAMAP_FD dma-unmap $CMAMAP_DMA_HANDLE 2>/tmp/second-unmap"
+    );
+    let out = std::process::Command::new("/bin/cmamap")
+        .args(["--json", "dma-map", &id.to_string(), bench.edu.address()])
+        .args([
+            "--dir",
+            "to-device",
+            "--dma-bits",
+            &bits,
+            "--",
+            "sh",
+            "-c",
+            &inner,
+        ])
+        .output()
+        .step("run cmamap dma-map")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "cmamap dma-map failed: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains("\"dma_addr\":") && stdout.contains("\"synced\":1"),
+        "dma-map and sync printed:\n{stdout}"
+    );
+    let second =
+        std::fs::read_to_string("/tmp/second-unmap").step("read the second unmap's error")?;
+    ensure!(
+        second.contains("ENOENT") && second.contains("CMAMAP_IOC_DMA_UNMAP"),
+        "a second dma-unmap said: {second}"
+    );
+    ensure_eq!(
+        block.dma_mappings()?.len(),
+        0,
+        "mappings after the CLI exited"
+    );
+    // A device that does not exist: exit status 1, the errno and a fix.
+    let out = std::process::Command::new("/bin/cmamap")
+        .args(["dma-map", &id.to_string(), "0000:00:1e.7"])
+        .output()
+        .step("run cmamap dma-map of no device")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status of dma-map of no device"
+    );
+    ensure!(
+        stderr.contains("ENODEV") && stderr.contains("name the device as"),
+        "dma-map of no device said: {stderr}"
     );
     pass()
 }

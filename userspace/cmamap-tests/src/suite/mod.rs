@@ -236,6 +236,7 @@ const TABLE: &[Entry] = &[
         "dma_sync_picks_overlapping_mappings",
         dma::dma_sync_picks_overlapping_mappings,
     ),
+    plain("dma_cli_maps_syncs_unmaps", dma::dma_cli_maps_syncs_unmaps),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
     plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
