@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 
-use cmamap::{abi, raw, Device, Errno, Owner, Strategy};
+use cmamap::{abi, raw, Device, Direction, DmaDevice, Errno, Owner, Strategy};
 use cmamap_testkit::pattern;
 
 use super::op::{Op, Spoil};
@@ -18,6 +18,7 @@ use cmamap_testkit::region::{self, mmap_raw, Region};
 const MAX_FILES: usize = 4;
 const MAX_BLOCKS: usize = 24;
 const MAX_MAPS: usize = 32;
+const MAX_DMA_MAPS: usize = 48;
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
 
 /// A block's memory, shared by the block and every mapping of it; outlives both in the model
@@ -116,6 +117,39 @@ impl Map {
 }
 
 /// Counts of what ran, for the report.
+/// A device mapping: made through file `file_key`, of pages `first..first + pages` of a block.
+struct DmaMap {
+    file_key: u64,
+    block_id: u32,
+    handle: u32,
+    first: usize,
+    pages: usize,
+    direction: Direction,
+}
+
+impl DmaMap {
+    /// Whether SYNC of `first..first + pages` in `direction` reaches this mapping.
+    fn synced_by(&self, block_id: u32, first: usize, pages: usize, direction: Direction) -> bool {
+        let overlap = first < self.first + self.pages && self.first < first + pages;
+        let dirs = direction == self.direction
+            || direction == Direction::Bidirectional
+            || self.direction == Direction::Bidirectional;
+        self.block_id == block_id && overlap && dirs
+    }
+}
+
+/// The first PCI device: any will do for mappings that no device uses (no IOMMU in the
+/// suite's VMs, and CMA under its 32-bit mask).
+fn first_pci_device() -> Option<DmaDevice> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    DmaDevice::new(names.first()?).ok()
+}
+
 #[derive(Default)]
 pub struct Tally {
     pub ops: u64,
@@ -135,6 +169,9 @@ pub struct Model<'c> {
     freed: Vec<(u32, u64)>,
     maps: Vec<Map>,
     seen_ids: HashSet<u32>,
+    dma: Vec<DmaMap>,
+    /// The device DMA_MAP maps for; none without root (DMA_MAP needs CAP_SYS_ADMIN).
+    dma_device: Option<DmaDevice>,
     pub tally: Tally,
 }
 
@@ -175,6 +212,8 @@ impl<'c> Model<'c> {
             freed: Vec::new(),
             maps: Vec::new(),
             seen_ids: HashSet::new(),
+            dma: Vec::new(),
+            dma_device: if ctx.root { first_pci_device() } else { None },
             tally: Tally::default(),
         })
     }
@@ -253,8 +292,18 @@ impl<'c> Model<'c> {
         Ok(())
     }
 
-    /// Runs one operation; `Err` when the device disagrees with the model.
+    /// Runs one operation; `Err` when the device disagrees with the model. Device mappings
+    /// end with their block (FREE, UNMAP_FREE, close) and with the file that made them.
     pub fn run(&mut self, op: Op) -> Result<(), Failure> {
+        let result = self.run_op(op);
+        let (blocks, files) = (&self.blocks, &self.files);
+        self.dma.retain(|d| {
+            blocks.iter().any(|b| b.id == d.block_id) && files.iter().any(|f| f.key == d.file_key)
+        });
+        result
+    }
+
+    fn run_op(&mut self, op: Op) -> Result<(), Failure> {
         self.tally.ops += 1;
         let p = self.page;
         let nfiles = self.files.len() as u32;
@@ -692,6 +741,166 @@ impl<'c> Model<'c> {
                     "INFO map_count of block {}",
                     b.id
                 );
+                let dma_maps = self.dma.iter().filter(|d| d.block_id == b.id).count();
+                ensure_eq!(
+                    info.dma_mappings as usize,
+                    dma_maps,
+                    "INFO dma_mappings of block {}",
+                    b.id
+                );
+            }
+            Op::DmaMap {
+                file,
+                block,
+                first,
+                pages,
+                dir,
+                past_end,
+            } => {
+                let Some(device) = &self.dma_device else {
+                    return Ok(());
+                };
+                if nfiles == 0 || self.dma.len() >= MAX_DMA_MAPS {
+                    return Ok(());
+                }
+                let file = (file % nfiles) as usize;
+                let reachable = self.reachable(file);
+                if reachable.is_empty() {
+                    return Ok(());
+                }
+                let b = &self.blocks[reachable[block as usize % reachable.len()]];
+                let direction = Direction::ALL[usize::from(dir) % 3];
+                let first = if past_end {
+                    b.pages
+                } else {
+                    usize::from(first) % b.pages
+                };
+                let pages = 1 + usize::from(pages) % b.pages.saturating_sub(first).max(1);
+                let mut args = abi::DmaMapArgs {
+                    id: b.id,
+                    direction: direction.to_abi(),
+                    offset: (first * p) as u64,
+                    length: (pages * p) as u64,
+                    device: device.to_abi(),
+                    ..Default::default()
+                };
+                let dev = &self.files[file].dev;
+                let result = dev.dma_map_raw(&mut args).map_err(|e| e.errno());
+                let what = format!("DMA_MAP of pages {first}+{pages} of block {}", b.id);
+                if past_end {
+                    self.tally.refusals += 1;
+                    return expect_refusal(result, Errno::EINVAL, &what, |()| {
+                        let _ = dev.dma_unmap(args.handle);
+                    });
+                }
+                expect_ok(result, &what)?;
+                ensure!(
+                    args.handle != 0 && !self.dma.iter().any(|d| d.handle == args.handle),
+                    "{what}: handle {} is 0 or already live",
+                    args.handle
+                );
+                self.dma.push(DmaMap {
+                    file_key: self.files[file].key,
+                    block_id: b.id,
+                    handle: args.handle,
+                    first,
+                    pages,
+                    direction,
+                });
+            }
+            Op::DmaUnmap {
+                file,
+                mapping,
+                wrong,
+            } => {
+                if nfiles == 0 {
+                    return Ok(());
+                }
+                let file = (file % nfiles) as usize;
+                let key = self.files[file].key;
+                let own: Vec<usize> = (0..self.dma.len())
+                    .filter(|&i| self.dma[i].file_key == key)
+                    .collect();
+                if wrong {
+                    let others: Vec<u32> = self
+                        .dma
+                        .iter()
+                        .filter(|d| d.file_key != key)
+                        .map(|d| d.handle)
+                        .collect();
+                    let handle = others
+                        .get(mapping as usize % others.len().max(1))
+                        .copied()
+                        .unwrap_or(u32::MAX - 3);
+                    self.tally.refusals += 1;
+                    return expect_refusal(
+                        self.files[file]
+                            .dev
+                            .dma_unmap(handle)
+                            .map_err(|e| e.errno()),
+                        Errno::ENOENT,
+                        &format!("DMA_UNMAP of handle {handle}, not this file's"),
+                        drop,
+                    );
+                }
+                if own.is_empty() {
+                    return Ok(());
+                }
+                let gone = self.dma.remove(own[mapping as usize % own.len()]);
+                expect_ok(
+                    self.files[file]
+                        .dev
+                        .dma_unmap(gone.handle)
+                        .map_err(|e| e.errno()),
+                    &format!("DMA_UNMAP of handle {}", gone.handle),
+                )?;
+            }
+            Op::Sync {
+                file,
+                block,
+                first,
+                pages,
+                dir,
+                for_cpu,
+            } => {
+                if nfiles == 0 {
+                    return Ok(());
+                }
+                let file = (file % nfiles) as usize;
+                let reachable = self.reachable(file);
+                if reachable.is_empty() {
+                    return Ok(());
+                }
+                let b = &self.blocks[reachable[block as usize % reachable.len()]];
+                let direction = Direction::ALL[usize::from(dir) % 3];
+                let first = usize::from(first) % b.pages;
+                let pages = 1 + usize::from(pages) % (b.pages - first);
+                let expected = self
+                    .dma
+                    .iter()
+                    .filter(|d| d.synced_by(b.id, first, pages, direction))
+                    .count();
+                let synced = self.files[file]
+                    .dev
+                    .sync_raw(&mut abi::SyncArgs {
+                        id: b.id,
+                        flags: if for_cpu {
+                            abi::SYNC_FOR_CPU
+                        } else {
+                            abi::SYNC_FOR_DEVICE
+                        },
+                        offset: (first * p) as u64,
+                        length: (pages * p) as u64,
+                        direction: direction.to_abi(),
+                        ..Default::default()
+                    })
+                    .step("SYNC")?;
+                ensure_eq!(
+                    synced as usize,
+                    expected,
+                    "SYNC of pages {first}+{pages} of block {} ({direction})",
+                    b.id
+                );
             }
             Op::List { file } => {
                 if nfiles == 0 {
@@ -751,6 +960,7 @@ impl<'c> Model<'c> {
             }
         }
         self.blocks.clear();
+        self.dma.clear();
         self.files.clear();
     }
 }

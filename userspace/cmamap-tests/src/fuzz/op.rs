@@ -99,6 +99,32 @@ pub enum Op {
     List {
         file: u32,
     },
+    /// DMA_MAP of `pages` pages from `first` of a reachable block for the run's device, in
+    /// direction `dir` (modulo 3); `past_end` starts it past the block (EINVAL).
+    DmaMap {
+        file: u32,
+        block: u32,
+        first: u8,
+        pages: u8,
+        dir: u8,
+        past_end: bool,
+    },
+    /// DMA_UNMAP of one of the file's device mappings, or (when `wrong`) of a handle the file
+    /// does not hold.
+    DmaUnmap {
+        file: u32,
+        mapping: u32,
+        wrong: bool,
+    },
+    /// SYNC of `pages` pages from `first` of a reachable block.
+    Sync {
+        file: u32,
+        block: u32,
+        first: u8,
+        pages: u8,
+        dir: u8,
+        for_cpu: bool,
+    },
 }
 
 fn pick(rng: &mut Rng) -> u32 {
@@ -109,7 +135,7 @@ impl Op {
     /// The next operation from `rng`; persistent blocks only when `root`.
     pub fn generate(rng: &mut Rng, root: bool) -> Op {
         let file = pick(rng);
-        match rng.below(100) {
+        match rng.below(108) {
             0..=2 => Op::Open,
             3..=4 => Op::Close { file },
             5..=6 => Op::Reopen { file },
@@ -196,7 +222,28 @@ impl Op {
                 file,
                 block: pick(rng),
             },
-            _ => Op::List { file },
+            95..=99 => Op::List { file },
+            100..=103 => Op::DmaMap {
+                file,
+                block: pick(rng),
+                first: rng.below(8) as u8,
+                pages: rng.below(8) as u8,
+                dir: rng.below(3) as u8,
+                past_end: rng.chance(10),
+            },
+            104..=105 => Op::DmaUnmap {
+                file,
+                mapping: pick(rng),
+                wrong: rng.chance(20),
+            },
+            _ => Op::Sync {
+                file,
+                block: pick(rng),
+                first: rng.below(8) as u8,
+                pages: rng.below(8) as u8,
+                dir: rng.below(3) as u8,
+                for_cpu: rng.chance(50),
+            },
         }
     }
 
