@@ -32,7 +32,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test fuzz run shell bench selftest-pipeline clean rust-analyzer help
+	fmt test fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -43,6 +43,7 @@ help:
 	@echo "make fuzz OPS=N [SEED=S]  run N random operations against the model in the VM (replay a seed)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
 	@echo "make bench      benchmark in the VM (plain kernel); results in bench/results/"
+	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
@@ -130,6 +131,12 @@ run: setup
 bench: setup
 	@$(MAKE) --no-print-directory module-plain userspace
 	@scripts/bench.sh bench/results -- $(BENCH_ARGS)
+	@scripts/bench-dma.sh bench/results
+
+# The DMA part of the benchmark alone (dma.csv, dma.txt in bench/results/).
+bench-dma: setup
+	@$(MAKE) --no-print-directory module-plain userspace
+	@scripts/bench-dma.sh bench/results
 
 shell: setup
 	@$(MAKE) --no-print-directory module userspace

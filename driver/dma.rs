@@ -498,42 +498,35 @@ pub(crate) fn count_of(id: u32) -> u32 {
         .count() as u32
 }
 
-/// Prints the device mappings made through open file `file_key`, one line each (fdinfo).
-pub(crate) fn show_of_file(m: &SeqFile, file_key: u64) {
-    for mapping in MAPPINGS.lock().list.iter().filter(|x| x.file_key == file_key) {
-        seq_print!(
-            m,
-            "cmamap-dma:\thandle={} block={} device={} dma_addr={:#x} offset={} length={} dir={}\n",
-            mapping.handle,
-            mapping.block.id(),
-            mapping.device_name.display(),
-            mapping.mapped.addr(),
-            mapping.offset,
-            mapping.len,
-            mapping.direction.name()
-        );
+impl kernel::fmt::Display for DmaMapping {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "handle={} block={} device={} dma_addr={:#x} offset={} length={} dir={}",
+            self.handle,
+            self.block.id(),
+            self.device_name.display(),
+            self.mapped.addr(),
+            self.offset,
+            self.len,
+            self.direction.name()
+        )
     }
 }
 
-/// Writes every device mapping, one line each (debugfs `dma`).
+/// Prints the device mappings made through open file `file_key`, one line each (fdinfo).
+pub(crate) fn show_of_file(m: &SeqFile, file_key: u64) {
+    for mapping in MAPPINGS.lock().list.iter().filter(|x| x.file_key == file_key) {
+        seq_print!(m, "cmamap-dma:\t{}\n", &*mapping);
+    }
+}
+
+/// Writes every device mapping, one line each after a header (debugfs `dma`).
 pub(crate) fn render(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-    writeln!(
-        f,
-        "{:>6} {:>6} {:>24} {:>18} {:>12} {:>12} {:>13}",
-        "handle", "block", "device", "dma_addr", "offset", "length", "direction"
-    )?;
-    for m in MAPPINGS.lock().list.iter() {
-        writeln!(
-            f,
-            "{:>6} {:>6} {:>24} {:>#18x} {:>12} {:>12} {:>13}",
-            m.handle,
-            m.block.id(),
-            m.device_name.display(),
-            m.mapped.addr(),
-            m.offset,
-            m.len,
-            m.direction.name()
-        )?;
+    writeln!(f, "device mappings: handle block device dma_addr offset length dir")?;
+    for mapping in MAPPINGS.lock().list.iter() {
+        kernel::fmt::Display::fmt(&*mapping, f)?;
+        writeln!(f)?;
     }
     Ok(())
 }

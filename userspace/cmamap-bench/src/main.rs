@@ -6,6 +6,7 @@
 mod chart;
 mod clock;
 mod contender;
+mod dma;
 mod dma_heap;
 mod meter;
 mod ratios;
@@ -39,6 +40,45 @@ enum Command {
     Report(ReportArgs),
     /// Print this machine's time-stamp counter rate in kHz (for `run --tsc-khz`).
     TscKhz,
+    /// Measure (in the VM) DMA_MAP, DMA_UNMAP and SYNC costs for one device.
+    Dma(DmaArgs),
+    /// Turn DMA runs' outputs into bench/results/dma.csv and dma.txt.
+    DmaReport(DmaReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct DmaArgs {
+    /// The set-up's name in the results (e.g. iommu, direct).
+    #[arg(long)]
+    setup: String,
+    /// The device to map for (a PCI address), or `edu` for the VM's edu device.
+    #[arg(long)]
+    device: String,
+    /// Its DMA address width.
+    #[arg(long, default_value_t = 0)]
+    dma_bits: u32,
+    /// Smallest block size.
+    #[arg(long, default_value = "4K", value_parser = size)]
+    min_size: u64,
+    /// Largest block size; sizes go up in powers of 4.
+    #[arg(long, default_value = "64M", value_parser = size)]
+    max_size: u64,
+    /// Repeats of each measurement.
+    #[arg(long, default_value_t = 21)]
+    repeats: u32,
+    /// The time-stamp counter's rate, measured on the host.
+    #[arg(long)]
+    tsc_khz: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct DmaReportArgs {
+    /// The runs' outputs (result.txt of each VM).
+    #[arg(long, required = true)]
+    input: Vec<PathBuf>,
+    /// Where dma.csv and dma.txt go.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn size(input: &str) -> Result<u64, String> {
@@ -93,6 +133,25 @@ fn sizes(min: u64, max: u64) -> Vec<u64> {
         .collect()
 }
 
+/// Gathers the DMA runs' sections into dma.csv and a table in dma.txt.
+fn dma_report(args: &DmaReportArgs) -> Result<(), String> {
+    let mut rows = String::new();
+    for input in &args.input {
+        let text =
+            std::fs::read_to_string(input).map_err(|e| format!("read {}: {e}", input.display()))?;
+        rows.push_str(
+            &dma::section(&text).ok_or_else(|| format!("{}: no DMA section", input.display()))?,
+        );
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let csv = format!("{}\n{rows}", dma::HEADER);
+    std::fs::write(args.out.join("dma.csv"), csv).map_err(|e| e.to_string())?;
+    let table = dma::table(&rows);
+    std::fs::write(args.out.join("dma.txt"), &table).map_err(|e| e.to_string())?;
+    print!("{table}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -114,6 +173,25 @@ fn main() -> ExitCode {
         }
         Command::Report(args) => report::write(&args.input, &args.out, &args.command)
             .map(|failed| (failed, "error line(s) in the run")),
+        Command::Dma(args) => {
+            match args.tsc_khz {
+                Some(khz) => {
+                    clock::set_khz(khz);
+                }
+                None => {
+                    clock::set_khz(clock::calibrate(std::time::Duration::from_millis(300)));
+                }
+            }
+            let plan = dma::Plan {
+                setup: args.setup,
+                device: args.device,
+                dma_bits: args.dma_bits,
+                sizes: sizes(args.min_size, args.max_size),
+                repeats: args.repeats.max(1),
+            };
+            dma::run(&plan).map(|()| (0, ""))
+        }
+        Command::DmaReport(args) => dma_report(&args).map(|()| (0, "")),
         Command::TscKhz => {
             println!(
                 "{:.0}",

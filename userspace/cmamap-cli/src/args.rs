@@ -72,26 +72,13 @@ pub struct DmaMapCmd {
     /// under /sys/bus/BUS/devices/.
     pub target: String,
 
-    /// Which way data moves: bidirectional, to-device or from-device.
-    #[arg(
-        long = "dir",
-        value_name = "DIRECTION",
-        default_value = "bidirectional"
-    )]
-    pub direction: Direction,
+    #[command(flatten)]
+    pub range: DmaRange,
 
     /// The device's DMA address width, for a device no kernel driver owns (its datasheet's
     /// figure): memory above it is refused instead of reached through a bounce buffer.
     #[arg(long, value_name = "BITS")]
     pub dma_bits: Option<u32>,
-
-    /// Start of the mapping inside the block, page-aligned (K/M/G suffixes allowed).
-    #[arg(long, value_parser = parse_size, default_value = "0")]
-    pub offset: u64,
-
-    /// Bytes to map, whole pages; defaults to the rest of the block.
-    #[arg(long, value_parser = parse_size)]
-    pub length: Option<u64>,
 
     /// A command to run while the mapping lives.
     #[arg(last = true, value_name = "CMD")]
@@ -124,7 +111,14 @@ pub struct SyncCmd {
     #[arg(long = "for", value_enum)]
     pub sync_for: SyncFor,
 
-    /// Which way the data moved: bidirectional, to-device or from-device.
+    #[command(flatten)]
+    pub range: DmaRange,
+}
+
+/// Which bytes of a block, and which way data moves through them, for dma-map and sync.
+#[derive(Debug, Args)]
+pub struct DmaRange {
+    /// Which way data moves: bidirectional, to-device or from-device.
     #[arg(
         long = "dir",
         value_name = "DIRECTION",
@@ -132,13 +126,24 @@ pub struct SyncCmd {
     )]
     pub direction: Direction,
 
-    /// Start of the range inside the block, in bytes.
+    /// Start inside the block in bytes (K/M/G suffixes allowed); page-aligned for dma-map.
     #[arg(long, value_parser = parse_size, default_value = "0")]
     pub offset: u64,
 
-    /// Bytes to sync; defaults to the rest of the block.
+    /// Bytes (whole pages for dma-map); defaults to the rest of the block.
     #[arg(long, value_parser = parse_size)]
     pub length: Option<u64>,
+}
+
+impl DmaRange {
+    /// The byte range inside a block of `size` bytes; `None` if it overflows.
+    pub fn bytes(&self, size: u64) -> Option<std::ops::Range<u64>> {
+        let end = match self.length {
+            Some(length) => self.offset.checked_add(length)?,
+            None => size,
+        };
+        Some(self.offset..end)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -324,7 +329,7 @@ mod tests {
         };
         assert_eq!((map.id, map.target.as_str()), (5, "0000:00:04.0"));
         assert_eq!(
-            (map.direction, map.dma_bits),
+            (map.range.direction, map.dma_bits),
             (Direction::FromDevice, Some(28))
         );
         assert_eq!(map.command, ["sh", "-c", "true"]);
@@ -337,11 +342,9 @@ mod tests {
         let Command::Sync(sync) = cli.command else {
             panic!("not sync")
         };
-        assert_eq!(
-            (sync.id, sync.sync_for, sync.length),
-            (5, SyncFor::Cpu, Some(4096))
-        );
-        assert_eq!(sync.direction, Direction::Bidirectional);
+        assert_eq!((sync.id, sync.sync_for), (5, SyncFor::Cpu));
+        assert_eq!(sync.range.bytes(8192), Some(0..4096));
+        assert_eq!(sync.range.direction, Direction::Bidirectional);
     }
 
     #[test]

@@ -156,12 +156,11 @@ pub fn dma_map(ctx: &Ctx, cmd: &DmaMapCmd) -> Result {
     if let Some(bits) = cmd.dma_bits {
         target = target.dma_bits(bits);
     }
-    let end = match cmd.length {
-        Some(length) => cmd.offset.checked_add(length),
-        None => Some(block.size()),
-    }
-    .ok_or_else(|| CliError::Other("dma-map: --offset plus --length overflows".into()))?;
-    let mapping = block.dma_map_range(&target, cmd.direction, cmd.offset..end)?;
+    let range = cmd
+        .range
+        .bytes(block.size())
+        .ok_or_else(|| CliError::Other("dma-map: --offset plus --length overflows".into()))?;
+    let mapping = block.dma_map_range(&target, cmd.range.direction, range.clone())?;
     let phys = block.info()?.phys_addr;
     if ctx.json {
         print_json(&json!({
@@ -170,9 +169,9 @@ pub fn dma_map(ctx: &Ctx, cmd: &DmaMapCmd) -> Result {
             "handle": mapping.handle(),
             "dma_addr": mapping.dma_addr(),
             "phys_addr": phys,
-            "offset": cmd.offset,
-            "length": end - cmd.offset,
-            "direction": cmd.direction,
+            "offset": range.start,
+            "length": range.end - range.start,
+            "direction": cmd.range.direction,
         }))?;
     } else {
         println!(
@@ -181,9 +180,9 @@ pub fn dma_map(ctx: &Ctx, cmd: &DmaMapCmd) -> Result {
             target.name(),
             mapping.dma_addr(),
             report::phys_text(phys),
-            cmd.offset,
-            end,
-            cmd.direction,
+            range.start,
+            range.end,
+            cmd.range.direction,
             mapping.handle()
         );
     }
@@ -235,15 +234,14 @@ pub fn dma_unmap(ctx: &Ctx, cmd: &DmaUnmapCmd) -> Result {
 pub fn sync(ctx: &Ctx, cmd: &SyncCmd) -> Result {
     let dev = ctx.open()?;
     let block = dev.block(cmd.id)?;
-    let end = match cmd.length {
-        Some(length) => cmd.offset.checked_add(length),
-        None => Some(block.size()),
-    }
-    .ok_or_else(|| CliError::Other("sync: --offset plus --length overflows".into()))?;
-    let range = cmd.offset..end;
+    let range = cmd
+        .range
+        .bytes(block.size())
+        .ok_or_else(|| CliError::Other("sync: --offset plus --length overflows".into()))?;
+    let direction = cmd.range.direction;
     let synced = match cmd.sync_for {
-        SyncFor::Cpu => block.sync_for_cpu(range, cmd.direction)?,
-        SyncFor::Device => block.sync_for_device(range, cmd.direction)?,
+        SyncFor::Cpu => block.sync_for_cpu(range, direction)?,
+        SyncFor::Device => block.sync_for_device(range, direction)?,
     };
     let whom = match cmd.sync_for {
         SyncFor::Cpu => "cpu",

@@ -54,6 +54,9 @@ struct Map {
     /// Made by ALLOC_MAP, and its first page (where its VMA starts) never unmapped: only then
     /// may UNMAP_FREE undo it.
     alloc_map: bool,
+    /// The key of the file it was mapped through: its VMAs keep that open file alive (and so
+    /// its device mappings) after the descriptor is closed.
+    via: u64,
 }
 
 impl Map {
@@ -249,6 +252,15 @@ impl<'c> Model<'c> {
             .collect()
     }
 
+    /// The file that `file` picks and a block it reaches that `block` picks, by index; none
+    /// without files or reachable blocks.
+    fn pick_reachable(&self, file: u32, block: u32) -> Option<(usize, usize)> {
+        let file = file as usize % self.files.len().max(1);
+        let reachable = self.files.get(file).map(|_| self.reachable(file))?;
+        let index = *reachable.get(block as usize % reachable.len().max(1))?;
+        Some((file, index))
+    }
+
     /// A file that reaches block `index`.
     fn file_for(&self, index: usize) -> Option<usize> {
         self.files
@@ -293,13 +305,20 @@ impl<'c> Model<'c> {
     }
 
     /// Runs one operation; `Err` when the device disagrees with the model. Device mappings
-    /// end with their block (FREE, UNMAP_FREE, close) and with the file that made them.
+    /// end with their block (FREE, UNMAP_FREE, close) and with the release of the file that
+    /// made them.
     pub fn run(&mut self, op: Op) -> Result<(), Failure> {
         let result = self.run_op(op);
-        let (blocks, files) = (&self.blocks, &self.files);
-        self.dma.retain(|d| {
-            blocks.iter().any(|b| b.id == d.block_id) && files.iter().any(|f| f.key == d.file_key)
-        });
+        let (blocks, files, maps) = (&self.blocks, &self.files, &self.maps);
+        // An open file is released once no descriptor and no VMA of it is left.
+        let file_lives = |key: u64| {
+            files.iter().any(|f| f.key == key)
+                || maps
+                    .iter()
+                    .any(|m| m.via == key && m.mapped.contains(&true))
+        };
+        self.dma
+            .retain(|d| blocks.iter().any(|b| b.id == d.block_id) && file_lives(d.file_key));
         result
     }
 
@@ -400,6 +419,7 @@ impl<'c> Model<'c> {
                         mapped: vec![true; pages],
                         mem: mem.clone(),
                         alloc_map: true,
+                        via: self.files[file].key,
                     });
                 }
                 self.blocks.push(Block {
@@ -556,6 +576,7 @@ impl<'c> Model<'c> {
                     mapped: vec![true; count],
                     mem,
                     alloc_map: false,
+                    via: self.files[file].key,
                 });
             }
             Op::MapFreed { file, freed } => {
@@ -760,15 +781,13 @@ impl<'c> Model<'c> {
                 let Some(device) = &self.dma_device else {
                     return Ok(());
                 };
-                if nfiles == 0 || self.dma.len() >= MAX_DMA_MAPS {
+                if self.dma.len() >= MAX_DMA_MAPS {
                     return Ok(());
                 }
-                let file = (file % nfiles) as usize;
-                let reachable = self.reachable(file);
-                if reachable.is_empty() {
+                let Some((file, b)) = self.pick_reachable(file, block) else {
                     return Ok(());
-                }
-                let b = &self.blocks[reachable[block as usize % reachable.len()]];
+                };
+                let b = &self.blocks[b];
                 let direction = Direction::ALL[usize::from(dir) % 3];
                 let first = if past_end {
                     b.pages
@@ -863,15 +882,10 @@ impl<'c> Model<'c> {
                 dir,
                 for_cpu,
             } => {
-                if nfiles == 0 {
+                let Some((file, b)) = self.pick_reachable(file, block) else {
                     return Ok(());
-                }
-                let file = (file % nfiles) as usize;
-                let reachable = self.reachable(file);
-                if reachable.is_empty() {
-                    return Ok(());
-                }
-                let b = &self.blocks[reachable[block as usize % reachable.len()]];
+                };
+                let b = &self.blocks[b];
                 let direction = Direction::ALL[usize::from(dir) % 3];
                 let first = usize::from(first) % b.pages;
                 let pages = 1 + usize::from(pages) % (b.pages - first);

@@ -695,7 +695,10 @@ pub fn dma_cli_maps_syncs_unmaps(ctx: &Ctx) -> TestResult {
         String::from_utf8_lossy(&out.stderr)
     );
     ensure!(
-        stdout.contains("\"dma_addr\":") && stdout.contains("\"synced\":1"),
+        stdout.contains("\"dma_addr\":")
+            && stdout.contains(&format!(
+                "synced 1 device mappings of block {id} for the device"
+            )),
         "dma-map and sync printed:\n{stdout}"
     );
     let second =

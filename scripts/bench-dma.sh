@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The DMA part of `make bench`: DMA_MAP, DMA_UNMAP and SYNC costs on the plain kernel, once
+# behind an Intel IOMMU (q35, strict) and once without one (pc), both against QEMU's edu
+# device; writes dma.csv and dma.txt into the results folder.
+#
+#   scripts/bench-dma.sh [RESULTS_DIR] [-- BENCH_DMA_ARGS...]
+# Needs out/mod-plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+results="$CMAMAP_ROOT/bench/results"
+if [ $# -gt 0 ] && [ "$1" != -- ]; then
+    results=$1
+    shift
+fi
+[ "${1:-}" != -- ] || shift
+bin="$CMAMAP_ROOT/userspace/target/x86_64-unknown-linux-gnu/release"
+module="$CMAMAP_ROOT/out/mod-plain/cmamap.ko"
+[ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
+[ -f "$module" ] || die "$module missing; run make module-plain"
+
+khz=$("$bin/cmamap-bench" tsc-khz)
+status=0
+inputs=()
+for setup in iommu direct; do
+    case $setup in
+    iommu) machine=(--machine q35 --iommu intel --device edu) bits=28 ;;
+    direct) machine=(--device edu,dma_mask=0xffffffffffffffff) bits=64 ;;
+    esac
+    out="$CMAMAP_ROOT/out/bench-dma-$setup"
+    step "DMA costs, $setup"
+    "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
+        --timeout 900 --accel tcg --quiet "${machine[@]}" -- /bin/cmamap-bench dma \
+        --setup "$setup" --device edu --dma-bits "$bits" --tsc-khz "$khz" "$@" | tail -n 1 ||
+        status=1
+    inputs+=(--input "$out/result.txt")
+done
+step_done
+"$bin/cmamap-bench" dma-report "${inputs[@]}" --out "$results" || status=1
+exit "$status"
