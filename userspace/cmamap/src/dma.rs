@@ -15,7 +15,7 @@ use nix::errno::Errno;
 
 use crate::abi;
 use crate::block::Block;
-use crate::device::Device;
+use crate::device::{AllocRequest, Device};
 use crate::error::{Context, Error, Result};
 use crate::raw;
 
@@ -247,6 +247,27 @@ impl Drop for DmaMapping<'_> {
 }
 
 impl Device {
+    /// `CMAMAP_IOC_ALLOC` of a block for `device` (`CMAMAP_ALLOC_FOR_DEVICE`): from the
+    /// device's own CMA area if it has one, and refused with `ERANGE` unless the device can
+    /// reach the block without a bounce buffer.
+    ///
+    /// ```no_run
+    /// use cmamap::{AllocRequest, Device, DmaDevice};
+    /// let dev = Device::open()?;
+    /// let engine = DmaDevice::new("0000:00:05.0")?.dma_bits(28);
+    /// let block = dev.alloc_for(&AllocRequest::new(1 << 20), &engine)?;
+    /// # Ok::<(), cmamap::Error>(())
+    /// ```
+    pub fn alloc_for(&self, request: &AllocRequest, device: &DmaDevice) -> Result<Block<'_>> {
+        let name = device.to_abi();
+        let mut args = request.to_args();
+        args.flags |= abi::ALLOC_FOR_DEVICE;
+        args.device = std::ptr::from_ref(&name) as u64;
+        // `name` lives across the call; the kernel only reads it.
+        raw::alloc(self.as_fd(), &mut args).context("CMAMAP_IOC_ALLOC")?;
+        Ok(Block::from_alloc(self, &args))
+    }
+
     /// `CMAMAP_IOC_DMA_MAP` with caller-built arguments; the mapping is the caller's to end.
     pub fn dma_map_raw(&self, args: &mut abi::DmaMapArgs) -> Result<()> {
         raw::dma_map(self.as_fd(), args).context("CMAMAP_IOC_DMA_MAP")

@@ -729,3 +729,72 @@ pub fn dma_cli_maps_syncs_unmaps(ctx: &Ctx) -> TestResult {
     );
     pass()
 }
+
+/// ALLOC for a device gives a block that device reaches directly, or refuses with ERANGE and
+/// leaves nothing behind; bad devices are refused before anything is allocated.
+pub fn dma_alloc_for_device(ctx: &Ctx) -> TestResult {
+    let bench = bench_or_skip!(ctx);
+    let dev = ctx.open()?;
+    let request = AllocRequest::new(ctx.pages(4)).strategy(Strategy::Page);
+    let block = dev.alloc_for(&request, &bench.target)?;
+    let phys = phys_of(&block)?;
+    ensure!(
+        bench.setup.reaches(phys, block.size()),
+        "block for edu at {phys:#x} is out of its {}-bit reach",
+        bench.setup.edu_bits()
+    );
+    block
+        .dma_map(&bench.target, Direction::Bidirectional)?
+        .unmap()?;
+    block.free()?;
+    let nowhere = DmaDevice::new("0000:00:1e.7")?;
+    expect_errno(
+        dev.alloc_for(&request, &nowhere),
+        Errno::ENODEV,
+        "ALLOC for no device",
+    )?;
+    let no_dma = DmaDevice::new("cpu:cpu0")?;
+    expect_errno(
+        dev.alloc_for(&request, &no_dma),
+        Errno::EOPNOTSUPP,
+        "ALLOC for a device that does no DMA",
+    )?;
+    let mut args = request.to_args();
+    args.flags |= abi::ALLOC_FOR_DEVICE;
+    args.device = 8;
+    expect_errno(
+        dev.alloc_raw(args),
+        Errno::EFAULT,
+        "ALLOC for a device at a bad pointer",
+    )?;
+    if bench.setup == Setup::Direct28 {
+        // Fill the area's low part: the first-fit allocator then hands out blocks above
+        // 256 MiB, which the 28-bit edu cannot reach.
+        let mut low = Vec::new();
+        loop {
+            let block = dev.alloc(&AllocRequest::new(16 << 20))?;
+            if phys_of(&block)? >= 1 << 28 {
+                break;
+            }
+            ensure!(
+                low.len() < 64,
+                "no block above 256 MiB after {} blocks",
+                low.len()
+            );
+            low.push(block);
+        }
+        let before = dev.stat()?.blocks_file;
+        expect_errno(
+            dev.alloc_for(&request, &bench.target),
+            Errno::ERANGE,
+            "ALLOC for edu when CMA gives a block above its reach",
+        )?;
+        ensure_eq!(
+            dev.stat()?.blocks_file,
+            before,
+            "blocks after the refused ALLOC"
+        );
+    }
+    ensure_eq!(dev.stat()?.blocks_file, 0, "blocks left");
+    pass()
+}

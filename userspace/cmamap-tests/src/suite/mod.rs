@@ -237,6 +237,7 @@ const TABLE: &[Entry] = &[
         dma::dma_sync_picks_overlapping_mappings,
     ),
     plain("dma_cli_maps_syncs_unmaps", dma::dma_cli_maps_syncs_unmaps),
+    plain("dma_alloc_for_device", dma::dma_alloc_for_device),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
     plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
