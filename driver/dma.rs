@@ -131,7 +131,11 @@ impl DeviceName {
     }
 
     fn display(&self) -> &str {
-        let len = self.full.iter().position(|&c| c == 0).unwrap_or(self.full.len());
+        let len = self
+            .full
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.full.len());
         core::str::from_utf8(&self.full[..len]).unwrap_or("?")
     }
 }
@@ -147,8 +151,9 @@ impl AllocTarget {
     /// Reads and finds the device that `user_ptr` (a `struct cmamap_device`) names.
     pub(crate) fn from_user(user_ptr: u64) -> Result<Self> {
         let user = UserPtr::from_addr(usize::try_from(user_ptr).map_err(|_| EFAULT)?);
-        let named: abi::DeviceName =
-            UserSlice::new(user, core::mem::size_of::<abi::DeviceName>()).reader().read()?;
+        let named: abi::DeviceName = UserSlice::new(user, core::mem::size_of::<abi::DeviceName>())
+            .reader()
+            .read()?;
         let dma_bits = check_dma_bits(&named)?;
         let name = DeviceName::parse(&named.name)?;
         let device = DmaDevice::find(name.bus(), name.name())?;
@@ -350,7 +355,13 @@ pub(crate) fn map(call: &Call<'_>) -> Result {
     let mut mappings = MAPPINGS.lock();
     // FREE may have taken the block since the lookup; a mapping made now would outlive it.
     registry::lookup(args.id, file_key)?;
-    if mappings.list.iter().filter(|m| m.file_key == file_key).count() >= MAX_MAPPINGS_PER_FILE {
+    if mappings
+        .list
+        .iter()
+        .filter(|m| m.file_key == file_key)
+        .count()
+        >= MAX_MAPPINGS_PER_FILE
+    {
         return Err(ENOSPC);
     }
     let mapped = device
@@ -436,7 +447,8 @@ pub(crate) fn sync(call: &Call<'_>) -> Result {
         }
         let (from, to) = (start.max(m.offset), end.min(m.offset + m.len));
         if from < to {
-            m.mapped.sync(from - m.offset, (to - from) as usize, for_cpu);
+            m.mapped
+                .sync(from - m.offset, (to - from) as usize, for_cpu);
             synced += 1;
         }
     }
@@ -516,14 +528,22 @@ impl kernel::fmt::Display for DmaMapping {
 
 /// Prints the device mappings made through open file `file_key`, one line each (fdinfo).
 pub(crate) fn show_of_file(m: &SeqFile, file_key: u64) {
-    for mapping in MAPPINGS.lock().list.iter().filter(|x| x.file_key == file_key) {
+    for mapping in MAPPINGS
+        .lock()
+        .list
+        .iter()
+        .filter(|x| x.file_key == file_key)
+    {
         seq_print!(m, "cmamap-dma:\t{}\n", &*mapping);
     }
 }
 
 /// Writes every device mapping, one line each after a header (debugfs `dma`).
 pub(crate) fn render(f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-    writeln!(f, "device mappings: handle block device dma_addr offset length dir")?;
+    writeln!(
+        f,
+        "device mappings: handle block device dma_addr offset length dir"
+    )?;
     for mapping in MAPPINGS.lock().list.iter() {
         kernel::fmt::Display::fmt(&*mapping, f)?;
         writeln!(f)?;

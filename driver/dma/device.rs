@@ -48,7 +48,8 @@ impl DmaDevice {
     /// The device `name` on bus `bus` (both NUL-terminated), or `ENODEV`.
     pub(crate) fn find(bus: &CStr, name: &CStr) -> Result<Self> {
         // SAFETY: Both strings are NUL-terminated and outlive the call.
-        let raw = unsafe { cmamap_dma_find_device(bus.as_char_ptr().cast(), name.as_char_ptr().cast()) };
+        let raw =
+            unsafe { cmamap_dma_find_device(bus.as_char_ptr().cast(), name.as_char_ptr().cast()) };
         let raw = core::ptr::NonNull::new(raw).ok_or(ENODEV)?;
         // SAFETY: The lookup returned a device with a reference that is now ours to drop;
         // `Device` wraps `struct device` transparently.
@@ -93,7 +94,14 @@ impl DmaDevice {
         let mut addr = 0u64;
         // SAFETY: The device is live and locked (the guard proves it); `addr` is ours.
         let ret = unsafe {
-            cmamap_dma_map(self.as_raw(), phys, size, direction.to_c(), dma_bits, &mut addr)
+            cmamap_dma_map(
+                self.as_raw(),
+                phys,
+                size,
+                direction.to_c(),
+                dma_bits,
+                &mut addr,
+            )
         };
         kernel::error::to_result(ret)?;
         Ok(DeviceMapping {
@@ -149,9 +157,7 @@ impl DeviceMapping {
 impl Drop for DeviceMapping {
     fn drop(&mut self) {
         // SAFETY: The mapping is live (invariant) and ends here, once.
-        unsafe {
-            cmamap_dma_unmap(raw(&self.dev), self.addr, self.size, self.direction.to_c())
-        };
+        unsafe { cmamap_dma_unmap(raw(&self.dev), self.addr, self.size, self.direction.to_c()) };
     }
 }
 
