@@ -14,10 +14,11 @@ use nix::errno::Errno;
 use nix::sys::mman::{self, MRemapFlags, MapFlags, ProtFlags};
 
 use crate::abi;
+use crate::block::Block;
 use crate::device::{to_off_t, Device};
 use crate::error::{Context, Error, Result};
 use crate::raw;
-use crate::strategy::{Prot, Strategy};
+use crate::strategy::Prot;
 
 /// The size one PMD entry maps: what a `huge` mapping needs its address aligned to.
 pub const HUGE_SIZE: usize = 2 << 20;
@@ -357,12 +358,9 @@ impl Drop for Mapping<'_> {
 /// both when it drops (a persistent one is only unmapped).
 #[derive(Debug)]
 pub struct MappedBlock<'dev> {
-    dev: &'dev Device,
-    id: u32,
-    offset: u64,
-    size: u64,
-    strategy: Strategy,
-    flags: u32,
+    /// The block's identity and calls (through `Deref`); it never frees on its own, since
+    /// this handle releases the block with UNMAP_FREE.
+    block: Block<'dev>,
     // Always Some until drop or an explicit release takes it.
     pub(crate) mapping: Option<Mapping<'dev>>,
 }
@@ -383,13 +381,10 @@ impl<'dev> MappedBlock<'dev> {
         };
         // ALLOC_MAP's contract: the driver mapped the whole block at `addr` in this process,
         // and that mapping is now ours to use and to release.
+        let mut block = Block::from_alloc(dev, args);
+        block.set_free_on_drop(false);
         Ok(Self {
-            dev,
-            id: args.id,
-            offset: args.offset,
-            size: args.size,
-            strategy: Strategy::from_raw(args.strategy),
-            flags: args.flags,
+            block,
             mapping: Some(Mapping {
                 ptr,
                 len,
@@ -405,36 +400,6 @@ impl<'dev> MappedBlock<'dev> {
 
     fn mapping_mut(&mut self) -> &mut Mapping<'dev> {
         self.mapping.as_mut().expect("mapping present until drop")
-    }
-
-    /// The block's handle.
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    /// The mmap offset that selects the block (other processes can map it by this).
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Bytes, a whole number of pages.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The strategy the driver resolved.
-    pub fn strategy(&self) -> Strategy {
-        self.strategy
-    }
-
-    /// True for a module-owned (`PERSIST`) block.
-    pub fn is_persistent(&self) -> bool {
-        self.flags & abi::ALLOC_PERSIST != 0
-    }
-
-    /// The device it came from.
-    pub fn device(&self) -> &'dev Device {
-        self.dev
     }
 
     /// The address the driver mapped the block at.
@@ -480,7 +445,7 @@ impl<'dev> MappedBlock<'dev> {
     /// ```
     pub fn unmap_free(mut self) -> Result<()> {
         let mapping = self.mapping.take().expect("mapping present until drop");
-        match self.unmap_free_at(&mapping, self.id, 0) {
+        match self.unmap_free_at(&mapping, self.id(), 0) {
             Ok(()) => {
                 // The driver unmapped it; do not munmap a range that may be reused already.
                 std::mem::forget(mapping);
@@ -488,7 +453,7 @@ impl<'dev> MappedBlock<'dev> {
             }
             Err(err) => {
                 drop(mapping);
-                let _ = self.dev.free(self.id);
+                let _ = self.device().free(self.id());
                 Err(err)
             }
         }
@@ -502,7 +467,15 @@ impl<'dev> MappedBlock<'dev> {
         };
         // SAFETY: the address lies inside `mapping`, which the callers own and stop using (or
         // drop) when the driver accepts; no slice of it is alive during the call.
-        unsafe { raw::unmap_free(self.dev.as_fd(), &args) }.context("CMAMAP_IOC_UNMAP_FREE")
+        unsafe { raw::unmap_free(self.device().as_fd(), &args) }.context("CMAMAP_IOC_UNMAP_FREE")
+    }
+}
+
+impl<'dev> std::ops::Deref for MappedBlock<'dev> {
+    type Target = Block<'dev>;
+
+    fn deref(&self) -> &Block<'dev> {
+        &self.block
     }
 }
 
@@ -516,11 +489,11 @@ impl Drop for MappedBlock<'_> {
             drop(mapping);
             return;
         }
-        match self.unmap_free_at(&mapping, self.id, 0) {
+        match self.unmap_free_at(&mapping, self.id(), 0) {
             Ok(()) => std::mem::forget(mapping),
             Err(_) => {
                 drop(mapping);
-                let _ = self.dev.free(self.id);
+                let _ = self.device().free(self.id());
             }
         }
     }
