@@ -169,10 +169,12 @@ impl AllocTarget {
         self.device.cma_area()
     }
 
-    /// `Ok` if the device reaches block memory at `phys` directly, else `ERANGE` (logged).
+    /// `Ok` if the device reaches block memory at `phys` directly, else `ERANGE` (logged) or
+    /// `EOPNOTSUPP` (the device does no DMA).
     pub(crate) fn check_reach(&self, phys: u64, size: u64) -> Result {
-        if self.device.reaches(phys, size as usize, self.dma_bits) {
-            return Ok(());
+        let reach = self.device.reaches(phys, size as usize, self.dma_bits);
+        if reach != Err(ERANGE) {
+            return reach;
         }
         if caller::may_log() {
             pr_info!(

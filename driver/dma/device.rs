@@ -22,7 +22,7 @@ extern "C" {
         dma_bits: u32,
         addr: *mut u64,
     ) -> i32;
-    fn cmamap_dma_reachable(dev: *mut c_void, phys: u64, size: usize, dma_bits: u32) -> bool;
+    fn cmamap_dma_reachable(dev: *mut c_void, phys: u64, size: usize, dma_bits: u32) -> i32;
     fn cmamap_dma_unmap(dev: *mut c_void, addr: u64, size: usize, dir: i32);
     fn cmamap_dma_sync(dev: *mut c_void, addr: u64, size: usize, dir: i32, for_cpu: bool);
     fn cmamap_dma_watch_buses() -> i32;
@@ -67,11 +67,13 @@ impl DmaDevice {
         unsafe { CmaArea::of_device(self.as_raw()) }
     }
 
-    /// Whether the device can reach `size` bytes at `phys` without a bounce buffer, as a
-    /// DMA_MAP with `dma_bits` would map them.
-    pub(crate) fn reaches(&self, phys: u64, size: usize, dma_bits: u32) -> bool {
+    /// `Ok` if the device can reach `size` bytes at `phys` without a bounce buffer, as a
+    /// DMA_MAP with `dma_bits` would map them; else `EOPNOTSUPP` (it does no DMA) or `ERANGE`.
+    pub(crate) fn reaches(&self, phys: u64, size: usize, dma_bits: u32) -> Result {
         // SAFETY: The device is live; the call only reads it.
-        unsafe { cmamap_dma_reachable(self.as_raw(), phys, size, dma_bits) }
+        kernel::error::to_result(unsafe {
+            cmamap_dma_reachable(self.as_raw(), phys, size, dma_bits)
+        })
     }
 
     /// Holds the device lock, so that no driver binds or unbinds while we map.

@@ -124,24 +124,27 @@ int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
 	return 0;
 }
 
-/* Whether @dev can reach @size bytes at @phys without a bounce buffer, as cmamap_dma_map
- * would map them: through its IOMMU, or directly under its mask and @dma_bits. */
-bool cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
-			  unsigned int dma_bits)
+/*
+ * Whether @dev can reach @size bytes at @phys without a bounce buffer, as cmamap_dma_map
+ * would map them: through its IOMMU, or directly under its mask and @dma_bits. Returns 0,
+ * -EOPNOTSUPP (no DMA, or ops that cannot be checked) or -ERANGE, as cmamap_dma_map does.
+ */
+int cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
+			 unsigned int dma_bits)
 {
 	u64 limit = dma_bits ? DMA_BIT_MASK(dma_bits) : U64_MAX;
+	dma_addr_t addr = phys_to_dma(dev, phys);
 
 	if (!dev->dma_mask || !*dev->dma_mask)
-		return false;
+		return -EOPNOTSUPP;
 	if (use_dma_iommu(dev))
-		return true;
+		return 0;
 	if (get_dma_ops(dev))
-		return false;
+		return -EOPNOTSUPP;
 	/* A device no driver owns gets @dma_bits as its mask when it is mapped for. */
-	if (dma_bits && !dev->driver)
-		return phys_to_dma(dev, phys) + size - 1 <= limit;
-	return dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) &&
-	       phys_to_dma(dev, phys) + size - 1 <= limit;
+	if (!(dma_bits && !dev->driver) && !dma_capable(dev, addr, size, true, 0))
+		return -ERANGE;
+	return addr + size - 1 <= limit ? 0 : -ERANGE;
 }
 
 void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir)

@@ -11,8 +11,8 @@ void cmamap_dma_device_lock(struct device *dev);
 void cmamap_dma_device_unlock(struct device *dev);
 int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
 		   unsigned int dma_bits, dma_addr_t *addr);
-bool cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
-			  unsigned int dma_bits);
+int cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
+			 unsigned int dma_bits);
 void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir);
 void cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu);
 int cmamap_dma_watch_buses(void);
