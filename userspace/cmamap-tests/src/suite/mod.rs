@@ -1,5 +1,5 @@
 //! The table of tests. Each entry is one function; a per-strategy entry runs once for each of
-//! remap, fault and page, named `<name>_<strategy>`.
+//! remap, fault, page and huge, named `<name>_<strategy>`.
 
 mod adversarial_ioctl;
 mod adversarial_lifetime;
