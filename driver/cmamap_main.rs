@@ -59,7 +59,6 @@
 //! `device_memory::rmap` (the shared address_space); plus the self-test call below.
 
 use kernel::{
-    debugfs::{Dir, File},
     driver,
     miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
@@ -78,7 +77,7 @@ mod params;
 mod registry;
 
 use crate::{
-    debugfs::{BlocksView, DmaView, HeldPagesView},
+    debugfs::DebugFs,
     device_memory::{pci::CmamapPci, rmap::SharedMapping},
     dma::DmaMappings,
     file::OpenFile,
@@ -118,13 +117,7 @@ struct CmamapModule {
     misc: MiscDeviceRegistration<OpenFile>,
     #[pin]
     _pci: driver::Registration<kernel::pci::Adapter<CmamapPci>>,
-    _debugfs: Dir,
-    #[pin]
-    _blocks_file: File<BlocksView>,
-    #[pin]
-    _held_pages_file: File<HeldPagesView>,
-    #[pin]
-    _dma_file: File<DmaView>,
+    _debugfs: DebugFs,
     _rmap: SharedMapping,
 }
 
@@ -139,16 +132,12 @@ impl kernel::InPlaceModule for CmamapModule {
         // SAFETY: A no-op in every normal build; `scripts/selftest-pipeline.sh` compiles in a
         // warning or a leak, which need nothing from us.
         unsafe { cmamap_selftest_inject() };
-        let debugfs = Dir::new(c"cmamap");
         try_pin_init!(Self {
             _dma: DmaMappings::init()?,
             _rmap: SharedMapping::new()?,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"cmamap" }),
             _pci <- driver::Registration::new(c"cmamap", module),
-            _blocks_file <- debugfs.read_only_file(c"blocks", BlocksView),
-            _held_pages_file <- debugfs.read_only_file(c"held_pages", HeldPagesView),
-            _dma_file <- debugfs.read_only_file(c"dma", DmaView),
-            _debugfs: debugfs,
+            _debugfs: DebugFs::new(),
         })
     }
 }

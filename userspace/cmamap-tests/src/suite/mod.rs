@@ -351,6 +351,10 @@ const TABLE: &[Entry] = &[
         reload::rmmod_refused_while_pages_pinned,
     ),
     plain(
+        "rmmod_refused_while_debugfs_open",
+        reload::rmmod_refused_while_debugfs_open,
+    ),
+    plain(
         "ivshmem_rmmod_releases_region",
         ivshmem::ivshmem_rmmod_releases_region,
     ),

@@ -153,3 +153,26 @@ pub fn rmmod_refused_while_pages_pinned(ctx: &Ctx) -> TestResult {
     unload_and_reload(ctx, &params, "the pipe let go of the pages")?;
     pass()
 }
+
+/// An open debugfs file pins the module: `rmmod` is refused until it is closed. Before the
+/// fix, rmmod went through and closing the file afterwards read the freed module's
+/// `file_operations`.
+pub fn rmmod_refused_while_debugfs_open(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    let params = Params::current(ctx)?;
+    let _restore = Restore::new(ctx, params);
+    ensure_idle()?;
+    for name in ["blocks", "held_pages", "dma"] {
+        let path = format!("/sys/kernel/debug/cmamap/{name}");
+        if !std::path::Path::new(&path).exists() {
+            return crate::check::skip(format!("{path} absent: no debugfs mounted"));
+        }
+        let file = std::fs::File::open(&path).step(&format!("open {path}"))?;
+        ensure_rmmod_refused(ctx, &format!("{path} is open"))?;
+        drop(file);
+    }
+    unload_and_reload(ctx, &params, "the debugfs files were closed")?;
+    pass()
+}
