@@ -252,6 +252,16 @@ impl BlockMemory for BarMemory {
         (self.phys >> PAGE_SHIFT) as usize
     }
 
+    /// A page at a time, under the gate: `ENODEV` once unbound.
+    fn copy_kernel(&self, offset: usize, buf: &mut [u8], write: bool) -> Result<usize> {
+        let mut done = 0;
+        while let Some(chunk) = self.chunk(offset + done, buf.len() - done) {
+            self.device_copy(offset + done, &mut buf[done..done + chunk], write)?;
+            done += chunk;
+        }
+        Ok(done)
+    }
+
     /// Copies a page at a time through a bounce buffer: a user copy must not run under the
     /// gate, since it may fault on this very BAR.
     fn copy_user(&self, offset: usize, len: usize, io: &mut UserIo<'_, '_>) -> Result<usize> {

@@ -50,6 +50,7 @@ static CMAMAP_VM_OPS: AssertSync<bindings::vm_operations_struct> =
         open: Some(vma_open),
         close: Some(vma_close),
         fault: Some(vma_fault),
+        access: Some(vma_access),
         ..pin_init::zeroed()
     });
 
@@ -61,6 +62,7 @@ static CMAMAP_HUGE_VM_OPS: AssertSync<bindings::vm_operations_struct> =
         close: Some(vma_close),
         fault: Some(vma_fault),
         huge_fault: Some(vma_huge_fault),
+        access: Some(vma_access),
         ..pin_init::zeroed()
     });
 
@@ -225,6 +227,43 @@ unsafe extern "C" fn vma_close(vma: *mut bindings::vm_area_struct) {
     block.unmapped();
     // Dropping the last reference returns the pages to CMA: no VMA maps them any more.
     drop(block);
+}
+
+/// Reads or writes the block behind `addr` for `access_remote_vm` (`/proc/PID/mem`, ptrace
+/// and so gdb), which calls this when get_user_pages cannot reach a PFN map. Returns the
+/// bytes copied (at most to the end of the page, as the caller asks), or an errno.
+///
+/// # Safety
+///
+/// Called by the mm with a live VMA that carries our ops, `addr` inside it, and `buf` valid
+/// for `len` bytes; the mmap lock is held.
+unsafe extern "C" fn vma_access(
+    vma: *mut bindings::vm_area_struct,
+    addr: usize,
+    buf: *mut c_void,
+    len: core::ffi::c_int,
+    write: core::ffi::c_int,
+) -> core::ffi::c_int {
+    // SAFETY: The VMA is live and ours while the mm holds its lock.
+    let vma_ref = unsafe { VmaRef::from_raw(vma) };
+    let Some(block) = block_of(vma_ref) else {
+        return -(bindings::EIO as i32);
+    };
+    // Like a write fault, a write needs a writable mapping.
+    if write != 0 && vma_ref.flags() & flags::WRITE == 0 {
+        return -(bindings::EINVAL as i32);
+    }
+    let page_in_vma = ((addr - vma_ref.start()) / PAGE_SIZE) as u64;
+    let Some(index) = block.page_index(pgoff(vma_ref) + page_in_vma) else {
+        return -(bindings::EIO as i32);
+    };
+    let len = usize::try_from(len).unwrap_or(0).min(PAGE_SIZE - addr % PAGE_SIZE);
+    // SAFETY: The mm hands us `buf` for `len` bytes (caller), and `len` only shrank.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
+    match block.copy_kernel(index * PAGE_SIZE + addr % PAGE_SIZE, buf, write != 0) {
+        Ok(copied) => copied as core::ffi::c_int,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// Inserts the one page that faulted.

@@ -53,6 +53,11 @@ pub(crate) trait BlockMemory {
     /// Copies up to `len` bytes between byte `offset` of the memory and the user; the bytes
     /// copied, fewer than asked when user memory faults or the memory ends.
     fn copy_user(&self, offset: usize, len: usize, io: &mut UserIo<'_, '_>) -> Result<usize>;
+
+    /// Copies between byte `offset` of the memory and the kernel buffer `buf` (into the memory
+    /// when `write`), as far as the memory goes; the bytes copied. For debuggers
+    /// (`/proc/PID/mem`, ptrace), through the VMA's `access`.
+    fn copy_kernel(&self, offset: usize, buf: &mut [u8], write: bool) -> Result<usize>;
 }
 
 impl Owner {
@@ -165,6 +170,11 @@ impl Block {
     /// The number of pages.
     pub(crate) fn page_count(&self) -> usize {
         self.memory().page_count()
+    }
+
+    /// Copies between byte `offset` of the block and `buf` (see [`BlockMemory::copy_kernel`]).
+    pub(crate) fn copy_kernel(&self, offset: usize, buf: &mut [u8], write: bool) -> Result<usize> {
+        self.memory().copy_kernel(offset, buf, write)
     }
 
     /// The PFN of the first page.

@@ -193,6 +193,23 @@ impl BlockMemory for CmaPages {
         // SAFETY: `offset..offset + len` lies inside the block, which `base` maps (invariants).
         Ok(unsafe { io.copy_raw(self.base.add(offset), len) })
     }
+
+    fn copy_kernel(&self, offset: usize, buf: &mut [u8], write: bool) -> Result<usize> {
+        let size = self.page_count() * PAGE_SIZE;
+        let len = buf.len().min(size.saturating_sub(offset));
+        // SAFETY: `offset..offset + len` lies inside the block, which `base` maps (invariants),
+        // and `buf` is a distinct kernel buffer; other mappings may write the block meanwhile,
+        // as they may during any user copy.
+        unsafe {
+            let block = self.base.add(offset);
+            if write {
+                core::ptr::copy_nonoverlapping(buf.as_ptr(), block, len);
+            } else {
+                core::ptr::copy_nonoverlapping(block, buf.as_mut_ptr(), len);
+            }
+        }
+        Ok(len)
+    }
 }
 
 impl Drop for CmaPages {

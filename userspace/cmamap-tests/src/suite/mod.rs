@@ -5,6 +5,7 @@ mod adversarial_ioctl;
 mod adversarial_lifetime;
 mod adversarial_mmap;
 mod alloc_map;
+mod debugger;
 mod device;
 mod dma;
 mod fault_injection;
@@ -169,6 +170,12 @@ const TABLE: &[Entry] = &[
         "unmap_free_plain_mmap_einval",
         alloc_map::unmap_free_plain_mmap_einval,
     ),
+    // Debuggers: /proc/PID/mem and ptrace through every strategy.
+    per_strategy(
+        "proc_mem_reaches_mappings",
+        debugger::proc_mem_reaches_mappings,
+    ),
+    per_strategy("ptrace_peeks_and_pokes", debugger::ptrace_peeks_and_pokes),
     // get_user_pages.
     per_strategy("vmsplice_gup", gup::vmsplice_gup),
     plain(
