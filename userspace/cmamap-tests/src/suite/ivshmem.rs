@@ -537,3 +537,36 @@ pub fn host_check(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("guest half of {}", path.display()))?;
     Ok(())
 }
+
+/// Debuggers reach device memory too: `/proc/self/mem` reads the host's half of the BAR
+/// through a remap mapping, and a write through it (undone afterwards) shows in the mapping.
+pub fn ivshmem_proc_mem_reaches_bar(ctx: &Ctx) -> TestResult {
+    use std::os::unix::fs::FileExt;
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    let mapping = dev.map(info.offset, len_of(&info)?, Prot::ReadWrite)?;
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/proc/self/mem")
+        .step("open /proc/self/mem")?;
+    let mut buf = vec![0u8; 2 * ctx.page];
+    let at = (ctx.page / 2) as u64;
+    mem.read_exact_at(&mut buf, mapping.addr() as u64 + at)
+        .step("read /proc/self/mem of the BAR")?;
+    pattern::check(&buf, HOST_SEED, at)
+        .map_err(|m| Failure::new(format!("host half through /proc/self/mem: {m}")))?;
+    let byte = mapping.read_volatile(100);
+    mem.write_all_at(&[!byte], mapping.addr() as u64 + 100)
+        .step("write /proc/self/mem of the BAR")?;
+    let seen = mapping.read_volatile(100);
+    mem.write_all_at(&[byte], mapping.addr() as u64 + 100)
+        .step("restore the byte through /proc/self/mem")?;
+    ensure_eq!(seen, !byte, "the BAR byte after a /proc/self/mem write");
+    ensure_eq!(
+        mapping.read_volatile(100),
+        byte,
+        "the BAR byte after restoring it"
+    );
+    pass()
+}

@@ -247,6 +247,10 @@ const TABLE: &[Entry] = &[
     plain("dma_alloc_for_device", dma::dma_alloc_for_device),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
+    plain(
+        "ivshmem_proc_mem_reaches_bar",
+        ivshmem::ivshmem_proc_mem_reaches_bar,
+    ),
     plain("ivshmem_reads_host_data", ivshmem::ivshmem_reads_host_data),
     plain(
         "ivshmem_guest_writes_reach_host",
