@@ -32,7 +32,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
+	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -40,6 +40,7 @@ help:
 	@echo "make            build cmamap.ko against KDIR (default: the cached debug kernel)"
 	@echo "make run        set up, build, boot the VM and run the narrated demo"
 	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
+	@echo "make test-long  the cases too slow for every run (LIST of 65,537 blocks, ~7 min)"
 	@echo "make fuzz OPS=N [SEED=S]  run N random operations against the model in the VM (replay a seed)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
 	@echo "make bench      benchmark in the VM (plain kernel); results in bench/results/"
@@ -116,6 +117,12 @@ test: setup
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
 	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+
+# The cases too slow for every run (CMAMAP_LONG_TESTS=1), in one VM.
+test-long: setup
+	@$(MAKE) --no-print-directory module userspace
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout 1800 $(RUN_ARGS) \
+		-- env CMAMAP_LONG_TESTS=1 /bin/cmamap-test --timeout 1200 list_past_the_largest_kmalloc
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
 fuzz: setup

@@ -230,23 +230,32 @@ fn list(call: &Call<'_>) -> Result {
         return Err(EINVAL);
     }
     let show_phys = caller::sees_phys();
-    // Collected under the lock, copied out after it: a user copy may fault into mmap paths.
-    let mut infos = KVec::new();
-    let mut result = Ok(());
-    registry::for_each_visible(call.me.key(), |block| {
-        if result.is_ok() {
-            result = infos
-                .push(block.info(show_phys), GFP_KERNEL)
-                .map_err(Error::from);
+    let key = call.me.key();
+    // Only what the caller can take is collected, into memory allocated outside the lock
+    // (kvmalloc: large lists come from vmalloc instead of a high-order kmalloc that WARNs),
+    // then copied out after it: a user copy may fault into mmap paths.
+    let mut want = 0;
+    let (infos, total) = loop {
+        let mut infos = KVVec::with_capacity(want, GFP_KERNEL)?;
+        let mut total = 0usize;
+        registry::for_each_visible(key, |block| {
+            total += 1;
+            let _ = infos.push_within_capacity(block.info(show_phys));
+        });
+        let fits = total.min(args.capacity as usize);
+        // Blocks may have come since the capacity was chosen: try again with room for them.
+        if infos.len() >= fits {
+            break (infos, total);
         }
-    });
-    result?;
+        want = fits;
+    };
+    let mut infos = infos;
     // After the registry's lock: the device mappings have their own (lock 2).
     for info in infos.iter_mut() {
         info.dma_mappings = dma::count_of(info.id);
     }
-    args.count = u32::try_from(infos.len()).map_err(|_| EOVERFLOW)?;
-    let shown = infos.len().min(args.capacity as usize);
+    args.count = u32::try_from(total).map_err(|_| EOVERFLOW)?;
+    let shown = infos.len();
     if shown > 0 {
         let entries = UserPtr::from_addr(usize::try_from(args.entries).map_err(|_| EFAULT)?);
         let mut out =

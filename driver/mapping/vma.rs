@@ -257,7 +257,9 @@ unsafe extern "C" fn vma_access(
     let Some(index) = block.page_index(pgoff(vma_ref) + page_in_vma) else {
         return -(bindings::EIO as i32);
     };
-    let len = usize::try_from(len).unwrap_or(0).min(PAGE_SIZE - addr % PAGE_SIZE);
+    let len = usize::try_from(len)
+        .unwrap_or(0)
+        .min(PAGE_SIZE - addr % PAGE_SIZE);
     // SAFETY: The mm hands us `buf` for `len` bytes (caller), and `len` only shrank.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
     match block.copy_kernel(index * PAGE_SIZE + addr % PAGE_SIZE, buf, write != 0) {

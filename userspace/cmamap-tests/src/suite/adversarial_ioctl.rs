@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use cmamap::{abi, raw, AllocRequest, Device, Errno, Prot, Strategy};
 
 use crate::check::{expect_alloc_refused, pass, skip, Failure, Step, TestResult};
-use crate::ctx::{is_cma_shortage, Ctx};
+use crate::ctx::{is_cma_shortage, Ctx, PersistGuard};
 
 pub fn alloc_size_edges_refused(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
@@ -301,5 +301,60 @@ pub fn output_padding_zeroed(ctx: &Ctx) -> TestResult {
     raw::stat(dev.as_fd(), &mut stat).step("STAT")?;
     ensure_eq!(stat.reserved, [0, 0], "STAT's reserved words");
     block.free()?;
+    pass()
+}
+
+/// LIST of more blocks than one kmalloc may hold: 65,536 one-page blocks (the default
+/// per-file limit) plus a persistent one. Every entry comes back and the kernel stays quiet;
+/// before, the list was gathered into one growing kmalloc under the registry's lock, whose
+/// order-11 step WARNed, and LIST failed with ENOMEM from then on.
+pub fn list_past_the_largest_kmalloc(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    const BLOCKS: usize = 65_536;
+    if std::env::var_os("CMAMAP_LONG_TESTS").is_none() {
+        return skip(
+            "65,537 ALLOCs take about 6 minutes under TCG: run with CMAMAP_LONG_TESTS=1 \
+             (make test-long)",
+        );
+    }
+    let dev = ctx.open()?;
+    let stat = dev.stat()?;
+    if stat.max_bytes_per_file < (BLOCKS * ctx.page) as u64 {
+        return skip("max_bytes_per_file holds fewer than 65,536 pages");
+    }
+    let persistent = dev.alloc(&AllocRequest::new(ctx.pages(1)).persist(true))?;
+    let _guard = PersistGuard::new(ctx, persistent.id());
+    // A file of its own, closed at the end: one release frees them all.
+    let many = ctx.open()?;
+    let mut ids = Vec::with_capacity(BLOCKS);
+    for _ in 0..BLOCKS {
+        ids.push(many.alloc(&AllocRequest::new(ctx.pages(1)))?.into_raw_id());
+    }
+    let listed = many.list().step("LIST of 65,537 blocks")?;
+    ensure!(
+        listed.len() > BLOCKS,
+        "LIST gave {} entries, expected at least {}",
+        listed.len(),
+        BLOCKS + 1
+    );
+    ensure!(
+        listed.iter().any(|info| info.id == persistent.id()),
+        "LIST lacks the persistent block"
+    );
+    let mut seen: Vec<u32> = listed.iter().map(|info| info.id).collect();
+    seen.sort_unstable();
+    ensure!(
+        ids.iter().all(|id| seen.binary_search(id).is_ok()),
+        "LIST lacks some of the file's blocks"
+    );
+    // Again: a LIST that failed once kept failing before.
+    ensure_eq!(
+        many.list_count()? as usize,
+        listed.len(),
+        "a second LIST's count"
+    );
+    drop(many);
     pass()
 }

@@ -101,6 +101,10 @@ const TABLE: &[Entry] = &[
         validation::alloc_unaligned_size_rounded_up,
     ),
     plain("bad_pointer_efault", validation::bad_pointer_efault),
+    plain(
+        "list_past_the_largest_kmalloc",
+        adversarial_ioctl::list_past_the_largest_kmalloc,
+    ),
     // Allocation, description and release.
     plain(
         "alloc_info_list_free_roundtrip",
