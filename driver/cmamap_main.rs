@@ -109,7 +109,8 @@ module! {
 /// The loaded module: registers `/dev/cmamap` and the PCI driver, and returns every remaining
 /// block at `rmmod`. Fields drop in order: the device node, then the PCI driver (unbinding
 /// zaps through the shared mapping), then debugfs, and the shared mapping last. The device
-/// mappings are set up first, before the device node can be opened.
+/// mappings come first both ways: set up before the device node exists, and dropped (the bus
+/// notifier unregistered) first, when no file is open and so no mapping is left.
 #[pin_data(PinnedDrop)]
 struct CmamapModule {
     _dma: DmaMappings,

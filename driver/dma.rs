@@ -9,8 +9,8 @@
 //! through a bounce buffer is refused with `ERANGE`: a bounced mapping would look as if it
 //! worked while the device wrote elsewhere.
 //!
-//! Locks (numbered in the crate root): a device's lock (0a), then `MAPPINGS` (0b), then
-//! `registry::BLOCKS` (6). Bus notifiers for unbind run under the device lock and take
+//! Locks (numbered in the crate root): a device's lock (1), then `MAPPINGS` (2), then
+//! `registry::BLOCKS` (8). Bus notifiers for unbind run under the device lock and take
 //! `MAPPINGS`, as DMA_MAP does.
 
 mod device;
@@ -164,9 +164,14 @@ impl AllocTarget {
         })
     }
 
-    /// The CMA area to allocate from: the device's own, else the default.
+    /// The CMA area to allocate from: the device's own, else the default. A device's own
+    /// pool (often a few MiB that its driver needs) is only for CAP_SYS_ADMIN: `EPERM`.
     pub(crate) fn cma_area(&self) -> Result<CmaArea> {
-        self.device.cma_area()
+        let area = self.device.cma_area()?;
+        if !area.is_default() && !caller::is_admin() {
+            return Err(EPERM);
+        }
+        Ok(area)
     }
 
     /// `Ok` if the device reaches block memory at `phys` directly, else `ERANGE` (logged) or
@@ -178,9 +183,8 @@ impl AllocTarget {
         }
         if caller::may_log() {
             pr_info!(
-                "ALLOC for {}: CMA gave {:#x}, out of its direct reach; place CMA lower (cma=)\n",
-                self.name.display(),
-                phys
+                "ALLOC for {}: CMA gave a block out of its direct reach; place CMA lower (cma=)\n",
+                self.name.display()
             );
         }
         Err(ERANGE)
@@ -222,13 +226,15 @@ kernel::list::impl_list_item! {
 }
 
 impl DmaMapping {
-    fn info(&self) -> abi::DmaInfo {
+    /// The ABI description; `dma_addr` only when `show_addr`: without an IOMMU it is the
+    /// physical address, which only CAP_SYS_ADMIN sees.
+    fn info(&self, show_addr: bool) -> abi::DmaInfo {
         abi::DmaInfo {
             handle: self.handle,
             direction: self.direction.to_abi(),
             offset: self.offset,
             length: self.len,
-            dma_addr: self.mapped.addr(),
+            dma_addr: if show_addr { self.mapped.addr() } else { 0 },
             device: self.device_name.full,
         }
     }
@@ -470,13 +476,14 @@ pub(crate) fn list(call: &Call<'_>) -> Result {
     let block = registry::lookup(args.id, file_key)?;
     // Allocated before the lock, bounded: the copy out happens after it.
     let wanted = args.capacity.min(abi::DMA_LIST_MAX) as usize;
-    let mut infos = KVec::with_capacity(wanted, GFP_KERNEL)?;
+    let show_addr = caller::sees_phys();
+    let mut infos = KVVec::with_capacity(wanted, GFP_KERNEL)?;
     let mut count = 0u32;
     for m in MAPPINGS.lock().list.iter() {
         if Arc::ptr_eq(&m.block, &block) {
             count += 1;
             if infos.len() < wanted {
-                infos.push(m.info(), GFP_KERNEL)?;
+                infos.push(m.info(show_addr), GFP_KERNEL)?;
             }
         }
     }

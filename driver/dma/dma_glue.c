@@ -17,6 +17,7 @@
 #include <linux/pci.h>
 #include <linux/platform_device.h>
 #include <linux/string.h>
+#include <linux/swiotlb.h>
 #ifdef CONFIG_ARM_AMBA
 #include <linux/amba/bus.h>
 #endif
@@ -85,11 +86,28 @@ static bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t 
 	       iommu_iova_to_phys(domain, addr + last) == phys + last;
 }
 
+static int cmamap_dma_is_dev(struct device *dev, const void *data)
+{
+	return dev == data;
+}
+
+/* Whether @dev is still on its bus: removal takes it off before the IOMMU core lets go. */
+static bool cmamap_dma_on_bus(struct device *dev)
+{
+	struct device *found = dev->bus ? bus_find_device(dev->bus, NULL, dev, cmamap_dma_is_dev) :
+					  NULL;
+
+	put_device(found);
+	return found;
+}
+
 /*
  * Maps @size bytes at @phys for @dev in direction @dir and stores the bus address in @addr.
- * The caller holds the device lock, so no driver binds meanwhile. @dma_bits, if not 0, is the
- * device's address width: it becomes the DMA mask of a device that no driver owns (as that
- * driver's probe would set it), and bounds the address in any case.
+ * The caller holds the device lock, so no driver binds meanwhile, and the lock of the
+ * mappings, which the removal notifications take: a device still on its bus here has its
+ * mapping ended by them before the IOMMU core releases it. @dma_bits, if not 0, is the
+ * device's address width: a device that no driver owns gets it as its DMA mask for this call
+ * only (so that IOVAs are allocated below it), and it bounds the address in any case.
  *
  * Returns 0, -EOPNOTSUPP (no DMA for this device, or ops whose result cannot be checked),
  * -EIO (the mask was refused), -ERANGE (the device cannot reach the memory without a bounce
@@ -101,27 +119,46 @@ int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
 	u64 limit = dma_bits ? DMA_BIT_MASK(dma_bits) : U64_MAX;
 	dma_addr_t mapped;
 
+	u64 saved_mask;
+	int ret = 0;
+
 	device_lock_assert(dev);
+	if (!cmamap_dma_on_bus(dev))
+		return -ENODEV;
 	if (!dev->dma_mask || !*dev->dma_mask)
 		return -EOPNOTSUPP;
-	if (dma_bits && !dev->driver && dma_set_mask(dev, limit))
-		return -EIO;
 	if (get_dma_ops(dev) && !use_dma_iommu(dev))
 		return -EOPNOTSUPP;
-	/* Direct DMA to memory past the mask would bounce or WARN: refuse before mapping. */
+	saved_mask = *dev->dma_mask;
+	if (dma_bits && !dev->driver && dma_set_mask(dev, limit))
+		return -EIO;
+	/*
+	 * Direct DMA to memory past the mask would bounce or WARN, and swiotlb=force bounces
+	 * everything: refuse before mapping.
+	 */
 	if (!cmamap_dma_translated(dev) &&
-	    (!dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) ||
-	     phys_to_dma(dev, phys) + size - 1 > limit))
-		return -ERANGE;
+	    (is_swiotlb_force_bounce(dev) ||
+	     !dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) ||
+	     phys_to_dma(dev, phys) + size - 1 > limit)) {
+		ret = -ERANGE;
+		goto out;
+	}
 	mapped = dma_map_phys(dev, phys, size, dir, 0);
-	if (dma_mapping_error(dev, mapped))
-		return -ENOMEM;
+	if (dma_mapping_error(dev, mapped)) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	if (!cmamap_dma_reaches(dev, phys, mapped, size) || mapped + size - 1 > limit) {
-		dma_unmap_phys(dev, mapped, size, dir, 0);
-		return -ERANGE;
+		/* A bounce buffer's copy-back would overwrite what the CPU wrote meanwhile. */
+		dma_unmap_phys(dev, mapped, size, dir, DMA_ATTR_SKIP_CPU_SYNC);
+		ret = -ERANGE;
+		goto out;
 	}
 	*addr = mapped;
-	return 0;
+out:
+	/* The mask is the driver's to set; a driverless device keeps the bus's default. */
+	*dev->dma_mask = saved_mask;
+	return ret;
 }
 
 /*
@@ -141,6 +178,8 @@ int cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
 		return 0;
 	if (get_dma_ops(dev))
 		return -EOPNOTSUPP;
+	if (is_swiotlb_force_bounce(dev))
+		return -ERANGE;
 	/* A device no driver owns gets @dma_bits as its mask when it is mapped for. */
 	if (!(dma_bits && !dev->driver) && !dma_capable(dev, addr, size, true, 0))
 		return -ERANGE;
@@ -161,15 +200,17 @@ void cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, 
 }
 
 /*
- * A device that goes away, or whose driver unbinds, loses its mappings first. Both removal
- * events are handled: a lookup can still find the device between DEL and REMOVED. The
- * highest priority runs this before the IOMMU core releases the device.
+ * A device that goes away, or whose driver binds or unbinds, loses its mappings first: a
+ * driver takes the device over, and unbinding undoes its DMA set-up. Both removal events are
+ * handled: a lookup can still find the device between DEL and REMOVED. The highest priority
+ * runs this before the IOMMU core releases the device.
  */
 static int cmamap_dma_bus_event(struct notifier_block *nb, unsigned long action, void *data)
 {
 	switch (action) {
 	case BUS_NOTIFY_DEL_DEVICE:
 	case BUS_NOTIFY_REMOVED_DEVICE:
+	case BUS_NOTIFY_BIND_DRIVER:
 	case BUS_NOTIFY_UNBIND_DRIVER:
 		cmamap_dma_device_gone(data);
 		break;

@@ -47,6 +47,11 @@ impl CmaArea {
         unsafe { Self::of_device(core::ptr::null_mut()) }
     }
 
+    /// Whether this is the default area.
+    pub(crate) fn is_default(&self) -> bool {
+        Self::default_area().is_ok_and(|default| core::ptr::eq(default.0, self.0))
+    }
+
     /// The area for device `dev`: its own if it has one, else the default.
     ///
     /// # Safety

@@ -236,6 +236,7 @@ struct cmamap_dma_list {
  *  With CMAMAP_ALLOC_FOR_DEVICE also (device is 0 without it, else EINVAL):
  *  EINVAL:     the device name or dma_bits is malformed, as for CMAMAP_IOC_DMA_MAP.
  *  EOPNOTSUPP: the device does no DMA.
+ *  EPERM:      the device has a CMA pool of its own and the caller lacks CAP_SYS_ADMIN.
  *  ERANGE:     the block CMA gave is out of the device's direct reach (no IOMMU, and above
  *              its DMA mask or dma_bits); it is freed at once. Place CMA lower (cma=).
  */
@@ -320,7 +321,9 @@ struct cmamap_dma_list {
  *
  * Out: dma_addr, the bus address that device must use (an IOVA behind an IOMMU, never a
  * bounce buffer), and handle. The mapping holds its block; it ends on DMA_UNMAP, FREE of the
- * block, close of this file, removal or driver unbind of the device, and rmmod.
+ * block, release of this file, removal of the device or a driver binding to or unbinding
+ * from it, and rmmod. A device no driver owns keeps its DMA mask: dma_bits applies to this
+ * call only. Do not change its iommu_group/type while it has mappings.
  *
  * ERRORS:
  *  EINVAL:     pad1, device.pad0 or reserved is not 0; direction is not a CMAMAP_DMA_*;
@@ -329,13 +332,15 @@ struct cmamap_dma_list {
  *              aligned, overflows or runs past the block.
  *  EPERM:      the caller lacks CAP_SYS_ADMIN.
  *  ENOENT:     no live block has this id, or it belongs to another open file.
- *  ENODEV:     no such device on that bus, or the bus is not one of pci, platform, amba, cpu.
+ *  ENODEV:     no such device on that bus (or it is being removed), or the bus is not one of
+ *              pci, platform, amba, cpu.
  *  EOPNOTSUPP: the device does no DMA (no DMA mask), its DMA ops cannot be checked for
  *              bounce buffers, or the block is device memory (peer-to-peer is not supported).
  *  EIO:        the device refused dma_bits as its DMA mask.
  *  ERANGE:     the device cannot reach the memory directly: without an IOMMU the block lies
  *              above its DMA mask (or dma_bits), or the DMA API would have used a bounce
- *              buffer. Logged once per burst. Allocate below the device's reach (cma=).
+ *              buffer (swiotlb=force bounces everything). Logged once per burst. Allocate
+ *              below the device's reach (cma=).
  *  ENOSPC:     the file already holds 1024 device mappings.
  *  ENOMEM:     the DMA API failed (no IOVA space) or no kernel memory.
  */
@@ -369,7 +374,8 @@ struct cmamap_dma_list {
 
 /**
  * CMAMAP_IOC_DMA_LIST - describe the device mappings of one block: count is all of them;
- * min(count, capacity, CMAMAP_DMA_LIST_MAX) entries are written.
+ * min(count, capacity, CMAMAP_DMA_LIST_MAX) entries are written. dma_addr is 0 unless the
+ * caller has CAP_SYS_ADMIN (without an IOMMU it is the physical address).
  *
  * ERRORS:
  *  EINVAL: pad0 or reserved is not 0.

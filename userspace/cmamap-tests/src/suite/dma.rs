@@ -21,6 +21,8 @@ enum Setup {
     Iommu,
     Direct64,
     Direct28,
+    /// pc without an IOMMU, booted with swiotlb=force: every direct mapping would bounce.
+    Bounce,
 }
 
 impl Setup {
@@ -29,6 +31,7 @@ impl Setup {
             "iommu" => Some(Self::Iommu),
             "direct64" => Some(Self::Direct64),
             "direct28" => Some(Self::Direct28),
+            "bounce" => Some(Self::Bounce),
             _ => None,
         }
     }
@@ -36,7 +39,7 @@ impl Setup {
     /// The address width of the VM's edu device.
     fn edu_bits(self) -> u32 {
         match self {
-            Self::Direct64 => 64,
+            Self::Direct64 | Self::Bounce => 64,
             Self::Iommu | Self::Direct28 => 28,
         }
     }
@@ -54,8 +57,21 @@ struct Bench {
     target: DmaDevice,
 }
 
-/// The bench, or the skip verdict outside a DMA VM.
+/// The bench, or the skip verdict outside a DMA VM (and in the bounce VM, where every mapping
+/// is refused: `dma_bounce_refused` is its case).
 fn bench(ctx: &Ctx) -> Result<Result<Bench, TestResult>, Failure> {
+    let bench = any_bench(ctx)?;
+    if let Ok(b) = &bench {
+        if b.setup == Setup::Bounce {
+            return Ok(Err(skip(
+                "the bounce VM refuses every mapping; dma_bounce_refused runs there",
+            )));
+        }
+    }
+    Ok(bench)
+}
+
+fn any_bench(ctx: &Ctx) -> Result<Result<Bench, TestResult>, Failure> {
     if let Some(skipped) = ctx.needs_root() {
         return Ok(Err(skipped));
     }
@@ -129,7 +145,9 @@ pub fn dma_map_gives_bus_address(ctx: &Ctx) -> TestResult {
             addr != phys,
             "behind an IOMMU the bus address {addr:#x} is the physical one"
         ),
-        Setup::Direct64 | Setup::Direct28 => ensure_eq!(addr, phys, "bus address without an IOMMU"),
+        Setup::Direct64 | Setup::Direct28 | Setup::Bounce => {
+            ensure_eq!(addr, phys, "bus address without an IOMMU")
+        }
     }
     ensure!(
         addr + block.size() - 1 <= u64::MAX >> (64 - bench.setup.edu_bits()),
@@ -149,6 +167,14 @@ pub fn dma_map_gives_bus_address(ctx: &Ctx) -> TestResult {
         listed[0].direction,
         Direction::Bidirectional,
         "DMA_LIST direction"
+    );
+    // The device's own DMA mask is its driver's business: cmamap's dma_bits does not stay.
+    let mask_file = Edu::sysfs_dir_of(bench.edu.address()).join("dma_mask_bits");
+    let mask_bits = std::fs::read_to_string(mask_file).step("read dma_mask_bits")?;
+    ensure_eq!(
+        mask_bits.trim(),
+        "32",
+        "edu's DMA mask bits after DMA_MAP with dma_bits"
     );
     let debugfs =
         std::fs::read_to_string("/sys/kernel/debug/cmamap/dma").step("read debugfs dma")?;
@@ -610,6 +636,58 @@ pub fn dma_bad_input_refused(ctx: &Ctx) -> TestResult {
         0,
         "mappings after the unprivileged DMA_MAP"
     );
+    // DMA_LIST shows every file's mappings of a reachable block, but the bus address (the
+    // physical one without an IOMMU) only to CAP_SYS_ADMIN.
+    let shared = dev.alloc(&AllocRequest::new(ctx.pages(1)).persist(true))?;
+    let _guard = PersistGuard::new(ctx, shared.id());
+    let _mapping = shared.dma_map(&bench.target, Direction::ToDevice)?;
+    let shared_id = shared.id();
+    child::run(|| {
+        drop_privileges()?;
+        let listed = dev.dma_mappings(shared_id)?;
+        ensure_eq!(listed.len(), 1, "unprivileged DMA_LIST entries");
+        ensure_eq!(listed[0].dma_addr, 0, "unprivileged DMA_LIST dma_addr");
+        Ok(())
+    })?;
+    pass()
+}
+
+/// With swiotlb=force every direct mapping would go through a bounce buffer: DMA_MAP and
+/// ALLOC for the device refuse with ERANGE, nothing stays mapped, and the block keeps what
+/// the CPU wrote.
+pub fn dma_bounce_refused(ctx: &Ctx) -> TestResult {
+    let bench = match any_bench(ctx)? {
+        Ok(bench) => bench,
+        Err(skipped) => return skipped,
+    };
+    if bench.setup != Setup::Bounce {
+        return skip("only the bounce VM (swiotlb=force) bounces every direct mapping");
+    }
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)).strategy(Strategy::Page))?;
+    let data = cmamap_testkit::pattern::generate(2 * ctx.page, 0xb0, 0);
+    block.pwrite(0, &data)?;
+    for direction in Direction::ALL {
+        expect_errno(
+            block.dma_map(&bench.target, direction),
+            Errno::ERANGE,
+            &format!("DMA_MAP ({direction}) with swiotlb=force"),
+        )?;
+    }
+    ensure_eq!(
+        block.dma_mappings()?.len(),
+        0,
+        "mappings after the refusals"
+    );
+    let mut back = vec![0u8; data.len()];
+    block.pread(0, &mut back)?;
+    ensure!(back == data, "the refused mappings changed the block");
+    expect_errno(
+        dev.alloc_for(&AllocRequest::new(ctx.pages(1)), &bench.target),
+        Errno::ERANGE,
+        "ALLOC for edu with swiotlb=force",
+    )?;
+    ensure_eq!(dev.stat()?.blocks_file, 1, "blocks after the refused ALLOC");
     pass()
 }
 

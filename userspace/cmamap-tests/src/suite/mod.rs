@@ -249,6 +249,7 @@ const TABLE: &[Entry] = &[
     ),
     plain("dma_cli_maps_syncs_unmaps", dma::dma_cli_maps_syncs_unmaps),
     plain("dma_alloc_for_device", dma::dma_alloc_for_device),
+    plain("dma_bounce_refused", dma::dma_bounce_refused),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
     plain(
