@@ -8,16 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-results="$CMAMAP_ROOT/bench/results"
-if [ $# -gt 0 ] && [ "$1" != -- ]; then
-    results=$1
-    shift
-fi
-[ "${1:-}" != -- ] || shift
-bin="$CMAMAP_ROOT/userspace/target/x86_64-unknown-linux-gnu/release"
-module="$CMAMAP_ROOT/out/mod-plain/cmamap.ko"
-[ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
-[ -f "$module" ] || die "$module missing; run make module-plain"
+bench_setup "$@"
 
 khz=$("$bin/cmamap-bench" tsc-khz)
 status=0
@@ -31,7 +22,7 @@ for setup in iommu direct; do
     step "DMA costs, $setup"
     "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
         --timeout 900 --accel tcg --quiet "${machine[@]}" -- /bin/cmamap-bench dma \
-        --setup "$setup" --device edu --dma-bits "$bits" --tsc-khz "$khz" "$@" | tail -n 1 ||
+        --setup "$setup" --device edu --dma-bits "$bits" --tsc-khz "$khz" "${bench_args[@]}" | tail -n 1 ||
         status=1
     inputs+=(--input "$out/result.txt")
 done

@@ -9,22 +9,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-results="$CMAMAP_ROOT/bench/results"
-if [ $# -gt 0 ] && [ "$1" != -- ]; then
-    results=$1
-    shift
-fi
-[ "${1:-}" != -- ] || shift
-bin="$CMAMAP_ROOT/userspace/target/x86_64-unknown-linux-gnu/release"
-module="$CMAMAP_ROOT/out/mod-plain/cmamap.ko"
+bench_setup "$@"
 out="$CMAMAP_ROOT/out/bench"
-[ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
-[ -f "$module" ] || die "$module missing; run make module-plain"
 
 # TCG's rdtsc reads the host's counter, so the host measures its rate (the guest's own clock
 # moves in 4 ms steps).
 khz=$("$bin/cmamap-bench" tsc-khz)
-args=(run --tsc-khz "$khz" "$@")
+args=(run --tsc-khz "$khz" "${bench_args[@]}")
 start=$(date +%s)
 status=0
 "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \

@@ -62,3 +62,20 @@ kernel_build_dir() {
     local flavour=$1
     echo "$CMAMAP_CACHE/kernels/$flavour-$(kernel_key "$CMAMAP_ROOT/qemu/$flavour.config")"
 }
+
+# The benchmark scripts' common start, from their arguments `[RESULTS_DIR] [-- ARGS...]`: sets
+# results (default bench/results), bench_args (what follows --), bin and module, and checks
+# that the guest tools and the plain module are built.
+bench_setup() {
+    results="$CMAMAP_ROOT/bench/results"
+    if [ $# -gt 0 ] && [ "$1" != -- ]; then
+        results=$1
+        shift
+    fi
+    [ "${1:-}" != -- ] || shift
+    bench_args=("$@")
+    bin="$CMAMAP_ROOT/userspace/target/x86_64-unknown-linux-gnu/release"
+    module="$CMAMAP_ROOT/out/mod-plain/cmamap.ko"
+    [ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
+    [ -f "$module" ] || die "$module missing; run make module-plain"
+}
