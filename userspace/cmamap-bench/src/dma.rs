@@ -2,13 +2,14 @@
 //! size, and SYNC by range size, for one device. The VM's machine decides whether an IOMMU
 //! translates; `make bench` runs this once with one and once without.
 //!
-//! Prints one CSV section (`setup,op,bytes,repeats,median_ns,min_ns,max_ns`) between the
-//! markers, as `run` does. The counts of each row are checked; the times are only reported.
+//! Prints one CSV section of [`Row`]s between the markers, as `run` does. The counts of each
+//! row are checked; the times are only reported.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 
 use cmamap::{AllocRequest, Device, Direction, DmaDevice, Strategy};
+use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::stats::Spread;
@@ -17,8 +18,17 @@ use crate::stats::Spread;
 pub const BEGIN: &str = "CMAMAP-BENCH-DMA-BEGIN";
 /// The line after it.
 pub const END: &str = "CMAMAP-BENCH-DMA-END";
-/// The CSV header.
-pub const HEADER: &str = "setup,op,bytes,repeats,median_ns,min_ns,max_ns";
+/// One figure: an operation's times at one size, in one set-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub setup: String,
+    pub op: String,
+    pub bytes: u64,
+    pub repeats: usize,
+    pub median_ns: f64,
+    pub min_ns: f64,
+    pub max_ns: f64,
+}
 
 /// What to measure.
 pub struct Plan {
@@ -29,14 +39,28 @@ pub struct Plan {
     pub repeats: u32,
 }
 
-fn row(out: &mut String, setup: &str, op: &str, bytes: u64, samples: &[f64]) {
+fn row(rows: &mut Vec<Row>, setup: &str, op: &str, bytes: u64, samples: &[f64]) {
     if let Some(s) = Spread::of(samples) {
-        let _ = writeln!(
-            out,
-            "{setup},{op},{bytes},{},{:.0},{:.0},{:.0}",
-            s.count, s.median, s.min, s.max
-        );
+        rows.push(Row {
+            setup: setup.to_owned(),
+            op: op.to_owned(),
+            bytes,
+            repeats: s.count,
+            median_ns: s.median.round(),
+            min_ns: s.min.round(),
+            max_ns: s.max.round(),
+        });
     }
+}
+
+/// `rows` as CSV, with a header.
+pub fn to_csv(rows: &[Row]) -> Result<String, String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row).map_err(|e| e.to_string())?;
+    }
+    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 fn elapsed_ns(start: u64) -> f64 {
@@ -57,7 +81,7 @@ pub fn run(plan: &Plan) -> Result<(), String> {
     let target = DmaDevice::new(&name)
         .map_err(|e| e.to_string())?
         .dma_bits(plan.dma_bits);
-    let mut out = String::new();
+    let mut out = Vec::new();
     let setup = plan.setup.as_str();
     for &size in &plan.sizes {
         let block = dev
@@ -109,46 +133,31 @@ pub fn run(plan: &Plan) -> Result<(), String> {
         row(&mut out, setup, "sync_for_cpu", size, &for_cpu);
         row(&mut out, setup, "sync_for_device", size, &for_device);
     }
+    let csv = to_csv(&out)?;
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{BEGIN}\n{HEADER}\n{out}{END}").map_err(|e| e.to_string())
+    writeln!(stdout, "{BEGIN}\n{csv}{END}").map_err(|e| e.to_string())
 }
 
-/// The CSV section of a run's output (the VM's result.txt or console), without the markers.
-pub fn section(text: &str) -> Option<String> {
-    let start = text.find(BEGIN)? + BEGIN.len();
-    let end = start + text[start..].find(END)?;
-    Some(
-        text[start..end]
-            .lines()
-            .map(|l| l.trim_end_matches('\r'))
-            .filter(|l| !l.is_empty() && *l != HEADER)
-            .map(|l| format!("{l}\n"))
-            .collect(),
-    )
-}
-
-/// A text table of the sections' rows: per operation and size, the median in microseconds for
-/// each set-up, and the ratio of the largest size's median to the smallest's.
-pub fn table(rows_csv: &str) -> String {
-    struct Row<'a> {
-        setup: &'a str,
-        op: &'a str,
-        bytes: u64,
-        median_ns: f64,
-    }
-    let rows: Vec<Row<'_>> = rows_csv
+/// The rows of the CSV section of a run's output (the VM's result.txt or console).
+pub fn section(text: &str) -> Result<Vec<Row>, String> {
+    let start = text.find(BEGIN).ok_or("no DMA section")? + BEGIN.len();
+    let end = start + text[start..].find(END).ok_or("no end of the DMA section")?;
+    let csv: String = text[start..end]
         .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
-            Some(Row {
-                setup: f.first()?,
-                op: f.get(1)?,
-                bytes: f.get(2)?.parse().ok()?,
-                median_ns: f.get(4)?.parse().ok()?,
-            })
-        })
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
         .collect();
-    let mut setups: Vec<&str> = rows.iter().map(|r| r.setup).collect();
+    csv::Reader::from_reader(csv.as_bytes())
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())
+}
+
+/// A text table of `rows`: per operation and size, the median in microseconds for each
+/// set-up, and the ratio of the largest size's median to the smallest's.
+pub fn table(rows: &[Row]) -> String {
+    let mut setups: Vec<&str> = rows.iter().map(|r| r.setup.as_str()).collect();
     setups.dedup();
     let mut out = String::new();
     for op in ["dma_map", "dma_unmap", "sync_for_cpu", "sync_for_device"] {
@@ -165,25 +174,25 @@ pub fn table(rows_csv: &str) -> String {
             .collect();
         sizes.sort_unstable();
         sizes.dedup();
-        for bytes in &sizes {
-            let _ = write!(out, "{:>10}", cmamap::units::format_size(*bytes));
+        let median = |bytes: u64, setup: &str| {
+            rows.iter()
+                .find(|r| r.op == op && r.bytes == bytes && r.setup == setup)
+                .map(|r| r.median_ns)
+        };
+        for &bytes in &sizes {
+            let _ = write!(out, "{:>10}", cmamap::units::format_size(bytes));
             for setup in &setups {
-                let cell = rows
-                    .iter()
-                    .find(|r| r.op == op && r.bytes == *bytes && r.setup == *setup)
-                    .map_or("-".to_owned(), |r| format!("{:.1}", r.median_ns / 1000.0));
+                let cell =
+                    median(bytes, setup).map_or("-".to_owned(), |ns| format!("{:.1}", ns / 1000.0));
                 let _ = write!(out, " {cell:>12}");
             }
             out.push('\n');
         }
         let _ = write!(out, "{:>10}", "last/first");
         for setup in &setups {
-            let of = |b: &u64| {
-                rows.iter()
-                    .find(|r| r.op == op && r.bytes == *b && r.setup == *setup)
-                    .map(|r| r.median_ns)
-            };
-            let ratio = match (sizes.first().and_then(of), sizes.last().and_then(of)) {
+            let first = sizes.first().and_then(|&b| median(b, setup));
+            let last = sizes.last().and_then(|&b| median(b, setup));
+            let ratio = match (first, last) {
                 (Some(first), Some(last)) if first > 0.0 => format!("{:.2}x", last / first),
                 _ => "-".to_owned(),
             };
@@ -200,12 +209,28 @@ mod tests {
 
     #[test]
     fn section_and_table() {
-        let text = format!(
-            "noise\n{BEGIN}\n{HEADER}\niommu,dma_map,4096,3,2000,1000,3000\n\
-             iommu,dma_map,65536,3,3000,1000,3000\ndirect,dma_map,4096,3,1000,900,1100\n{END}\n"
-        );
-        let rows = section(&text).unwrap();
-        assert_eq!(rows.lines().count(), 3);
+        let small = Row {
+            setup: "iommu".into(),
+            op: "dma_map".into(),
+            bytes: 4096,
+            repeats: 3,
+            median_ns: 2000.0,
+            min_ns: 1000.0,
+            max_ns: 3000.0,
+        };
+        let large = Row {
+            bytes: 65536,
+            median_ns: 3000.0,
+            ..small.clone()
+        };
+        let direct = Row {
+            setup: "direct".into(),
+            median_ns: 1000.0,
+            ..small.clone()
+        };
+        let rows = vec![small, large, direct];
+        let text = format!("noise\n{BEGIN}\n{}{END}\n", to_csv(&rows).unwrap());
+        assert_eq!(section(&text).unwrap(), rows);
         let table = table(&rows);
         assert!(table.contains("dma_map (median us)"), "{table}");
         assert!(table.contains("1.50x"), "{table}");

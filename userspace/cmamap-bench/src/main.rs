@@ -135,17 +135,14 @@ fn sizes(min: u64, max: u64) -> Vec<u64> {
 
 /// Gathers the DMA runs' sections into dma.csv and a table in dma.txt.
 fn dma_report(args: &DmaReportArgs) -> Result<(), String> {
-    let mut rows = String::new();
+    let mut rows = Vec::new();
     for input in &args.input {
         let text =
             std::fs::read_to_string(input).map_err(|e| format!("read {}: {e}", input.display()))?;
-        rows.push_str(
-            &dma::section(&text).ok_or_else(|| format!("{}: no DMA section", input.display()))?,
-        );
+        rows.extend(dma::section(&text).map_err(|e| format!("{}: {e}", input.display()))?);
     }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    let csv = format!("{}\n{rows}", dma::HEADER);
-    std::fs::write(args.out.join("dma.csv"), csv).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("dma.csv"), dma::to_csv(&rows)?).map_err(|e| e.to_string())?;
     let table = dma::table(&rows);
     std::fs::write(args.out.join("dma.txt"), &table).map_err(|e| e.to_string())?;
     print!("{table}");
