@@ -16,11 +16,14 @@ void cmamap_selftest_inject(void)
 	WARN_ON(1);
 #endif
 #ifdef CMAMAP_INJECT_LEAK
-	/* Several objects: a stale copy of one pointer on a cached stack must not hide them all. */
+	/*
+	 * Many objects in many caches: a stale copy of a pointer (on a cached stack, in a slab's
+	 * per-CPU state) must not hide them all.
+	 */
 	int i;
 
-	for (i = 0; i < 16; i++)
-		if (!kmalloc(128 + i, GFP_KERNEL))
+	for (i = 0; i < 64; i++)
+		if (!kmalloc(64 + 64 * i, GFP_KERNEL))
 			break;
 	pr_info("cmamap: selftest: leaked %d objects\n", i);
 #endif

@@ -42,13 +42,23 @@ build_variant() { # build_variant NAME DEFINE: a module with a deliberate fault
 expect_failure() { # expect_failure NAME EXPECTED_CHECK RUN_ARGS...: prints one ok/not ok line
     local name=$1 expected=$2 log="$CMAMAP_ROOT/out/selftest-$1.log"
     shift 2
-    local t0=$SECONDS
-    if qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1; then
-        echo "not ok - pipeline: $name: the run passed but must fail (log: $log)"
+    local t0=$SECONDS tries=1
+    # kmemleak can miss a leak while a stale copy of its pointer survives somewhere (a cached
+    # kernel stack, say): one more boot for the leak case, and the verdict says which one it
+    # took. A run that passes twice still fails the self-test.
+    local status=0
+    qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
+    if [ "$status" = 0 ] && [ "$name" = leak-in-module ]; then
+        cp "$log" "$log.try1"
+        tries=2
+        qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
+    fi
+    if [ "$status" = 0 ]; then
+        echo "not ok - pipeline: $name: the run passed but must fail (log: $log, $tries run(s))"
     elif ! grep -qF "$expected" "$log"; then
         echo "not ok - pipeline: $name: failed, but not with '$expected' (log: $log)"
     else
-        echo "ok - pipeline: $name fails the run ($((SECONDS - t0))s): $(grep -m1 -F "$expected" "$log" | sed 's/^ *//')"
+        echo "ok - pipeline: $name fails the run ($((SECONDS - t0))s, run $tries): $(grep -m1 -F "$expected" "$log" | sed 's/^ *//')"
     fi
 }
 
