@@ -383,7 +383,11 @@ pub const IOC_DMA_LIST: u32 = ioc(
 );
 
 /// Exports (part of) a block as a dma-buf.
-pub const IOC_EXPORT: u32 = ioc(IOC_READ | IOC_WRITE, 0x0b, core::mem::size_of::<ExportArgs>());
+pub const IOC_EXPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x0b,
+    core::mem::size_of::<ExportArgs>(),
+);
 
 /// log2 of the mmap offset space each block owns (64 GiB), in the style of DRM fake offsets.
 pub const OFFSET_SHIFT: u32 = 36;

@@ -9,6 +9,7 @@
 //! - [`region`]: raw ranges of address space that tests cut apart and the benchmark fills.
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
+//! - [`v4l2`]: a V4L2 capture device (vivid in the VM) that imports dma-bufs.
 
 pub mod edu;
 pub mod pattern;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod process;
 pub mod region;
 pub mod rng;
+pub mod v4l2;
 
 pub use cmamap::Probe;
 pub use region::Region;
