@@ -68,14 +68,14 @@ pub fn dmabuf_export_maps_block(ctx: &Ctx, strategy: Strategy) -> TestResult {
 }
 
 /// A change to valid EXPORT arguments.
-type Edit = dyn Fn(&mut abi::ExportArgs);
+type Edit<'a> = dyn Fn(&mut abi::ExportArgs) + 'a;
 
 /// Each bad argument gets its errno, and nothing is exported.
 pub fn dmabuf_export_bad_input(ctx: &Ctx) -> TestResult {
     let dev = ctx.open()?;
     let block = dev.alloc(&AllocRequest::new(ctx.pages(4)))?;
     let size = block.size();
-    let export = |edit: &Edit| {
+    let export = |edit: &Edit<'_>| {
         let mut args = abi::ExportArgs {
             id: block.id(),
             flags: abi::EXPORT_RDWR,
@@ -85,7 +85,7 @@ pub fn dmabuf_export_bad_input(ctx: &Ctx) -> TestResult {
         dev.export_raw(&mut args)
     };
     let page = ctx.pages(1);
-    let cases: [(&str, &Edit, Errno); 10] = [
+    let cases: [(&str, &Edit<'_>, Errno); 10] = [
         ("unknown id", &|a| a.id = abi::MAX_ID, Errno::ENOENT),
         ("flags O_WRONLY", &|a| a.flags = 1, Errno::EINVAL),
         ("flags O_NONBLOCK", &|a| a.flags |= 0o4000, Errno::EINVAL),
