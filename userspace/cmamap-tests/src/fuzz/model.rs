@@ -213,6 +213,16 @@ fn expect_refusal<T>(
     }
 }
 
+/// Passes when an mmap of `len` bytes that the model says fails with EINVAL did; a wrong
+/// success is unmapped.
+fn expect_map_refused(result: Result<usize, Errno>, len: usize, what: &str) -> Result<(), Failure> {
+    // SAFETY: a wrongly made mapping is fresh and unused.
+    let undo = |addr: usize| unsafe {
+        libc::munmap(addr as *mut libc::c_void, len);
+    };
+    expect_refusal(result, Errno::EINVAL, what, undo)
+}
+
 impl<'c> Model<'c> {
     pub fn new(ctx: &'c Ctx) -> Result<Self, Failure> {
         let probe = ctx.open()?;
@@ -572,11 +582,7 @@ impl<'c> Model<'c> {
                 );
                 if !valid {
                     self.tally.refusals += 1;
-                    // SAFETY: a wrongly made mapping is fresh and unused.
-                    let undo = |addr: usize| unsafe {
-                        libc::munmap(addr as *mut libc::c_void, count * p);
-                    };
-                    expect_refusal(result, Errno::EINVAL, &what, undo)?;
+                    expect_map_refused(result, count * p, &what)?;
                     return Ok(());
                 }
                 let addr = expect_ok(result, &what)?;
@@ -600,16 +606,7 @@ impl<'c> Model<'c> {
                 let (id, offset) = self.freed[freed as usize % self.freed.len()];
                 self.tally.refusals += 1;
                 let result = mmap_raw(0, p, RW, 0, self.files[file].dev.as_fd(), offset);
-                // SAFETY: a wrongly made mapping is fresh and unused.
-                let undo = |addr: usize| unsafe {
-                    libc::munmap(addr as *mut libc::c_void, p);
-                };
-                expect_refusal(
-                    result,
-                    Errno::EINVAL,
-                    &format!("mmap of freed block {id}"),
-                    undo,
-                )?;
+                expect_map_refused(result, p, &format!("mmap of freed block {id}"))?;
             }
             Op::Mremap { map, pages, moved } => {
                 if self.maps.is_empty() {
@@ -963,11 +960,7 @@ impl<'c> Model<'c> {
                 );
                 if !valid {
                     self.tally.refusals += 1;
-                    // SAFETY: a wrongly made mapping is fresh and unused.
-                    let undo = |addr: usize| unsafe {
-                        libc::munmap(addr as *mut libc::c_void, count * p);
-                    };
-                    expect_refusal(result, Errno::EINVAL, &what, undo)?;
+                    expect_map_refused(result, count * p, &what)?;
                     return Ok(());
                 }
                 let addr = expect_ok(result, &what)?;
