@@ -252,6 +252,10 @@ const TABLE: &[Entry] = &[
     plain("dma_alloc_for_device", dma::dma_alloc_for_device),
     plain("dma_bounce_refused", dma::dma_bounce_refused),
     plain(
+        "dma_bounce_dmabuf_import_refused",
+        dma::dma_bounce_dmabuf_import_refused,
+    ),
+    plain(
         "dma_dmabuf_sync_covers_device_mappings",
         dma::dma_dmabuf_sync_covers_device_mappings,
     ),
