@@ -518,3 +518,53 @@ pub fn dmabuf_vivid_free_while_streaming(ctx: &Ctx) -> TestResult {
     ensure_eq!(available_pages()?, before, "CMA pages after REQBUFS(0)");
     pass()
 }
+
+/// `cmamap export` hands a persistent block's dma-buf (its second page, named) to a command
+/// through an inherited fd, whose fdinfo shows the exporter and the name; bad input names
+/// the errno.
+pub fn dmabuf_cli_export(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)).persist(true))?;
+    let id = block.id();
+    let _guard = crate::ctx::PersistGuard::new(ctx, id);
+    let inner = "grep -q '^exp_name:.cmamap' /proc/self/fdinfo/$CMAMAP_DMABUF_FD && \
+                 grep -q '^name:.cli-frame' /proc/self/fdinfo/$CMAMAP_DMABUF_FD && \
+                 test \"$CMAMAP_DMABUF_SIZE\" = \"$EXPECTED\"";
+    let out = std::process::Command::new("/bin/cmamap")
+        .args(["--json", "export", &id.to_string(), "--offset"])
+        .arg(ctx.pages(1).to_string())
+        .args(["--name", "cli-frame", "--", "sh", "-c", inner])
+        .env("EXPECTED", ctx.pages(1).to_string())
+        .output()
+        .step("run cmamap export")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "cmamap export failed: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains(&format!("\"size\":{}", ctx.pages(1))),
+        "cmamap export printed:\n{stdout}"
+    );
+    let out = std::process::Command::new("/bin/cmamap")
+        .args(["export", &abi::MAX_ID.to_string()])
+        .output()
+        .step("run cmamap export of no block")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status of export of no block"
+    );
+    // The CLI looks the block up (INFO) before it exports.
+    ensure!(
+        stderr.contains("ENOENT") && stderr.contains("--persist"),
+        "export of no block said: {stderr}"
+    );
+    pass()
+}

@@ -271,6 +271,7 @@ const TABLE: &[Entry] = &[
         dmabuf::dmabuf_outlives_free_and_close,
     ),
     plain("dmabuf_crosses_processes", dmabuf::dmabuf_crosses_processes),
+    plain("dmabuf_cli_export", dmabuf::dmabuf_cli_export),
     plain(
         "dmabuf_vivid_capture_vmalloc",
         dmabuf::dmabuf_vivid_capture_vmalloc,
