@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; `held_pages`, the
-//! pages of freed blocks that wait for an outside reference to go (`quarantine`); and `dma`,
-//! every device mapping.
+//! pages of freed blocks that wait for an outside reference to go (`quarantine`); `dma`,
+//! every device mapping; and `blocks_visited`, the blocks that lookups, frees and releases
+//! have looked at since load (a test checks that a release's work follows its own blocks).
 //!
 //! The files are made in C (`debugfs_glue.c`) with `.owner` set, so that an open file pins
 //! the module: the Rust debugfs of 7.3 sets none, and a file kept open across `rmmod` then
@@ -18,9 +19,10 @@ extern "C" {
 }
 
 /// What each file shows, by its index in [`NAMES`].
-const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 3] = [blocks, held_pages, dma::render];
+const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 4] =
+    [blocks, held_pages, dma::render, blocks_visited];
 /// The file names, NUL-terminated, in the order of [`VIEWS`].
-const NAMES: [&CStr; 3] = [c"blocks", c"held_pages", c"dma"];
+const NAMES: [&CStr; 4] = [c"blocks", c"held_pages", c"dma", c"blocks_visited"];
 
 /// The directory and its files, removed on drop.
 ///
@@ -77,6 +79,11 @@ extern "C" fn cmamap_debugfs_show(m: *mut bindings::seq_file, view: usize) -> i3
 /// The `held_pages` file: one number.
 fn held_pages(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "{}", quarantine::pages_held())
+}
+
+/// The `blocks_visited` file: one number.
+fn blocks_visited(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", registry::blocks_visited())
 }
 
 /// The `blocks` file, rendered from the registry on every read.

@@ -48,10 +48,18 @@
 
 /*
  * Each block owns 2^CMAMAP_OFFSET_SHIFT bytes of mmap offset space (DRM-style fake offsets):
- * block @id starts at offset (__u64)id << CMAMAP_OFFSET_SHIFT. Ids are never reused.
+ * block @id starts at offset (__u64)id << CMAMAP_OFFSET_SHIFT.
+ *
+ * Ids and offsets are per open file: each file numbers its own blocks from 1 up to
+ * CMAMAP_SHARED_ID_BASE - 1, and PERSIST and device-memory blocks, which every file sees, share
+ * the ids from CMAMAP_SHARED_ID_BASE up to CMAMAP_MAX_ID. So two files may each have a block
+ * 1; an id or offset means the block of the file it is used on (or the shared block). No id
+ * space ever hands an id out twice, so a stale id or offset stays dead; a file that used up
+ * its ids gets ENOSPC, and only it (a new open file starts afresh).
  */
 #define CMAMAP_OFFSET_SHIFT 36
 #define CMAMAP_MAX_ID ((1U << (63 - CMAMAP_OFFSET_SHIFT)) - 1)
+#define CMAMAP_SHARED_ID_BASE (1U << 26)
 
 /*
  * Bits CMAMAP_VIEW_SHIFT..CMAMAP_OFFSET_SHIFT-1 of the offset inside a block choose the
@@ -226,7 +234,8 @@ struct cmamap_dma_list {
  *          rounds up past 2^64; strategy is not a CMAMAP_STRATEGY_*.
  *  ENOSPC: size rounds up past CMAMAP_MAX_BLOCK_SIZE; the block would take the caller's file
  *          past max_bytes_per_file (PERSIST blocks are not charged to the file) or all blocks
- *          past max_bytes_total; or every id up to CMAMAP_MAX_ID was handed out.
+ *          past max_bytes_total; or the file handed out all its ids (every one below
+ *          CMAMAP_SHARED_ID_BASE), or with PERSIST every shared id up to CMAMAP_MAX_ID was.
  *  EPERM:  CMAMAP_ALLOC_PERSIST without CAP_SYS_ADMIN.
  *  ENOMEM: CMA has fewer free pages than the block needs, or no kernel memory for the block.
  *  EBUSY:  CMA has enough free pages but no free run that fits (fragmented or pinned).
