@@ -46,8 +46,8 @@
 //!    after the guard. DMA_MAP looks its block up again under 2, so that a FREE in between
 //!    cannot leave a mapping behind.
 //! 10. `memory::quarantine::QUARANTINE`: a leaf. A block's last reference may go under 4 (a
-//!    VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
-//!    only the mm's own spinlocks.
+//!     VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
+//!     only the mm's own spinlocks.
 //!
 //! Locks 5 to 9 are never held together today; the numbers fix which would come first. No
 //! lock of ours is held across a user copy: a copy may fault into our own fault handler,

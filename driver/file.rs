@@ -7,11 +7,7 @@ use crate::{
     device_memory::rmap,
     dma, ioctl,
     mapping::{alloc_map, offsets, strategy::Strategy, vma},
-    memory::{
-        block::Block,
-        charge::Counter,
-        user_io::UserIo,
-    },
+    memory::{block::Block, charge::Counter, user_io::UserIo},
     registry::{self, FileBlocks},
 };
 use kernel::{

@@ -244,7 +244,10 @@ pub(crate) fn lease_id(space: Space) -> Result<IdLease> {
 /// Makes a block visible by its id, which `lease` handed out: first in the list, then in its
 /// index, so that whoever finds it by id finds it in the list too.
 pub(crate) fn publish(block: ListArc<Block>, lease: IdLease) {
-    let IdLease { id: mut leased, node } = lease;
+    let IdLease {
+        id: mut leased,
+        node,
+    } = lease;
     debug_assert_eq!(block.id(), leased.id);
     leased.give_back = false;
     let node = node.into_node(leased.id, block.clone_arc());

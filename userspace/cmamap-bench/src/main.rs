@@ -193,8 +193,7 @@ fn scale_report(args: &ScaleReportArgs) -> Result<(), String> {
         .map_err(|e| format!("read {}: {e}", args.input.display()))?;
     let rows = scale::section(&text)?;
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("scale.csv"), scale::to_csv(&rows)?)
-        .map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("scale.csv"), scale::to_csv(&rows)?).map_err(|e| e.to_string())?;
     let table = scale::table(&rows);
     std::fs::write(args.out.join("scale.txt"), &table).map_err(|e| e.to_string())?;
     let svg = scale::chart(
@@ -208,8 +207,7 @@ fn scale_report(args: &ScaleReportArgs) -> Result<(), String> {
 }
 
 fn set_clock(tsc_khz: Option<f64>) {
-    let khz =
-        tsc_khz.unwrap_or_else(|| clock::calibrate(std::time::Duration::from_millis(300)));
+    let khz = tsc_khz.unwrap_or_else(|| clock::calibrate(std::time::Duration::from_millis(300)));
     clock::set_khz(khz);
 }
 

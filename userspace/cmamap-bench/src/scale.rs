@@ -101,7 +101,11 @@ impl Filler {
 
 /// The blocks alive, by STAT.
 fn live(dev: &Device) -> Result<u64, String> {
-    Ok(dev.stat().map_err(|e| format!("STAT: {e}"))?.blocks_total.into())
+    Ok(dev
+        .stat()
+        .map_err(|e| format!("STAT: {e}"))?
+        .blocks_total
+        .into())
 }
 
 fn expect_live(dev: &Device, want: u64, when: &str) -> Result<(), String> {
@@ -137,10 +141,7 @@ pub fn run(plan: &Plan) -> Result<(), String> {
         targets += 1;
         let now = base + targets + filler_count(&filler);
         expect_live(&probe, now, &format!("level {level}"))?;
-        let offset = probe
-            .info(target)
-            .map_err(|e| format!("INFO: {e}"))?
-            .offset;
+        let offset = probe.info(target).map_err(|e| format!("INFO: {e}"))?.offset;
         let (mut alloc, mut free, mut info, mut mmap, mut pread) =
             (vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..plan.repeats {
@@ -220,7 +221,10 @@ fn filler_count(filler: &Filler) -> u64 {
 /// The rows of the CSV section of a run's output (the VM's result.txt or console).
 pub fn section(text: &str) -> Result<Vec<Row>, String> {
     let start = text.find(BEGIN).ok_or("no scale section")? + BEGIN.len();
-    let end = start + text[start..].find(END).ok_or("no end of the scale section")?;
+    let end = start
+        + text[start..]
+            .find(END)
+            .ok_or("no end of the scale section")?;
     let csv: String = text[start..end]
         .lines()
         .map(|l| l.trim_end_matches('\r'))
@@ -264,17 +268,17 @@ pub fn table(rows: &[Row]) -> String {
     for op in OPS {
         let _ = write!(out, "{op:<8}");
         for &live in &levels {
-            let cell = rows
-                .iter()
-                .find(|r| r.op == op && r.live == live)
-                .map_or("-".to_owned(), |r| {
-                    format!(
-                        "{:.1} ({:.0}-{:.0})",
-                        r.median_ns / 1e3,
-                        r.min_ns / 1e3,
-                        r.max_ns / 1e3
-                    )
-                });
+            let cell =
+                rows.iter()
+                    .find(|r| r.op == op && r.live == live)
+                    .map_or("-".to_owned(), |r| {
+                        format!(
+                            "{:.1} ({:.0}-{:.0})",
+                            r.median_ns / 1e3,
+                            r.min_ns / 1e3,
+                            r.max_ns / 1e3
+                        )
+                    });
             let _ = write!(out, " {cell:>14}");
         }
         let first = levels.first().and_then(|&l| median(rows, op, l));
@@ -342,9 +346,8 @@ pub fn chart(rows: &[Row], title: &str, note: &str) -> String {
         .max(f64::from(lo_y + 1)) as i32;
     let lx = ((lo_l.max(1) as f64).log10(), (hi_l.max(10) as f64).log10());
     let x = |live: u64| LEFT + ((live.max(1) as f64).log10() - lx.0) / (lx.1 - lx.0).max(1.0) * PW;
-    let y = |us: f64| {
-        TOP + PH - (us.log10() - f64::from(lo_y)) / f64::from(hi_y - lo_y).max(1.0) * PH
-    };
+    let y =
+        |us: f64| TOP + PH - (us.log10() - f64::from(lo_y)) / f64::from(hi_y - lo_y).max(1.0) * PH;
     let _ = writeln!(
         svg,
         "<rect x=\"{LEFT}\" y=\"{TOP}\" width=\"{PW}\" height=\"{PH}\" fill=\"none\" stroke=\"#999\"/>"

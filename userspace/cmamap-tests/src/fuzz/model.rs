@@ -146,7 +146,13 @@ struct DmaMap {
 
 impl DmaMap {
     /// Whether SYNC of `first..first + pages` in `direction` reaches this mapping.
-    fn synced_by(&self, block: (u64, u32), first: usize, pages: usize, direction: Direction) -> bool {
+    fn synced_by(
+        &self,
+        block: (u64, u32),
+        first: usize,
+        pages: usize,
+        direction: Direction,
+    ) -> bool {
         let overlap = first < self.first + self.pages && self.first < first + pages;
         let dirs = direction == self.direction
             || direction == Direction::Bidirectional
@@ -331,11 +337,12 @@ impl<'c> Model<'c> {
                     .iter()
                     .any(|m| m.via == key && m.mapped.contains(&true))
         };
-        self.dma
-            .retain(|d| {
-                blocks.iter().any(|b| b.uid() == uid(d.block_owner, d.block_id))
-                    && file_lives(d.file_key)
-            });
+        self.dma.retain(|d| {
+            blocks
+                .iter()
+                .any(|b| b.uid() == uid(d.block_owner, d.block_id))
+                && file_lives(d.file_key)
+        });
         result
     }
 
@@ -465,7 +472,12 @@ impl<'c> Model<'c> {
                     );
                     // Ids are per file: another file's id may name one of this file's own.
                     let f = &self.files[file];
-                    ids.retain(|&id| !self.blocks.iter().any(|b| b.id == id && Self::reaches(f, b)));
+                    ids.retain(|&id| {
+                        !self
+                            .blocks
+                            .iter()
+                            .any(|b| b.id == id && Self::reaches(f, b))
+                    });
                     let id = if ids.is_empty() {
                         u32::MAX - 7
                     } else {
@@ -610,7 +622,11 @@ impl<'c> Model<'c> {
                 let (id, offset) = self.freed[freed as usize % self.freed.len()];
                 // Ids are per file: a freed id of another file may name a live one of this.
                 let f = &self.files[file];
-                if self.blocks.iter().any(|b| b.id == id && Self::reaches(f, b)) {
+                if self
+                    .blocks
+                    .iter()
+                    .any(|b| b.id == id && Self::reaches(f, b))
+                {
                     return Ok(());
                 }
                 self.tally.refusals += 1;

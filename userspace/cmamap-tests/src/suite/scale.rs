@@ -144,7 +144,11 @@ pub fn id_exhaustion_hurts_only_its_file(ctx: &Ctx) -> TestResult {
     let other = bystander
         .alloc(&AllocRequest::new(ctx.pages(1)))
         .step("ALLOC through another file after one used up its ids")?;
-    ensure!(other.id() != kept.id(), "the bystander got id {} twice", kept.id());
+    ensure!(
+        other.id() != kept.id(),
+        "the bystander got id {} twice",
+        kept.id()
+    );
     kept.info()?;
     let fresh = ctx.open()?;
     let new = fresh
@@ -160,7 +164,9 @@ pub fn id_exhaustion_hurts_only_its_file(ctx: &Ctx) -> TestResult {
             shared.id()
         );
         // Every file sees it by that id.
-        bystander.info(shared.id()).step("INFO of the PERSIST block through another file")?;
+        bystander
+            .info(shared.id())
+            .step("INFO of the PERSIST block through another file")?;
         shared.free()?;
     }
     drop((new, other, kept));
