@@ -15,7 +15,11 @@
 //! as `ListArc`s that the caller drops (and so perhaps frees) after the guards: whatever must
 //! happen when a block's id dies belongs in [`retire`].
 
-use crate::{abi, memory::block::Block, module_parameters};
+use crate::{
+    abi,
+    memory::block::{Block, Owner},
+    module_parameters,
+};
 use kernel::{
     list::{List, ListArc},
     new_mutex,
@@ -61,10 +65,9 @@ impl IdSpace {
     /// The ids `first..=max`; with the test-only parameter `id_headroom` set, only the last
     /// `id_headroom` of them.
     const fn new(first: u32, max: u32, headroom: u32) -> Self {
-        let last = if headroom != 0 && max - headroom >= first {
-            max - headroom
-        } else {
-            first - 1
+        let last = match max.checked_sub(headroom) {
+            Some(last) if headroom != 0 && last >= first => last,
+            _ => first - 1,
         };
         Self {
             last,
@@ -303,27 +306,31 @@ pub(crate) fn unpublish_shared(id: u32) {
 /// on its own, so that the global lock is held for O(1) at a time.
 pub(crate) fn release_file(file: &FileBlocks) -> (usize, u64) {
     let tree = core::mem::replace(&mut file.index.lock().tree, RBTree::new());
-    drain(tree)
+    drain(tree, |_| true)
 }
 
-/// Takes every shared block out, at `rmmod`; how many and their bytes.
+/// Takes every shared block out, at `rmmod`; how many `PERSIST` blocks there were and their
+/// bytes (device memory is not returned to CMA: it is revoked when its device unbinds).
 pub(crate) fn release_shared() -> (usize, u64) {
     let tree = match BLOCKS.lock().shared.as_mut() {
         Some(shared) => core::mem::replace(&mut shared.tree, RBTree::new()),
         None => RBTree::new(),
     };
-    drain(tree)
+    drain(tree, |block| block.owner() == Owner::Module)
 }
 
-/// Retires every block of `tree`, which no lock holds any more.
-fn drain(mut tree: RBTree<u32, Arc<Block>>) -> (usize, u64) {
+/// Retires every block of `tree`, which no lock holds any more; how many of them `counts`
+/// accepts, and their bytes.
+fn drain(mut tree: RBTree<u32, Arc<Block>>, counts: impl Fn(&Block) -> bool) -> (usize, u64) {
     let (mut blocks, mut bytes) = (0, 0);
     while let Some(cursor) = tree.cursor_front_mut() {
         let (_, node) = cursor.remove_current();
         let (_, block) = node.to_key_value();
         visited(1);
-        blocks += 1;
-        bytes += block.size();
+        if counts(&block) {
+            blocks += 1;
+            bytes += block.size();
+        }
         drop(retire(block));
     }
     (blocks, bytes)
@@ -389,6 +396,14 @@ mod tests {
         let mut shared = IdSpace::new(abi::SHARED_ID_BASE, abi::MAX_ID, 1);
         assert_eq!(shared.take(), Ok(abi::MAX_ID));
         assert_eq!(shared.take(), Err(ENOSPC));
+    }
+
+    #[test]
+    fn a_headroom_past_the_space_starts_at_its_beginning() {
+        let mut ids = IdSpace::new(1, 10, 11);
+        assert_eq!(ids.take(), Ok(1));
+        let mut ids = IdSpace::new(1, 10, u32::MAX);
+        assert_eq!(ids.take(), Ok(1));
     }
 
     #[test]
