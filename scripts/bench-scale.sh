@@ -6,15 +6,17 @@
 #
 #   scripts/bench-scale.sh [RESULTS_DIR] [-- BENCH_SCALE_ARGS...]
 # Needs out/mod-plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
-# KERNEL=path/to/bzImage boots another plain kernel than the cached one of this config.
+# KERNEL=path/to/bzImage boots another plain kernel than the cached one of this config;
+# BEFORE=path/to/result.txt of another module's scale run adds it to the table and the chart.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 bench_setup "$@"
 out="$CMAMAP_ROOT/out/bench-scale"
 khz=$("$bin/cmamap-bench" tsc-khz)
-kernel=()
+kernel=() before=()
 [ -z "${KERNEL:-}" ] || kernel=(--kernel "$KERNEL")
+[ -z "${BEFORE:-}" ] || before=(--before "$BEFORE")
 status=0
 start=$(date +%s)
 # 165,536 one-page blocks need 647 MiB of CMA.
@@ -25,5 +27,5 @@ echo "== VM run took $(($(date +%s) - start))s"
 printf -v command 'make bench (qemu/run.sh --flavour plain --cma 768M ... -- cmamap-bench scale %s)' \
     "${bench_args[*]}"
 "$bin/cmamap-bench" scale-report --input "$out/result.txt" --out "$results" \
-    --command "$command" || status=1
+    --command "$command" "${before[@]}" || status=1
 exit "$status"

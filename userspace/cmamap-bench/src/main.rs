@@ -79,6 +79,9 @@ struct ScaleReportArgs {
     /// Where scale.csv, scale.txt and scale.svg go.
     #[arg(long)]
     out: PathBuf,
+    /// Another module's run to compare with (scale-before.csv, a second table, dashed lines).
+    #[arg(long)]
+    before: Option<PathBuf>,
     /// How the run was made, for the chart.
     #[arg(long, default_value = "")]
     command: String,
@@ -194,10 +197,21 @@ fn scale_report(args: &ScaleReportArgs) -> Result<(), String> {
     let rows = scale::section(&text)?;
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     std::fs::write(args.out.join("scale.csv"), scale::to_csv(&rows)?).map_err(|e| e.to_string())?;
-    let table = scale::table(&rows);
+    let mut table = scale::table(&rows);
+    let mut before = Vec::new();
+    if let Some(path) = &args.before {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        before = scale::section(&text)?;
+        std::fs::write(args.out.join("scale-before.csv"), scale::to_csv(&before)?)
+            .map_err(|e| e.to_string())?;
+        table.push_str("\nBefore (the module with one list and one id space):\n");
+        table.push_str(&scale::table(&before));
+    }
     std::fs::write(args.out.join("scale.txt"), &table).map_err(|e| e.to_string())?;
     let svg = scale::chart(
         &rows,
+        &before,
         "cmamap: call latency against live blocks (median, TCG)",
         &args.command,
     );

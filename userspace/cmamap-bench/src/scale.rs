@@ -301,8 +301,9 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The chart: median time against live blocks, log-log, one line per operation, as SVG.
-pub fn chart(rows: &[Row], title: &str, note: &str) -> String {
+/// The chart: median time against live blocks, log-log, one line per operation, as SVG;
+/// `before` (another module's run, if any) dashed.
+pub fn chart(rows: &[Row], before: &[Row], title: &str, note: &str) -> String {
     const W: f64 = 640.0;
     const H: f64 = 420.0;
     const LEFT: f64 = 70.0;
@@ -324,6 +325,7 @@ pub fn chart(rows: &[Row], title: &str, note: &str) -> String {
     );
     let medians: Vec<f64> = rows
         .iter()
+        .chain(before)
         .filter(|r| OPS.contains(&r.op.as_str()) && r.median_ns > 0.0)
         .map(|r| r.median_ns / 1e3)
         .collect();
@@ -384,18 +386,29 @@ pub fn chart(rows: &[Row], title: &str, note: &str) -> String {
     );
     for (i, op) in OPS.iter().enumerate() {
         let colour = colours[i % colours.len()];
-        let points: Vec<String> = levels
-            .iter()
-            .filter_map(|&l| median(rows, op, l).map(|ns| (l, ns / 1e3)))
-            .filter(|&(_, us)| us > 0.0)
-            .map(|(l, us)| format!("{:.1},{:.1}", x(l), y(us)))
-            .collect();
+        let line = |rows: &[Row]| -> String {
+            levels
+                .iter()
+                .filter_map(|&l| median(rows, op, l).map(|ns| (l, ns / 1e3)))
+                .filter(|&(_, us)| us > 0.0)
+                .map(|(l, us)| format!("{:.1},{:.1}", x(l), y(us)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !before.is_empty() {
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" \
+                 stroke-dasharray=\"6 3\" points=\"{}\"/>",
+                line(before)
+            );
+        }
         let _ = writeln!(
             svg,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\
              <line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\">{op}</text>",
-            points.join(" "),
+            line(rows),
             LEFT + PW + 20.0,
             TOP + 10.0 + i as f64 * 18.0,
             LEFT + PW + 44.0,
@@ -405,18 +418,28 @@ pub fn chart(rows: &[Row], title: &str, note: &str) -> String {
         );
     }
     let mut line = TOP + 10.0 + OPS.len() as f64 * 18.0 + 10.0;
-    for r in rows.iter().filter(|r| r.op.starts_with("close_")) {
+    if !before.is_empty() {
         let _ = writeln!(
             svg,
-            "<text x=\"{:.1}\" y=\"{line:.1}\">close of {}</text>\
-             <text x=\"{:.1}\" y=\"{:.1}\">blocks: {:.1} ms</text>",
-            LEFT + PW + 20.0,
-            r.op.trim_start_matches("close_"),
-            LEFT + PW + 20.0,
-            line + 14.0,
-            r.median_ns / 1e6
+            "<text x=\"{:.1}\" y=\"{line:.1}\" fill=\"#444\">dashed: before</text>",
+            LEFT + PW + 20.0
         );
-        line += 34.0;
+        line += 24.0;
+    }
+    for (label, rows) in [("", rows), ("before: ", before)] {
+        for r in rows.iter().filter(|r| r.op.starts_with("close_")) {
+            let _ = writeln!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{line:.1}\">{label}close of {}</text>\
+                 <text x=\"{:.1}\" y=\"{:.1}\">blocks: {:.1} ms</text>",
+                LEFT + PW + 20.0,
+                r.op.trim_start_matches("close_"),
+                LEFT + PW + 20.0,
+                line + 14.0,
+                r.median_ns / 1e6
+            );
+            line += 34.0;
+        }
     }
     svg.push_str("</svg>\n");
     svg
@@ -468,8 +491,10 @@ mod tests {
             table.contains("holding 65536 blocks while 100000 others live: 5.0 ms"),
             "{table}"
         );
-        let svg = chart(&rows, "t", "n");
+        let svg = chart(&rows, &[], "t", "n");
         assert_eq!(svg.matches("<polyline").count(), OPS.len());
+        let svg = chart(&rows, &rows, "t", "n");
+        assert_eq!(svg.matches("<polyline").count(), 2 * OPS.len());
         assert!(svg.contains("close of 65536"), "{svg}");
     }
 }
