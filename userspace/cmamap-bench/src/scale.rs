@@ -262,7 +262,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = write!(out, "{:<8}", "op (us)");
     for live in &levels {
-        let _ = write!(out, " {:>14}", format!("{live} live"));
+        let _ = write!(out, " {:>20}", format!("{live} live"));
     }
     let _ = writeln!(out, " {:>10}", "last/first");
     for op in OPS {
@@ -279,7 +279,7 @@ pub fn table(rows: &[Row]) -> String {
                             r.max_ns / 1e3
                         )
                     });
-            let _ = write!(out, " {cell:>14}");
+            let _ = write!(out, " {cell:>20}");
         }
         let first = levels.first().and_then(|&l| median(rows, op, l));
         let last = levels.last().and_then(|&l| median(rows, op, l));
