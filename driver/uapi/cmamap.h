@@ -256,7 +256,7 @@ struct cmamap_dma_list {
  *
  * ERRORS:
  *  EINVAL: addr, pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  *  EPERM:  the block is device memory (it goes when its device unbinds), or a PERSIST block
  *          and the caller lacks CAP_SYS_ADMIN.
  */
@@ -267,7 +267,7 @@ struct cmamap_dma_list {
  *
  * ERRORS:
  *  EINVAL: pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  */
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
 
@@ -340,7 +340,7 @@ struct cmamap_dma_list {
  *              or too long; offset is not inside the block, or offset/length is not page
  *              aligned, overflows or runs past the block.
  *  EPERM:      the caller lacks CAP_SYS_ADMIN.
- *  ENOENT:     no live block has this id, or it belongs to another open file.
+ *  ENOENT:     neither this file nor the shared blocks have a live block with this id.
  *  ENODEV:     no such device on that bus (or it is being removed), or the bus is not one of
  *              pci, platform, amba, cpu.
  *  EOPNOTSUPP: the device does no DMA (no DMA mask), its DMA ops cannot be checked for
@@ -377,7 +377,7 @@ struct cmamap_dma_list {
  *  EINVAL: reserved is not 0; flags is not exactly one of the two; direction is not a
  *          CMAMAP_DMA_*; offset is not inside the block, or offset + length overflows or
  *          runs past it.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  */
 #define CMAMAP_IOC_SYNC _IOWR(CMAMAP_IOC_MAGIC, 0x09, struct cmamap_sync)
 
@@ -388,7 +388,7 @@ struct cmamap_dma_list {
  *
  * ERRORS:
  *  EINVAL: pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  *  EFAULT: entries cannot hold the entries written.
  *  ENOMEM: no kernel memory for the snapshot.
  */
