@@ -33,7 +33,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
+	fmt test test-long fuzz run shell bench bench-dma bench-scale selftest-pipeline clean rust-analyzer help
 
 all: module
 
@@ -41,11 +41,12 @@ help:
 	@echo "make            build cmamap.ko against KDIR (default: the cached debug kernel)"
 	@echo "make run        set up, build, boot the VM and run the narrated demo"
 	@echo "make test       set up, build, run host tests and the VM test suite (debug kernel)"
-	@echo "make test-long  the cases too slow for every run (LIST of 65,537 blocks, ~7 min)"
+	@echo "make test-long  the cases too slow for every run (LIST of 65,537 blocks, 100,000 blocks)"
 	@echo "make fuzz OPS=N [SEED=S]  run N random operations against the model in the VM (replay a seed)"
 	@echo "make shell      boot the VM into a shell with the module loaded"
 	@echo "make bench      benchmark in the VM (plain kernel); results in bench/results/"
 	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
+	@echo "make bench-scale  only its scale part: call latency against 1 to 100,000 live blocks"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
@@ -122,8 +123,9 @@ test: setup
 # The cases too slow for every run (CMAMAP_LONG_TESTS=1), in one VM.
 test-long: setup
 	@$(MAKE) --no-print-directory module userspace
-	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout 1800 $(RUN_ARGS) \
-		-- env CMAMAP_LONG_TESTS=1 /bin/cmamap-test --timeout 1200 list_past_the_largest_kmalloc
+	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout 2700 $(RUN_ARGS) \
+		-- env CMAMAP_LONG_TESTS=1 /bin/cmamap-test --timeout 1500 \
+		list_past_the_largest_kmalloc hundred_thousand_blocks
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
 fuzz: setup
@@ -140,6 +142,12 @@ bench: setup
 	@$(MAKE) --no-print-directory module-plain userspace
 	@scripts/bench.sh bench/results -- $(BENCH_ARGS)
 	@scripts/bench-dma.sh bench/results
+	@scripts/bench-scale.sh bench/results
+
+# The scale part of the benchmark alone (scale.csv, scale.txt, scale.svg in bench/results/).
+bench-scale: setup
+	@$(MAKE) --no-print-directory module-plain userspace
+	@scripts/bench-scale.sh bench/results
 
 # The DMA part of the benchmark alone (dma.csv, dma.txt in bench/results/).
 bench-dma: setup

@@ -3,7 +3,7 @@
 //! cmamap: physically contiguous CMA memory for userspace, through ioctls and `mmap`.
 //!
 //! `/dev/cmamap` allocates blocks from the default CMA area (`ioctl`), keeps every live block
-//! in one list (`registry`), and maps them with one of four strategies: remap, fault, page
+//! in one list and finds them by id in per-file and shared indexes (`registry`), and maps them with one of four strategies: remap, fault, page
 //! and huge (`mapping`). A block belongs to the open file that allocated it, or with
 //! `PERSIST` to the module, and its pages go back to CMA only after the last VMA that maps it
 //! is gone (`memory`).
@@ -41,20 +41,24 @@
 //!    inserted and while the BAR is copied through `ioremap`.
 //! 7. `Block::alloc_map` (`mapping::alloc_map::Record`, a spinlock): set in `mmap` and cleared
 //!    in `close`, both under 4.
-//! 8. `registry::BLOCKS`: no block is dropped and nothing sleeps in CMA or a user copy under
-//!    it; blocks leave it as `ListArc`s and are dropped after the guard. DMA_MAP looks its
-//!    block up again under 2, so that a FREE in between cannot leave a mapping behind.
-//! 9. `memory::quarantine::QUARANTINE`: a leaf. A block's last reference may go under 4 (a
-//!    VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
-//!    only the mm's own spinlocks.
+//! 8. `registry::FileBlocks::index` (per open file): the file's blocks by id and its id
+//!    space. Lookups, FREE and publishing take it for O(log n); a release empties it in O(1).
+//! 9. `registry::BLOCKS`: the list of every block and the index of shared ones. No block is
+//!    dropped and nothing sleeps in CMA or a user copy under 8 or 9, and neither allocates
+//!    in proportion to the number of blocks; blocks leave them as `ListArc`s and are dropped
+//!    after the guard. DMA_MAP looks its block up again under 2, so that a FREE in between
+//!    cannot leave a mapping behind.
+//! 10. `memory::quarantine::QUARANTINE`: a leaf. A block's last reference may go under 4 (a
+//!     VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
+//!     only the mm's own spinlocks.
 //!
-//! 10. A dma-buf's attachments lock (`dmabuf/dmabuf_glue.c`): its importers' mappings. The
+//! 11. A dma-buf's attachments lock (`dmabuf/dmabuf_glue.c`): its importers' mappings. The
 //!     dma-buf core may hold the buffer's reservation lock around it; nothing is taken
 //!     under it, and it is dropped before a CPU sync reaches the device mappings (2).
 //!
 //! A dma-buf's `mmap` runs under 4, as ours does.
 //!
-//! Locks 5 to 8 are never held together today; the numbers fix which would come first. No
+//! Locks 5 to 9 are never held together today; the numbers fix which would come first. No
 //! lock of ours is held across a user copy: a copy may fault into our own fault handler,
 //! which takes 4 and 6.
 //!
@@ -92,7 +96,7 @@ use crate::{
     device_memory::{pci::CmamapPci, rmap::SharedMapping},
     dma::DmaMappings,
     file::OpenFile,
-    memory::{block::Owner, quarantine},
+    memory::quarantine,
 };
 
 module! {
@@ -113,6 +117,10 @@ module! {
         max_bytes_total: u64 {
             default: 1073741824,
             description: "Most bytes all blocks together may hold (default 1 GiB; CMA is the real bound)",
+        },
+        id_headroom: u32 {
+            default: 0,
+            description: "For tests: each id space (every open file's, and PERSIST's) starts this many ids before its end; 0 starts at its beginning",
         },
     },
 }
@@ -160,10 +168,7 @@ impl PinnedDrop for CmamapModule {
         // No file is open and no VMA exists (each pins the module), so only PERSIST blocks
         // remain, and nothing maps them: freeing them here returns their memory at once.
         // Device blocks go when the PCI driver unbinds, right after this.
-        let (blocks, bytes) = registry::unpublish_where(|block| {
-            debug_assert!(!matches!(block.owner(), Owner::File(_)));
-            block.owner() == Owner::Module
-        });
+        let (blocks, bytes) = registry::release_shared();
         // A freed PERSIST block may still be pinned by a pipe; nothing else can wait here,
         // since a waiting run holds the module.
         quarantine::drain_at_exit();

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; `held_pages`, the
-//! pages of freed blocks that wait for an outside reference to go (`quarantine`); and `dma`,
-//! every device mapping.
+//! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each (with the key of
+//! its file, 0 for shared blocks, since ids are per file); `held_pages`, the
+//! pages of freed blocks that wait for an outside reference to go (`quarantine`); `dma`,
+//! every device mapping; and `blocks_visited`, the blocks that lookups, frees and releases
+//! have looked at since load (a test checks that a release's work follows its own blocks).
 //!
 //! The files are made in C (`debugfs_glue.c`) with `.owner` set, so that an open file pins
 //! the module: the Rust debugfs of 7.3 sets none, and a file kept open across `rmmod` then
 //! read the freed module's operations when it closed.
 
-use crate::{dma, memory::quarantine, registry};
+use crate::{
+    dma,
+    memory::{block::Owner, quarantine},
+    registry,
+};
 use core::{ffi::c_void, fmt};
 use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print};
 
@@ -18,9 +24,10 @@ extern "C" {
 }
 
 /// What each file shows, by its index in [`NAMES`].
-const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 3] = [blocks, held_pages, dma::render];
+const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 4] =
+    [blocks, held_pages, dma::render, blocks_visited];
 /// The file names, NUL-terminated, in the order of [`VIEWS`].
-const NAMES: [&CStr; 3] = [c"blocks", c"held_pages", c"dma"];
+const NAMES: [&CStr; 4] = [c"blocks", c"held_pages", c"dma", c"blocks_visited"];
 
 /// The directory and its files, removed on drop.
 ///
@@ -79,28 +86,39 @@ fn held_pages(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "{}", quarantine::pages_held())
 }
 
+/// The `blocks_visited` file: one number.
+fn blocks_visited(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", registry::blocks_visited())
+}
+
 /// The `blocks` file, rendered from the registry on every read.
 fn blocks(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(
         f,
-        "{:>6} {:>12} {:>10} {:>8} {:>5} {:>6} {:>7}",
-        "id", "size", "pfn", "strategy", "maps", "owner", "tgid"
+        "{:>9} {:>12} {:>10} {:>8} {:>5} {:>6} {:>7} {:>6}",
+        "id", "size", "pfn", "strategy", "maps", "owner", "tgid", "file"
     )?;
     let mut result = Ok(());
     registry::for_each(|block| {
         if result.is_err() {
             return;
         }
+        // Ids are per open file: the file's key tells equal ids of two files apart.
+        let file = match block.owner() {
+            Owner::File(key) => key,
+            Owner::Module | Owner::Device => 0,
+        };
         result = writeln!(
             f,
-            "{:>6} {:>12} {:>#10x} {:>8} {:>5} {:>6} {:>7}",
+            "{:>9} {:>12} {:>#10x} {:>8} {:>5} {:>6} {:>7} {:>6}",
             block.id(),
             block.size(),
             block.first_pfn(),
             block.strategy().name(),
             block.map_count(),
             block.owner_name(),
-            block.owner_tgid()
+            block.owner_tgid(),
+            file
         );
     });
     result

@@ -9,8 +9,8 @@
 //! through a bounce buffer is refused with `ERANGE`: a bounced mapping would look as if it
 //! worked while the device wrote elsewhere.
 //!
-//! Locks (numbered in the crate root): a device's lock (1), then `MAPPINGS` (2), then
-//! `registry::BLOCKS` (8). Bus notifiers for unbind run under the device lock and take
+//! Locks (numbered in the crate root): a device's lock (1), then `MAPPINGS` (2), then a
+//! registry lock (8 or 9). Bus notifiers for unbind run under the device lock and take
 //! `MAPPINGS`, as DMA_MAP does.
 
 mod device;
@@ -356,7 +356,7 @@ pub(crate) fn map(call: &Call<'_>) -> Result {
     if !caller::is_admin() {
         return Err(EPERM);
     }
-    let block = registry::lookup(args.id, file_key)?;
+    let block = registry::lookup(args.id, call.me.blocks())?;
     // Peer-to-peer DMA into another device's BAR is not supported.
     if block.bar().is_some() {
         return Err(EOPNOTSUPP);
@@ -368,7 +368,7 @@ pub(crate) fn map(call: &Call<'_>) -> Result {
     let locked = device.lock();
     let mut mappings = MAPPINGS.lock();
     // FREE may have taken the block since the lookup; a mapping made now would outlive it.
-    registry::lookup(args.id, file_key)?;
+    registry::lookup(args.id, call.me.blocks())?;
     if mappings
         .list
         .iter()
@@ -438,7 +438,6 @@ pub(crate) fn unmap(call: &Call<'_>) -> Result {
 
 /// CMAMAP_IOC_SYNC.
 pub(crate) fn sync(call: &Call<'_>) -> Result {
-    let file_key = call.me.key();
     let (mut reader, mut writer) = call.arg::<abi::SyncArgs>().reader_writer();
     let mut args: abi::SyncArgs = reader.read()?;
     if args.reserved != [0; 2] {
@@ -450,7 +449,7 @@ pub(crate) fn sync(call: &Call<'_>) -> Result {
         _ => return Err(EINVAL),
     };
     let direction = Direction::from_abi(args.direction)?;
-    let block = registry::lookup(args.id, file_key)?;
+    let block = registry::lookup(args.id, call.me.blocks())?;
     let (start, len) = range_in_block(block.size(), args.offset, args.length, false)?;
     let synced = sync_block(&block, start, len, direction, for_cpu);
     args.synced = synced;
@@ -486,13 +485,12 @@ pub(crate) fn sync_block(
 
 /// CMAMAP_IOC_DMA_LIST.
 pub(crate) fn list(call: &Call<'_>) -> Result {
-    let file_key = call.me.key();
     let (mut reader, mut writer) = call.arg::<abi::DmaListArgs>().reader_writer();
     let mut args: abi::DmaListArgs = reader.read()?;
     if args.pad0 != 0 || args.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let block = registry::lookup(args.id, file_key)?;
+    let block = registry::lookup(args.id, call.me.blocks())?;
     // Allocated before the lock, bounded: the copy out happens after it.
     let wanted = args.capacity.min(abi::DMA_LIST_MAX) as usize;
     let show_addr = caller::sees_phys();
@@ -518,9 +516,11 @@ pub(crate) fn list(call: &Call<'_>) -> Result {
     writer.write(&args)
 }
 
-/// Ends every device mapping of block `id`, which has just left the registry.
-pub(crate) fn block_freed(id: u32) {
-    MAPPINGS.lock().remove_where(|m| m.block.id() == id);
+/// Ends every device mapping of `block`, which has just left the registry.
+pub(crate) fn block_freed(block: &Block) {
+    MAPPINGS
+        .lock()
+        .remove_where(|m| core::ptr::eq(&*m.block, block));
 }
 
 /// Ends every device mapping made through the open file `file_key`, which is being released.
@@ -528,13 +528,14 @@ pub(crate) fn file_released(file_key: u64) {
     MAPPINGS.lock().remove_where(|m| m.file_key == file_key);
 }
 
-/// How many device mappings block `id` has.
-pub(crate) fn count_of(id: u32) -> u32 {
+/// How many device mappings block `id`, as the open file `file_key` sees it, has: ids are
+/// per file, and of the blocks with one id a file sees only its own or the shared one.
+pub(crate) fn count_of(id: u32, file_key: u64) -> u32 {
     MAPPINGS
         .lock()
         .list
         .iter()
-        .filter(|m| m.block.id() == id)
+        .filter(|m| m.block.id() == id && m.block.visible_to(file_key))
         .count() as u32
 }
 

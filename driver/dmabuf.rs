@@ -91,7 +91,7 @@ pub(crate) fn export(call: &Call<'_>) -> Result {
         return Err(EINVAL);
     }
     let open = open_flags(args.flags)?;
-    let block = registry::lookup(args.id, call.me.key())?;
+    let block = registry::lookup(args.id, call.me.blocks())?;
     // Device memory has no struct page for a scatterlist or a kernel mapping.
     if block.bar().is_some() {
         return Err(EOPNOTSUPP);

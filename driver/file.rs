@@ -7,12 +7,8 @@ use crate::{
     device_memory::rmap,
     dma, ioctl,
     mapping::{alloc_map, offsets, strategy::Strategy, vma},
-    memory::{
-        block::{Block, Owner},
-        charge::Counter,
-        user_io::UserIo,
-    },
-    registry,
+    memory::{block::Block, charge::Counter, user_io::UserIo},
+    registry::{self, FileBlocks},
 };
 use kernel::{
     fs::{File, Kiocb},
@@ -36,6 +32,8 @@ static NEXT_FILE_KEY: Atomic<u64> = Atomic::new(1);
 pub(crate) struct OpenFile {
     key: u64,
     counter: Arc<Counter>,
+    /// The file's blocks by id, and its id space.
+    blocks: Arc<FileBlocks>,
     #[pin]
     alloc_map: alloc_map::Slot,
 }
@@ -49,6 +47,11 @@ impl OpenFile {
         self.counter.clone()
     }
 
+    /// The file's own blocks, where its ids are looked up.
+    pub(crate) fn blocks(&self) -> &Arc<FileBlocks> {
+        &self.blocks
+    }
+
     /// The file's ALLOC_MAP slot.
     pub(crate) fn alloc_map(&self) -> &alloc_map::Slot {
         &self.alloc_map
@@ -59,7 +62,7 @@ impl OpenFile {
     fn find_block(&self, id: u32) -> Result<Arc<Block>> {
         match self.alloc_map.pending_for_caller(id) {
             Some(block) => Ok(block),
-            None => registry::lookup(id, self.key),
+            None => registry::lookup(id, &self.blocks),
         }
     }
 
@@ -73,7 +76,7 @@ impl OpenFile {
         let from_alloc_map = pending.is_some();
         let block = match pending {
             Some(block) => block,
-            None => registry::lookup(window.id, self.key).map_err(|_| EINVAL)?,
+            None => registry::lookup(window.id, &self.blocks).map_err(|_| EINVAL)?,
         };
         window.check_inside(block.page_count())?;
         if block.bar().is_some() {
@@ -101,12 +104,14 @@ impl MiscDevice for OpenFile {
 
     fn open(file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Self::Ptr> {
         let counter = Arc::new(Counter::new(), GFP_KERNEL)?;
+        let blocks = FileBlocks::new()?;
         // Before any mmap: unbinding a device zaps its mappings through this address_space.
         rmap::adopt(file);
         KBox::try_pin_init(
             try_pin_init!(Self {
                 key: NEXT_FILE_KEY.fetch_add(1, Relaxed),
                 counter,
+                blocks,
                 alloc_map <- alloc_map::Slot::new(),
             }),
             GFP_KERNEL,
@@ -114,10 +119,10 @@ impl MiscDevice for OpenFile {
     }
 
     fn release(me: Self::Ptr, _file: &File) {
-        // Mapped blocks stay alive through their VMAs; the rest go back to CMA now.
-        let key = me.key;
-        dma::file_released(key);
-        registry::unpublish_where(|block| block.owner() == Owner::File(key));
+        // Mapped blocks stay alive through their VMAs; the rest go back to CMA now. The work
+        // follows the file's own blocks, whatever else lives.
+        dma::file_released(me.key);
+        registry::release_file(&me.blocks);
     }
 
     fn mmap(me: Pin<&Self>, _file: &File, vma: &VmaNew) -> Result {
@@ -159,7 +164,7 @@ impl MiscDevice for OpenFile {
         seq_print!(m, "cmamap-file-key:\t{}\n", me.key);
         seq_print!(m, "cmamap-blocks:\t{}\n", me.counter.blocks());
         seq_print!(m, "cmamap-bytes:\t{}\n", me.counter.bytes());
-        registry::for_each_visible(me.key, |block| {
+        registry::for_each_visible(&me.blocks, |block| {
             seq_print!(
                 m,
                 "cmamap-block:\tid={} size={} strategy={} maps={} owner={}\n",

@@ -17,7 +17,7 @@ use crate::{
         PAGE_SHIFT, PAGE_SIZE,
     },
     params,
-    registry::{self, IdLease},
+    registry::{self, IdLease, Space},
 };
 use kernel::{
     fs::File,
@@ -155,7 +155,12 @@ pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock>
             offsets::bytes_of_pages(pages)? as u64,
         )?;
     }
-    let lease = registry::lease_id()?;
+    let space = if persist {
+        Space::Shared
+    } else {
+        Space::File(me.blocks().clone())
+    };
+    let lease = registry::lease_id(space)?;
     let tgid = kernel::current!().tgid();
     let block = Block::new(lease.id(), strategy, owner, tgid, Backing::Cma(memory))?;
     Ok(NewBlock { block, lease })
@@ -188,7 +193,7 @@ pub(crate) fn read_free_args(call: &Call<'_>) -> Result<abi::FreeArgs> {
 /// to its device and goes only when it unbinds, and a `PERSIST` block, which only
 /// CAP_SYS_ADMIN can make, only CAP_SYS_ADMIN can free (`EPERM`).
 pub(crate) fn may_free(me: &OpenFile, id: u32) -> Result {
-    match registry::lookup(id, me.key())?.owner() {
+    match registry::lookup(id, me.blocks())?.owner() {
         Owner::Device => Err(EPERM),
         Owner::Module if !caller::is_admin() => Err(EPERM),
         Owner::Module | Owner::File(_) => Ok(()),
@@ -198,7 +203,7 @@ pub(crate) fn may_free(me: &OpenFile, id: u32) -> Result {
 /// Kills the id of block `id`. Still mapped, the block keeps its pages through the VMAs'
 /// references until the last munmap.
 pub(crate) fn unpublish(me: &OpenFile, id: u32) -> Result {
-    drop(registry::unpublish(id, me.key())?);
+    drop(registry::unpublish(id, me.blocks())?);
     Ok(())
 }
 
@@ -218,9 +223,9 @@ fn info(call: &Call<'_>) -> Result {
     if args.pad0 != 0 || args.reserved != 0 {
         return Err(EINVAL);
     }
-    let block = registry::lookup(args.id, call.me.key())?;
+    let block = registry::lookup(args.id, call.me.blocks())?;
     let mut info = block.info(caller::sees_phys());
-    info.dma_mappings = dma::count_of(info.id);
+    info.dma_mappings = dma::count_of(info.id, call.me.key());
     writer.write(&info)
 }
 
@@ -239,7 +244,7 @@ fn list(call: &Call<'_>) -> Result {
     let (infos, total) = loop {
         let mut infos = KVVec::with_capacity(want, GFP_KERNEL)?;
         let mut total = 0usize;
-        registry::for_each_visible(key, |block| {
+        registry::for_each_visible(call.me.blocks(), |block| {
             total += 1;
             let _ = infos.push_within_capacity(block.info(show_phys));
         });
@@ -253,7 +258,7 @@ fn list(call: &Call<'_>) -> Result {
     let mut infos = infos;
     // After the registry's lock: the device mappings have their own (lock 2).
     for info in infos.iter_mut() {
-        info.dma_mappings = dma::count_of(info.id);
+        info.dma_mappings = dma::count_of(info.id, key);
     }
     args.count = u32::try_from(total).map_err(|_| EOVERFLOW)?;
     let shown = infos.len();

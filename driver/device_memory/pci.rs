@@ -60,7 +60,7 @@ impl pci::Driver for CmamapPci {
             return Err(E2BIG);
         }
         let memory = BarMemory::new(&region)?;
-        let lease = registry::lease_id()?;
+        let lease = registry::lease_id(registry::Space::Shared)?;
         let id = lease.id();
         let block = Block::new(id, Strategy::Remap, Owner::Device, 0, Backing::Bar(memory))?;
         let shared = block.clone_arc();
@@ -84,7 +84,7 @@ impl Drop for BoundBar {
     fn drop(&mut self) {
         let id = self.block.id();
         // Gone from the list (absent already after an rmmod's sweep): the id is dead.
-        registry::unpublish_where(|block| block.id() == id);
+        registry::unpublish_shared(id);
         if let Some(bar) = self.block.bar() {
             bar.revoke();
         }

@@ -11,7 +11,7 @@
  *
  * Locks: exported->lock guards the attachments. The dma-buf core may hold the buffer's
  * reservation lock around map and unmap, so it is taken inside that; nothing of cmamap's is
- * taken under it (the crate root's lock order lists it as 10).
+ * taken under it (the crate root's lock order lists it as 11).
  */
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>

@@ -9,7 +9,7 @@
 //! [`RETRY_MS`] until the last outside reference is gone. While any run waits, the module
 //! holds a reference on itself: `rmmod` is refused, as it is while a file or a VMA lives.
 //!
-//! `QUARANTINE` is lock 9 of the crate's lock order, a leaf.
+//! `QUARANTINE` is lock 10 of the crate's lock order, a leaf.
 //!
 //! One of the modules with `unsafe`: the calls into its delayed work and the module reference,
 //! which live in C (`memory_glue.c`).

@@ -48,10 +48,18 @@
 
 /*
  * Each block owns 2^CMAMAP_OFFSET_SHIFT bytes of mmap offset space (DRM-style fake offsets):
- * block @id starts at offset (__u64)id << CMAMAP_OFFSET_SHIFT. Ids are never reused.
+ * block @id starts at offset (__u64)id << CMAMAP_OFFSET_SHIFT.
+ *
+ * Ids and offsets are per open file: each file numbers its own blocks from 1 up to
+ * CMAMAP_SHARED_ID_BASE - 1, and PERSIST and device-memory blocks, which every file sees, share
+ * the ids from CMAMAP_SHARED_ID_BASE up to CMAMAP_MAX_ID. So two files may each have a block
+ * 1; an id or offset means the block of the file it is used on (or the shared block). No id
+ * space ever hands an id out twice, so a stale id or offset stays dead; a file that used up
+ * its ids gets ENOSPC, and only it (a new open file starts afresh).
  */
 #define CMAMAP_OFFSET_SHIFT 36
 #define CMAMAP_MAX_ID ((1U << (63 - CMAMAP_OFFSET_SHIFT)) - 1)
+#define CMAMAP_SHARED_ID_BASE (1U << 26)
 
 /*
  * Bits CMAMAP_VIEW_SHIFT..CMAMAP_OFFSET_SHIFT-1 of the offset inside a block choose the
@@ -246,7 +254,8 @@ struct cmamap_export {
  *          rounds up past 2^64; strategy is not a CMAMAP_STRATEGY_*.
  *  ENOSPC: size rounds up past CMAMAP_MAX_BLOCK_SIZE; the block would take the caller's file
  *          past max_bytes_per_file (PERSIST blocks are not charged to the file) or all blocks
- *          past max_bytes_total; or every id up to CMAMAP_MAX_ID was handed out.
+ *          past max_bytes_total; or the file handed out all its ids (every one below
+ *          CMAMAP_SHARED_ID_BASE), or with PERSIST every shared id up to CMAMAP_MAX_ID was.
  *  EPERM:  CMAMAP_ALLOC_PERSIST without CAP_SYS_ADMIN.
  *  ENOMEM: CMA has fewer free pages than the block needs, or no kernel memory for the block.
  *  EBUSY:  CMA has enough free pages but no free run that fits (fragmented or pinned).
@@ -267,7 +276,7 @@ struct cmamap_export {
  *
  * ERRORS:
  *  EINVAL: addr, pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  *  EPERM:  the block is device memory (it goes when its device unbinds), or a PERSIST block
  *          and the caller lacks CAP_SYS_ADMIN.
  */
@@ -278,7 +287,7 @@ struct cmamap_export {
  *
  * ERRORS:
  *  EINVAL: pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  */
 #define CMAMAP_IOC_INFO _IOWR(CMAMAP_IOC_MAGIC, 0x02, struct cmamap_info)
 
@@ -351,7 +360,7 @@ struct cmamap_export {
  *              or too long; offset is not inside the block, or offset/length is not page
  *              aligned, overflows or runs past the block.
  *  EPERM:      the caller lacks CAP_SYS_ADMIN.
- *  ENOENT:     no live block has this id, or it belongs to another open file.
+ *  ENOENT:     neither this file nor the shared blocks have a live block with this id.
  *  ENODEV:     no such device on that bus (or it is being removed), or the bus is not one of
  *              pci, platform, amba, cpu.
  *  EOPNOTSUPP: the device does no DMA (no DMA mask), its DMA ops cannot be checked for
@@ -388,7 +397,7 @@ struct cmamap_export {
  *  EINVAL: reserved is not 0; flags is not exactly one of the two; direction is not a
  *          CMAMAP_DMA_*; offset is not inside the block, or offset + length overflows or
  *          runs past it.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  */
 #define CMAMAP_IOC_SYNC _IOWR(CMAMAP_IOC_MAGIC, 0x09, struct cmamap_sync)
 
@@ -399,7 +408,7 @@ struct cmamap_export {
  *
  * ERRORS:
  *  EINVAL: pad0 or reserved is not 0.
- *  ENOENT: no live block has this id, or it belongs to another open file.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id.
  *  EFAULT: entries cannot hold the entries written.
  *  ENOMEM: no kernel memory for the snapshot.
  */

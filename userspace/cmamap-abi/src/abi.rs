@@ -393,6 +393,9 @@ pub const IOC_EXPORT: u32 = ioc(
 pub const OFFSET_SHIFT: u32 = 36;
 /// Highest block id; keeps every offset below 2^63 so that it fits a positive `off_t`.
 pub const MAX_ID: u32 = (1 << (63 - OFFSET_SHIFT)) - 1;
+/// Ids below this are per open file; PERSIST and device-memory blocks, which every file sees,
+/// share the ids from here up to `MAX_ID`.
+pub const SHARED_ID_BASE: u32 = 1 << 26;
 
 /// Bits `VIEW_SHIFT..OFFSET_SHIFT` of the offset inside a block choose the strategy of one
 /// mapping (a view): 0 uses the block's own, `STRATEGY_*` maps the same memory another way.

@@ -147,6 +147,7 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_MAX_ALIGN_ORDER", MAX_ALIGN_ORDER as u64),
         ("CMAMAP_OFFSET_SHIFT", OFFSET_SHIFT as u64),
         ("CMAMAP_MAX_ID", MAX_ID as u64),
+        ("CMAMAP_SHARED_ID_BASE", SHARED_ID_BASE as u64),
         ("CMAMAP_VIEW_SHIFT", VIEW_SHIFT as u64),
         ("CMAMAP_MAX_BLOCK_SIZE", MAX_BLOCK_SIZE),
         (

@@ -13,6 +13,7 @@ mod ratios;
 mod report;
 mod run;
 mod sample;
+mod scale;
 mod stats;
 mod summary;
 mod table;
@@ -44,6 +45,46 @@ enum Command {
     Dma(DmaArgs),
     /// Turn DMA runs' outputs into bench/results/dma.csv and dma.txt.
     DmaReport(DmaReportArgs),
+    /// Measure (in the VM) ALLOC, FREE, INFO, mmap and pread against the number of live
+    /// blocks, and close() of a file full of blocks.
+    Scale(ScaleArgs),
+    /// Turn a scale run's output into bench/results/scale.csv, scale.txt and scale.svg.
+    ScaleReport(ScaleReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ScaleArgs {
+    /// Live block counts to measure at, comma-separated, rising.
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,10000,100000")]
+    levels: Vec<u64>,
+    /// Blocks per filler file.
+    #[arg(long, default_value_t = 10_000)]
+    per_file: u64,
+    /// Repeats of each call at each level.
+    #[arg(long, default_value_t = 21)]
+    repeats: u32,
+    /// Blocks of the file whose close() is timed at the last level (0: none).
+    #[arg(long, default_value_t = 65_536)]
+    close_blocks: u64,
+    /// The time-stamp counter's rate, measured on the host.
+    #[arg(long)]
+    tsc_khz: Option<f64>,
+}
+
+#[derive(Args, Debug)]
+struct ScaleReportArgs {
+    /// The run's output (the VM's result.txt).
+    #[arg(long)]
+    input: PathBuf,
+    /// Where scale.csv, scale.txt and scale.svg go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Another module's run to compare with (scale-before.csv, a second table, dashed lines).
+    #[arg(long)]
+    before: Option<PathBuf>,
+    /// How the run was made, for the chart.
+    #[arg(long, default_value = "")]
+    command: String,
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +190,41 @@ fn dma_report(args: &DmaReportArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes scale.csv, scale.txt and scale.svg from a scale run's output.
+fn scale_report(args: &ScaleReportArgs) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.input)
+        .map_err(|e| format!("read {}: {e}", args.input.display()))?;
+    let rows = scale::section(&text)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("scale.csv"), scale::to_csv(&rows)?).map_err(|e| e.to_string())?;
+    let mut table = scale::table(&rows);
+    let mut before = Vec::new();
+    if let Some(path) = &args.before {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        before = scale::section(&text)?;
+        std::fs::write(args.out.join("scale-before.csv"), scale::to_csv(&before)?)
+            .map_err(|e| e.to_string())?;
+        table.push_str("\nBefore (the module with one list and one id space):\n");
+        table.push_str(&scale::table(&before));
+    }
+    std::fs::write(args.out.join("scale.txt"), &table).map_err(|e| e.to_string())?;
+    let svg = scale::chart(
+        &rows,
+        &before,
+        "cmamap: call latency against live blocks (median, TCG)",
+        &args.command,
+    );
+    std::fs::write(args.out.join("scale.svg"), svg).map_err(|e| e.to_string())?;
+    print!("{table}");
+    Ok(())
+}
+
+fn set_clock(tsc_khz: Option<f64>) {
+    let khz = tsc_khz.unwrap_or_else(|| clock::calibrate(std::time::Duration::from_millis(300)));
+    clock::set_khz(khz);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -189,6 +265,17 @@ fn main() -> ExitCode {
             dma::run(&plan).map(|()| (0, ""))
         }
         Command::DmaReport(args) => dma_report(&args).map(|()| (0, "")),
+        Command::Scale(args) => {
+            set_clock(args.tsc_khz);
+            scale::run(&scale::Plan {
+                levels: args.levels,
+                per_file: args.per_file,
+                repeats: args.repeats.max(1),
+                close_blocks: args.close_blocks,
+            })
+            .map(|()| (0, ""))
+        }
+        Command::ScaleReport(args) => scale_report(&args).map(|()| (0, "")),
         Command::TscKhz => {
             println!(
                 "{:.0}",

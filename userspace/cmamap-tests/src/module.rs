@@ -106,15 +106,23 @@ pub fn rmmod() -> Result<Result<(), String>, Failure> {
 
 /// Runs `insmod /lib/cmamap.ko` with `params` and waits for the device node.
 pub fn insmod(ctx: &Ctx, params: &Params) -> Result<(), Failure> {
+    insmod_with(ctx, params, &[])
+}
+
+/// Like [`insmod`], with more `name=value` parameters (test-only ones, which STAT does not
+/// report).
+pub fn insmod_with(ctx: &Ctx, params: &Params, extra: &[String]) -> Result<(), Failure> {
+    let mut args = params.insmod_args().to_vec();
+    args.extend_from_slice(extra);
     let output = Command::new(INSMOD)
         .arg(KO)
-        .args(params.insmod_args())
+        .args(&args)
         .output()
         .step(&format!("run {INSMOD}"))?;
     ensure!(
         output.status.success(),
         "insmod {KO} {}: {}: {}",
-        params.insmod_args().join(" "),
+        args.join(" "),
         output.status,
         String::from_utf8_lossy(&output.stderr).trim()
     );

@@ -42,6 +42,18 @@ struct Block {
     mem: Memory,
 }
 
+/// A block's identity in the model: ids are per file (persistent ones apart), so the owner
+/// and the id together.
+fn uid(owner: u64, id: u32) -> (u64, u32) {
+    (owner, id)
+}
+
+impl Block {
+    fn uid(&self) -> (u64, u32) {
+        uid(self.owner, self.id)
+    }
+}
+
 struct Map {
     addr: usize,
     block_id: u32,
@@ -135,6 +147,8 @@ struct Exported {
 struct DmaMap {
     file_key: u64,
     block_id: u32,
+    /// The owner of the block (0: persistent), with `block_id` its identity.
+    block_owner: u64,
     handle: u32,
     first: usize,
     pages: usize,
@@ -143,12 +157,18 @@ struct DmaMap {
 
 impl DmaMap {
     /// Whether SYNC of `first..first + pages` in `direction` reaches this mapping.
-    fn synced_by(&self, block_id: u32, first: usize, pages: usize, direction: Direction) -> bool {
+    fn synced_by(
+        &self,
+        block: (u64, u32),
+        first: usize,
+        pages: usize,
+        direction: Direction,
+    ) -> bool {
         let overlap = first < self.first + self.pages && self.first < first + pages;
         let dirs = direction == self.direction
             || direction == Direction::Bidirectional
             || self.direction == Direction::Bidirectional;
-        self.block_id == block_id && overlap && dirs
+        uid(self.block_owner, self.block_id) == block && overlap && dirs
     }
 }
 
@@ -182,7 +202,7 @@ pub struct Model<'c> {
     blocks: Vec<Block>,
     freed: Vec<(u32, u64)>,
     maps: Vec<Map>,
-    seen_ids: HashSet<u32>,
+    seen_ids: HashSet<(u64, u32)>,
     dma: Vec<DmaMap>,
     exports: Vec<Exported>,
     /// The device DMA_MAP maps for; none without root (DMA_MAP needs CAP_SYS_ADMIN).
@@ -291,10 +311,10 @@ impl<'c> Model<'c> {
             .position(|f| Self::reaches(f, &self.blocks[index]))
     }
 
-    fn map_count(&self, id: u32) -> u32 {
+    fn map_count(&self, block: (u64, u32)) -> u32 {
         self.maps
             .iter()
-            .filter(|m| m.block_id == id)
+            .filter(|m| uid(m.charged_to, m.block_id) == block)
             .map(Map::vmas)
             .sum()
     }
@@ -340,8 +360,12 @@ impl<'c> Model<'c> {
                     .iter()
                     .any(|m| m.via == key && m.mapped.contains(&true))
         };
-        self.dma
-            .retain(|d| blocks.iter().any(|b| b.id == d.block_id) && file_lives(d.file_key));
+        self.dma.retain(|d| {
+            blocks
+                .iter()
+                .any(|b| b.uid() == uid(d.block_owner, d.block_id))
+                && file_lives(d.file_key)
+        });
         result
     }
 
@@ -426,13 +450,13 @@ impl<'c> Model<'c> {
                     "{what}: strategy"
                 );
                 ensure_eq!(args.offset, abi::offset_of_id(args.id), "{what}: offset");
+                let mem: Memory = Rc::new(RefCell::new(vec![0; pages * p]));
+                let owner = if persist { 0 } else { self.files[file].key };
                 ensure!(
-                    self.seen_ids.insert(args.id),
+                    self.seen_ids.insert(uid(owner, args.id)),
                     "{what}: id {} handed out twice",
                     args.id
                 );
-                let mem: Memory = Rc::new(RefCell::new(vec![0; pages * p]));
-                let owner = if persist { 0 } else { self.files[file].key };
                 if map {
                     self.maps.push(Map {
                         addr: args.addr as usize,
@@ -469,6 +493,14 @@ impl<'c> Model<'c> {
                             .filter(|b| !b.persist && b.owner != key)
                             .map(|b| b.id),
                     );
+                    // Ids are per file: another file's id may name one of this file's own.
+                    let f = &self.files[file];
+                    ids.retain(|&id| {
+                        !self
+                            .blocks
+                            .iter()
+                            .any(|b| b.id == id && Self::reaches(f, b))
+                    });
                     let id = if ids.is_empty() {
                         u32::MAX - 7
                     } else {
@@ -506,7 +538,10 @@ impl<'c> Model<'c> {
                     self.maps[m].addr,
                     self.maps[m].charged_to,
                 );
-                let live = self.blocks.iter().position(|b| b.id == id);
+                let live = self
+                    .blocks
+                    .iter()
+                    .position(|b| b.uid() == uid(charged_to, id));
                 // Through a file that reaches the block: its owner (which may have freed it).
                 let file = match live {
                     Some(index) => self.file_for(index),
@@ -604,6 +639,15 @@ impl<'c> Model<'c> {
                 }
                 let file = (file % nfiles) as usize;
                 let (id, offset) = self.freed[freed as usize % self.freed.len()];
+                // Ids are per file: a freed id of another file may name a live one of this.
+                let f = &self.files[file];
+                if self
+                    .blocks
+                    .iter()
+                    .any(|b| b.id == id && Self::reaches(f, b))
+                {
+                    return Ok(());
+                }
                 self.tally.refusals += 1;
                 let result = mmap_raw(0, p, RW, 0, self.files[file].dev.as_fd(), offset);
                 expect_map_refused(result, p, &format!("mmap of freed block {id}"))?;
@@ -768,11 +812,15 @@ impl<'c> Model<'c> {
                 ensure_eq!(info.owner, owner, "INFO owner of block {}", b.id);
                 ensure_eq!(
                     info.map_count,
-                    self.map_count(b.id),
+                    self.map_count(b.uid()),
                     "INFO map_count of block {}",
                     b.id
                 );
-                let dma_maps = self.dma.iter().filter(|d| d.block_id == b.id).count();
+                let dma_maps = self
+                    .dma
+                    .iter()
+                    .filter(|d| uid(d.block_owner, d.block_id) == b.uid())
+                    .count();
                 ensure_eq!(
                     info.dma_mappings as usize,
                     dma_maps,
@@ -831,6 +879,7 @@ impl<'c> Model<'c> {
                 self.dma.push(DmaMap {
                     file_key: self.files[file].key,
                     block_id: b.id,
+                    block_owner: b.owner,
                     handle: args.handle,
                     first,
                     pages,
@@ -1025,7 +1074,7 @@ impl<'c> Model<'c> {
                 let expected = self
                     .dma
                     .iter()
-                    .filter(|d| d.synced_by(b.id, first, pages, direction))
+                    .filter(|d| d.synced_by(b.uid(), first, pages, direction))
                     .count();
                 let synced = self.files[file]
                     .dev
@@ -1090,7 +1139,10 @@ impl<'c> Model<'c> {
                             .map(|e| (e.block_id, e.charged_to, &e.mem)),
                     );
                 for (block_id, charged_to, mem) in holders {
-                    let live = self.blocks.iter().any(|b| b.id == block_id);
+                    let live = self
+                        .blocks
+                        .iter()
+                        .any(|b| b.uid() == uid(charged_to, block_id));
                     if charged_to == key && !live && !charged.iter().any(|c| c.0 == block_id) {
                         charged.push((block_id, mem.borrow().len() as u64));
                     }

@@ -19,6 +19,7 @@ mod mapping;
 mod persist;
 mod races;
 mod reload;
+mod scale;
 mod sharing;
 pub mod validation;
 mod views;
@@ -106,6 +107,16 @@ const TABLE: &[Entry] = &[
         "list_past_the_largest_kmalloc",
         adversarial_ioctl::list_past_the_largest_kmalloc,
     ),
+    // Many blocks: the index, per-file id spaces, and 100,000 blocks (make test-long).
+    plain(
+        "release_work_follows_own_blocks",
+        scale::release_work_follows_own_blocks,
+    ),
+    plain(
+        "id_exhaustion_hurts_only_its_file",
+        scale::id_exhaustion_hurts_only_its_file,
+    ),
+    plain("hundred_thousand_blocks", scale::hundred_thousand_blocks),
     // Allocation, description and release.
     plain(
         "alloc_info_list_free_roundtrip",
