@@ -98,7 +98,8 @@ struct cmamap_info {
 	__u32 strategy;    /* out: CMAMAP_STRATEGY_* */
 	__u32 map_count;   /* out: live VMAs that map the block */
 	__u32 owner;       /* out: CMAMAP_OWNER_* */
-	__s32 owner_tgid;  /* out: process that allocated it; 0 for device memory */
+	__s32 owner_tgid;  /* out: process that allocated it, in the caller's PID namespace;
+	                    * 0 for device memory or an owner that namespace cannot see */
 	__u32 dma_mappings; /* out: live device mappings (CMAMAP_IOC_DMA_LIST describes them) */
 	__u32 pad0;        /* must be 0 on input; 0 on output */
 	__u64 reserved;    /* must be 0 on input; 0 on output */
