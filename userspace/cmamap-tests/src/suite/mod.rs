@@ -314,6 +314,10 @@ const TABLE: &[Entry] = &[
         adversarial_mmap::unmap_free_after_free_keeps_mapping,
     ),
     plain(
+        "unmap_free_racing_free_changes_nothing",
+        adversarial_mmap::unmap_free_racing_free_changes_nothing,
+    ),
+    plain(
         "huge_pmd_split_paths",
         adversarial_mmap::huge_pmd_split_paths,
     ),
