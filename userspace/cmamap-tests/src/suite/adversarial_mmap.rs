@@ -494,8 +494,11 @@ pub fn unmap_free_racing_free_changes_nothing(ctx: &Ctx) -> TestResult {
     let region = Region::anonymous(big, false).step("anonymous region")?;
     // SAFETY: The region is ours: 4 KiB pages (the guest's THP would take 128 faults).
     unsafe { libc::madvise(region.addr as *mut _, big, libc::MADV_NOHUGEPAGE) };
-    let (holder_tid, holder_go, holder_done) =
-        (AtomicI32::new(0), AtomicBool::new(false), AtomicBool::new(false));
+    let (holder_tid, holder_go, holder_done) = (
+        AtomicI32::new(0),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+    );
     let (unmapper_tid, unmapper_go) = (AtomicI32::new(0), AtomicBool::new(false));
     let free = abi::FreeArgs {
         id: args.id,
@@ -539,20 +542,30 @@ pub fn unmap_free_racing_free_changes_nothing(ctx: &Ctx) -> TestResult {
         {
             std::thread::yield_now();
         }
-        let freed = cmamap::raw::free(dev.as_fd(), &abi::FreeArgs {
-            id: args.id,
-            ..Default::default()
-        });
+        let freed = cmamap::raw::free(
+            dev.as_fd(),
+            &abi::FreeArgs {
+                id: args.id,
+                ..Default::default()
+            },
+        );
         let staged = !holder_done.load(SeqCst) && !unmapper.is_finished();
-        let unmapped = unmapper.join().map_err(|_| Failure::new("UNMAP_FREE thread panicked"))?;
-        holder.join().map_err(|_| Failure::new("populate thread panicked"))?;
+        let unmapped = unmapper
+            .join()
+            .map_err(|_| Failure::new("UNMAP_FREE thread panicked"))?;
+        holder
+            .join()
+            .map_err(|_| Failure::new("populate thread panicked"))?;
         Ok((unmapped, freed, staged))
     })?;
     drop(region);
     let still_mapped = device_mapping_count()? == 1;
     match unmapped {
         Ok(()) => {
-            ensure!(!still_mapped, "UNMAP_FREE succeeded but the mapping is still there");
+            ensure!(
+                !still_mapped,
+                "UNMAP_FREE succeeded but the mapping is still there"
+            );
             std::mem::forget(mapping);
         }
         Err(errno) => {
@@ -563,7 +576,11 @@ pub fn unmap_free_racing_free_changes_nothing(ctx: &Ctx) -> TestResult {
                      (the racing FREE gave {freed:?})"
                 );
             }
-            ensure_eq!(mapping.read(ctx.page), 0x5e, "byte in the mapping after the refusal");
+            ensure_eq!(
+                mapping.read(ctx.page),
+                0x5e,
+                "byte in the mapping after the refusal"
+            );
             drop(mapping);
         }
     }

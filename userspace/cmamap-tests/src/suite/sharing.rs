@@ -203,7 +203,11 @@ pub fn owner_tgid_in_pid_namespace(ctx: &Ctx) -> TestResult {
     let me = std::process::id() as i32;
     let dev = ctx.open()?;
     let parents = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
-    ensure_eq!(parents.info()?.owner_tgid, me, "owner_tgid seen by the owner");
+    ensure_eq!(
+        parents.info()?.owner_tgid,
+        me,
+        "owner_tgid seen by the owner"
+    );
     let parent_id = parents.id();
     let (reader, writer) = nix::unistd::pipe().step("pipe")?;
     let dev = &dev;
