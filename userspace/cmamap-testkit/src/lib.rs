@@ -9,7 +9,10 @@
 //! - [`region`]: raw ranges of address space that tests cut apart and the benchmark fills.
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
+//! - [`dma_heap`]: the kernel's CMA dma-heap, the benchmark's contender and the VM's way to
+//!   settle CMA before its figures are read.
 
+pub mod dma_heap;
 pub mod edu;
 pub mod pattern;
 pub mod probe;
