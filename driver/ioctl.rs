@@ -23,6 +23,7 @@ use kernel::{
     fs::File,
     list::ListArc,
     prelude::*,
+    sync::Arc,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -161,8 +162,8 @@ pub(crate) fn allocate(me: &OpenFile, args: &abi::AllocArgs) -> Result<NewBlock>
         Space::File(me.blocks().clone())
     };
     let lease = registry::lease_id(space)?;
-    let tgid = kernel::current!().tgid();
-    let block = Block::new(lease.id(), strategy, owner, tgid, Backing::Cma(memory))?;
+    let owner_pid = Some(caller::OwnerPid::current());
+    let block = Block::new(lease.id(), strategy, owner, owner_pid, Backing::Cma(memory))?;
     Ok(NewBlock { block, lease })
 }
 
@@ -189,22 +190,44 @@ pub(crate) fn read_free_args(call: &Call<'_>) -> Result<abi::FreeArgs> {
     Ok(args)
 }
 
-/// Whether the caller may free block `id`: a freed block is `ENOENT`, device memory belongs
-/// to its device and goes only when it unbinds, and a `PERSIST` block, which only
-/// CAP_SYS_ADMIN can make, only CAP_SYS_ADMIN can free (`EPERM`).
-pub(crate) fn may_free(me: &OpenFile, id: u32) -> Result {
-    match registry::lookup(id, me.blocks())?.owner() {
-        Owner::Device => Err(EPERM),
-        Owner::Module if !caller::is_admin() => Err(EPERM),
-        Owner::Module | Owner::File(_) => Ok(()),
+/// The right, held by one FREE or UNMAP_FREE at a time, to kill the id of a block that the
+/// caller may free. Dropped without [`FreeClaim::finish`], it changes nothing.
+pub(crate) struct FreeClaim<'a> {
+    me: &'a OpenFile,
+    block: Arc<Block>,
+}
+
+impl FreeClaim<'_> {
+    /// Kills the block's id. Still mapped, the block keeps its pages through the VMAs'
+    /// references until the last munmap. Cannot find the id gone: the claim kept every other
+    /// FREE and UNMAP_FREE off it, and the caller's file, which owns it or may use it, is open.
+    pub(crate) fn finish(self) -> Result {
+        let taken = registry::unpublish(self.block.id(), self.me.blocks());
+        drop(self);
+        drop(taken?);
+        Ok(())
     }
 }
 
-/// Kills the id of block `id`. Still mapped, the block keeps its pages through the VMAs'
-/// references until the last munmap.
-pub(crate) fn unpublish(me: &OpenFile, id: u32) -> Result {
-    drop(registry::unpublish(id, me.blocks())?);
-    Ok(())
+impl Drop for FreeClaim<'_> {
+    fn drop(&mut self) {
+        self.block.release_free_claim();
+    }
+}
+
+/// Claims block `id` for freeing, if the caller may free it: a freed block, or one that
+/// another FREE or UNMAP_FREE is freeing, is `ENOENT`; device memory belongs to its device
+/// and goes only when it unbinds, and a `PERSIST` block, which only CAP_SYS_ADMIN can make,
+/// only CAP_SYS_ADMIN can free (`EPERM`).
+pub(crate) fn claim_free(me: &OpenFile, id: u32) -> Result<FreeClaim<'_>> {
+    let block = registry::lookup(id, me.blocks())?;
+    match block.owner() {
+        Owner::Device => return Err(EPERM),
+        Owner::Module if !caller::is_admin() => return Err(EPERM),
+        Owner::Module | Owner::File(_) => {}
+    }
+    block.claim_free()?;
+    Ok(FreeClaim { me, block })
 }
 
 /// FREE: frees a block by id.
@@ -213,8 +236,7 @@ fn free(call: &Call<'_>) -> Result {
     if args.addr != 0 {
         return Err(EINVAL);
     }
-    may_free(call.me, args.id)?;
-    unpublish(call.me, args.id)
+    claim_free(call.me, args.id)?.finish()
 }
 
 fn info(call: &Call<'_>) -> Result {

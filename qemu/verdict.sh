@@ -126,7 +126,8 @@ avail_before=$(field CMA-AVAILABLE-BEFORE) avail_after=$(field CMA-AVAILABLE-AFT
 check "CMA available pages back to baseline (${avail_before:-?} before insmod, ${avail_after:-?} after rmmod)" \
     "$([ -n "$avail_before" ] && [ "$avail_before" = "$avail_after" ] && echo 1 || echo 0)"
 before=$(field CMAFREE-BEFORE) after=$(field CMAFREE-AFTER)
-check "CmaFree back to baseline (${before:-?} kB before insmod, ${after:-?} kB after rmmod)" \
+settled="settled: $(field CMA-SETTLED-BEFORE)/$(field CMA-SETTLED-AFTER)"
+check "CmaFree back to baseline (${before:-?} kB before insmod, ${after:-?} kB after rmmod; $settled)" \
     "$([ -n "$before" ] && [ -n "$after" ] && [ "$after" -ge "$before" ] && echo 1 || echo 0)"
 
 # A check only the host can make once the guest is gone, such as of an ivshmem backing file.

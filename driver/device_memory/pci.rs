@@ -62,7 +62,13 @@ impl pci::Driver for CmamapPci {
         let memory = BarMemory::new(&region)?;
         let lease = registry::lease_id(registry::Space::Shared)?;
         let id = lease.id();
-        let block = Block::new(id, Strategy::Remap, Owner::Device, 0, Backing::Bar(memory))?;
+        let block = Block::new(
+            id,
+            Strategy::Remap,
+            Owner::Device,
+            None,
+            Backing::Bar(memory),
+        )?;
         let shared = block.clone_arc();
         registry::publish(block, lease);
         dev_info!(

@@ -16,7 +16,18 @@
 //!    later mapping at the same address is never taken for ALLOC_MAP's.
 //!
 //! UNMAP_FREE undoes only a live whole-block VMA whose record matches ([`alloc_map_len`]);
-//! plain mmaps are the caller's to munmap.
+//! plain mmaps are the caller's to munmap. It claims the block's id (`ioctl::FreeClaim`)
+//! before it unmaps, so no FREE can kill the id in between: a refused UNMAP_FREE changes
+//! nothing.
+//!
+//! The window that remains: the kernel exports no way to check a VMA and unmap it under one
+//! hold of the mmap lock (`do_munmap` and `do_vmi_munmap` are not exported, `vm_munmap`
+//! takes the lock itself, and the Rust mm abstractions offer only its read side). So between
+//! UNMAP_FREE's check (under the read lock) and its `vm_munmap`, a sibling thread that unmaps
+//! ALLOC_MAP's mapping and maps something else at the same address and length loses that new
+//! mapping. The same holds for ALLOC_MAP's own undo when writing its answer fails. ALLOC_MAP's
+//! huge placement never unmaps anything: it maps with MAP_FIXED_NOREPLACE into a gap it
+//! found.
 //!
 //! One of the modules with `unsafe`: the `vm_mmap`/`vm_munmap` calls.
 
@@ -37,7 +48,6 @@ use kernel::{
 
 /// mmap(2) protection, from the uapi headers (the bindings do not carry them).
 mod prot {
-    pub(super) const NONE: u32 = 0x0;
     pub(super) const READ: u32 = 0x1;
     pub(super) const WRITE: u32 = 0x2;
 }
@@ -45,10 +55,7 @@ mod prot {
 /// mmap(2) flags, from the uapi headers.
 mod map {
     pub(super) const SHARED: usize = 0x01;
-    pub(super) const PRIVATE: usize = 0x02;
-    pub(super) const FIXED: usize = 0x10;
-    pub(super) const ANONYMOUS: usize = 0x20;
-    pub(super) const NORESERVE: usize = 0x4000;
+    pub(super) const FIXED_NOREPLACE: usize = 0x100000;
 }
 
 /// The calling task's identity (never dereferenced).
@@ -179,8 +186,11 @@ pub(crate) fn alloc_map(call: &Call<'_>) -> Result {
     let written = mapped.and_then(|addr| {
         args.addr = addr as u64;
         writer.write(&args).inspect_err(|_| {
-            // The VMA holds the only other reference; unmapping it frees the block.
-            let _ = unmap_from_current(addr, len);
+            // The VMA holds the only other reference; unmapping it frees the block. Only if
+            // it is still ALLOC_MAP's: another thread may have replaced it already.
+            if is_alloc_maps(block, addr) {
+                let _ = unmap_from_current(addr, len);
+            }
         })
     });
     if let Err(e) = written {
@@ -199,10 +209,12 @@ pub(crate) fn unmap_free(call: &Call<'_>) -> Result {
     }
     let addr = args.addr as usize;
     let len = alloc_map_len(call, args.id, addr)?;
-    // Checked before anything is unmapped, so that a refused call changes nothing.
-    ioctl::may_free(call.me, args.id)?;
+    // Claimed before anything is unmapped, so that a refused call changes nothing: no FREE
+    // can kill the id between the unmap and the unpublish (it gets ENOENT, as it would just
+    // after), and a failed unmap gives the claim back.
+    let claim = ioctl::claim_free(call.me, args.id)?;
     unmap_from_current(addr, len)?;
-    ioctl::unpublish(call.me, args.id)
+    claim.finish()
 }
 
 /// The length of the live VMA that ALLOC_MAP made of block `id` at `addr` in the caller, or
@@ -225,6 +237,18 @@ fn alloc_map_len(call: &Call<'_>, id: u32, addr: usize) -> Result<usize> {
         return Err(EINVAL);
     }
     Ok(len)
+}
+
+/// Whether ALLOC_MAP's own VMA of `block` still starts at `addr` in the caller.
+fn is_alloc_maps(block: &Block, addr: usize) -> bool {
+    let task = kernel::current!();
+    let Some(mm) = task.mm() else {
+        return false;
+    };
+    let guard = mm.mmap_read_lock();
+    guard
+        .vma_lookup(addr)
+        .is_some_and(|vma| vma.start() == addr && block.alloc_map().is(vma))
 }
 
 /// The result of `vm_mmap`: an address, or a negative errno.
@@ -255,44 +279,42 @@ fn map_into_current(
             bindings::vm_mmap(file.as_ptr(), 0, len, protection, map::SHARED, offset)
         });
     }
-    // Reserve `len + align` bytes of inaccessible address space, map over its aligned part
-    // and give the slack back, as userspace would.
-    let reserved_len = len.checked_add(align).ok_or(ENOMEM)?;
-    // SAFETY: An anonymous mapping without MAP_FIXED changes nothing that exists.
-    let reserved = mmap_result(unsafe {
-        bindings::vm_mmap(
-            core::ptr::null_mut(),
-            0,
-            reserved_len,
-            prot::NONE as usize,
-            map::PRIVATE | map::ANONYMOUS | map::NORESERVE,
-            0,
-        )
-    })?;
-    let start = reserved.next_multiple_of(align);
-    // SAFETY: As above; MAP_FIXED replaces only `start..start + len`, inside the reservation.
-    let mapped = mmap_result(unsafe {
-        bindings::vm_mmap(
-            file.as_ptr(),
-            start,
-            len,
-            protection,
-            map::SHARED | map::FIXED,
-            offset,
-        )
-    });
-    let reserved_end = reserved + reserved_len;
-    let (keep_start, keep_end) = match mapped {
-        Ok(_) => (start, start + len),
-        Err(_) => (start, start),
+    // Find a gap of `len + align` bytes and map at its aligned place, refusing to replace
+    // anything (MAP_FIXED_NOREPLACE): another thread may have mapped there since. Nothing is
+    // reserved and unmapped on the caller's behalf, so nothing of theirs can be unmapped.
+    let gap_len = len.checked_add(align).ok_or(ENOMEM)?;
+    let gap = {
+        let task = kernel::current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        let _lock = mm.mmap_read_lock();
+        // SAFETY: The current mm's maple tree is read under its mmap lock, held above; no file,
+        // offset or flags: a plain search for free address space.
+        mmap_result(unsafe {
+            bindings::mm_get_unmapped_area(core::ptr::null_mut(), 0, gap_len, 0, 0)
+        })
     };
-    for (from, to) in [(reserved, keep_start), (keep_end, reserved_end)] {
-        if to > from {
-            // Another thread may already have unmapped the slack; nothing to undo then.
-            let _ = unmap_from_current(from, to - from);
+    if let Ok(gap) = gap {
+        // SAFETY: As above; MAP_FIXED_NOREPLACE fails with EEXIST rather than replace anything.
+        let mapped = mmap_result(unsafe {
+            bindings::vm_mmap(
+                file.as_ptr(),
+                gap.next_multiple_of(align),
+                len,
+                protection,
+                map::SHARED | map::FIXED_NOREPLACE,
+                offset,
+            )
+        });
+        if mapped != Err(EEXIST) {
+            return mapped;
         }
     }
-    mapped
+    // No gap, or another thread took it: anywhere, unaligned (the huge strategy then falls
+    // back to 4 KiB faults where it must).
+    // SAFETY: As in the first branch.
+    mmap_result(unsafe {
+        bindings::vm_mmap(file.as_ptr(), 0, len, protection, map::SHARED, offset)
+    })
 }
 
 /// Unmaps `len` bytes at `addr` from the current process.

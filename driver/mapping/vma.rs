@@ -66,9 +66,30 @@ static CMAMAP_HUGE_VM_OPS: AssertSync<bindings::vm_operations_struct> =
         ..pin_init::zeroed()
     });
 
+/// The ops of `page` VMAs: the same, plus `pfn_mkwrite`, which the mm never calls here (our
+/// PTEs map real pages, never special ones) but whose presence makes a shared writable VMA
+/// "need dirty tracking". That is what makes get_user_pages refuse a long-term pin for
+/// writing (`FOLL_LONGTERM | FOLL_WRITE`: io_uring fixed buffers, AF_XDP, writable RDMA and
+/// VFIO) at once with EFAULT (`writable_file_mapping_allowed` in `mm/gup.c`), where it would
+/// otherwise spin for ever trying to migrate the CMA pages, which are not long-term pinnable
+/// and, not being on an LRU, cannot be isolated. Short-term pins (O_DIRECT, vmsplice) are
+/// not affected. The mm then maps these VMAs read-only until a write fault, so the fault
+/// handler inserts a written page writable at once ([`vma_fault`]).
+static CMAMAP_PAGE_VM_OPS: AssertSync<bindings::vm_operations_struct> =
+    AssertSync(bindings::vm_operations_struct {
+        open: Some(vma_open),
+        close: Some(vma_close),
+        fault: Some(vma_fault),
+        pfn_mkwrite: Some(vma_pfn_mkwrite),
+        access: Some(vma_access),
+        ..pin_init::zeroed()
+    });
+
 /// Whether `ops` is one of ours.
 fn is_ours(ops: *const bindings::vm_operations_struct) -> bool {
-    core::ptr::eq(ops, &CMAMAP_VM_OPS.0) || core::ptr::eq(ops, &CMAMAP_HUGE_VM_OPS.0)
+    core::ptr::eq(ops, &CMAMAP_VM_OPS.0)
+        || core::ptr::eq(ops, &CMAMAP_HUGE_VM_OPS.0)
+        || core::ptr::eq(ops, &CMAMAP_PAGE_VM_OPS.0)
 }
 
 /// The page offset of the VMA (`vm_pgoff`): which block and where in it.
@@ -97,14 +118,15 @@ pub(crate) fn install(
             unsafe { cmamap_vma_set_flags(vma.as_ptr().cast(), FAULT_FLAGS) };
         }
         Strategy::Page => {
-            // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so GUP
-            // users (O_DIRECT, io_uring, vmsplice) can pin the pages.
+            // MIXEDMAP without IO/PFNMAP: `vm_insert_page` takes real page references, so
+            // short-term GUP users (O_DIRECT, vmsplice) can pin the pages.
             vma.set_mixedmap();
             vma.set_dontexpand();
         }
     }
     let ops = match strategy {
         Strategy::Huge => &CMAMAP_HUGE_VM_OPS.0,
+        Strategy::Page => &CMAMAP_PAGE_VM_OPS.0,
         _ => &CMAMAP_VM_OPS.0,
     };
     attach(vma, block, ops);
@@ -294,9 +316,10 @@ unsafe extern "C" fn vma_access(
 /// Called by the mm with a valid `vmf` whose VMA carries our ops.
 unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
     // SAFETY: The mm hands us a valid `vmf` for the duration of the call.
-    let (raw_vma, pgoff, address) = unsafe {
+    let (raw_vma, pgoff, address, write) = unsafe {
         let fault = &(*vmf).__bindgen_anon_1;
-        (fault.vma, fault.pgoff as u64, fault.address)
+        let write = (*vmf).flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
+        (fault.vma, fault.pgoff as u64, fault.address, write)
     };
     // SAFETY: The faulting VMA is live while its fault is handled.
     let vma = unsafe { VmaRef::from_raw(raw_vma) };
@@ -324,15 +347,13 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
     };
     // The VMA's flags say how it was set up: the block may be mapped through another view.
     if vma.flags() & flags::MIXEDMAP != 0 {
-        // SAFETY: The VMA is MIXEDMAP (set in `install`) and `address` is inside it; the page
-        // is the block's and gets its own reference from `vm_insert_page`.
-        match unsafe { bindings::vm_insert_page(raw_vma, address, page) } {
-            // EBUSY: another thread won the race to the same page.
-            0 => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
-            e if e == -(bindings::EBUSY as i32) => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
-            e if e == -(bindings::ENOMEM as i32) => bindings::vm_fault_reason_VM_FAULT_OOM,
-            _ => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
-        }
+        // A write fault maps the page writable at once: the VMA's `vm_page_prot` is read-only
+        // (it "needs dirty tracking", see `CMAMAP_PAGE_VM_OPS`), and a read-only PTE would
+        // cost a second fault. A race lost to another thread is NOPAGE, as are OOM and SIGBUS
+        // translated by the call itself.
+        // SAFETY: The VMA is MIXEDMAP (set in `install`) and `vmf` is its fault; the page is
+        // the block's and gets its own reference from the insertion.
+        unsafe { bindings::vmf_insert_page_mkwrite(vmf, page, write) }
     } else {
         // `fault` views, and `remap` ones whose PTEs were zapped: the VMA is PFNMAP.
         let pfn = pages.first_pfn() + index;
@@ -340,6 +361,16 @@ unsafe extern "C" fn vma_fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fau
         // `address` is inside it. The PFN is the block's, which the VMA keeps alive.
         unsafe { bindings::vmf_insert_pfn(raw_vma, address, pfn) }
     }
+}
+
+/// A write to a read-only PTE of a special PFN in a `page` VMA: never happens (its PTEs map
+/// real pages, which take the mm's own path), and would be allowed.
+///
+/// # Safety
+///
+/// Called by the mm with a valid `vmf`; nothing is read from it.
+unsafe extern "C" fn vma_pfn_mkwrite(_vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    0
 }
 
 /// Inserts one 2 MiB PMD entry, or falls back to 4 KiB faults when the address range or the

@@ -10,6 +10,7 @@
 
 use crate::{
     abi,
+    caller::OwnerPid,
     device_memory::bar::BarMemory,
     mapping::{
         alloc_map,
@@ -20,7 +21,10 @@ use crate::{
 use kernel::{
     list::{ListArc, ListLinks},
     prelude::*,
-    sync::atomic::{ordering::Relaxed, Atomic},
+    sync::atomic::{
+        ordering::{Full, Relaxed, Release},
+        Atomic,
+    },
 };
 
 /// Who a block belongs to, and so when it is freed.
@@ -76,10 +80,15 @@ pub(crate) struct Block {
     id: u32,
     strategy: Strategy,
     owner: Owner,
-    owner_tgid: i32,
+    /// The thread group that allocated it; `None` for device memory.
+    owner_pid: Option<OwnerPid>,
     backing: Backing,
     /// Live VMAs that map this block (kept by the vm_ops `open`/`close` glue).
     map_count: Atomic<u32>,
+    /// Set while one FREE or UNMAP_FREE is killing the block's id (`ioctl::FreeClaim`), so
+    /// that no other can: UNMAP_FREE unmaps before it unpublishes, and must not find the id
+    /// gone afterwards.
+    freeing: Atomic<bool>,
     /// The VMA that ALLOC_MAP made, while it lives (`alloc_map` owns it).
     #[pin]
     alloc_map: alloc_map::Record,
@@ -100,7 +109,7 @@ impl Block {
         id: u32,
         strategy: Strategy,
         owner: Owner,
-        owner_tgid: i32,
+        owner_pid: Option<OwnerPid>,
         backing: Backing,
     ) -> Result<ListArc<Self>> {
         ListArc::pin_init(
@@ -108,9 +117,10 @@ impl Block {
                 id,
                 strategy,
                 owner,
-                owner_tgid,
+                owner_pid,
                 backing,
                 map_count: Atomic::new(0),
+                freeing: Atomic::new(false),
                 alloc_map <- alloc_map::Record::new(),
                 links <- ListLinks::new(),
             }),
@@ -139,8 +149,12 @@ impl Block {
         }
     }
 
+    /// The allocating process's id as the caller's PID namespace sees it: 0 for device
+    /// memory, and when that process is not visible from the caller's namespace.
     pub(crate) fn owner_tgid(&self) -> i32 {
-        self.owner_tgid
+        self.owner_pid
+            .as_ref()
+            .map_or(0, OwnerPid::nr_seen_by_current)
     }
 
     /// Where ALLOC_MAP's own mapping of the block is, while it lives.
@@ -238,6 +252,20 @@ impl Block {
         self.owner.lets_use(file_key)
     }
 
+    /// Claims the right to kill the block's id: `ENOENT` if another FREE or UNMAP_FREE holds
+    /// it, as for the freed block it is about to be.
+    pub(crate) fn claim_free(&self) -> Result {
+        if self.freeing.xchg(true, Full) {
+            return Err(ENOENT);
+        }
+        Ok(())
+    }
+
+    /// Gives back a claim that did not end in the block's death.
+    pub(crate) fn release_free_claim(&self) {
+        self.freeing.store(false, Release);
+    }
+
     pub(crate) fn map_count(&self) -> u32 {
         self.map_count.load(Relaxed)
     }
@@ -272,7 +300,7 @@ impl Block {
                 Owner::Module => abi::OWNER_MODULE,
                 Owner::Device => abi::OWNER_DEVICE,
             },
-            owner_tgid: self.owner_tgid,
+            owner_tgid: self.owner_tgid(),
             dma_mappings: 0,
             pad0: 0,
             reserved: 0,

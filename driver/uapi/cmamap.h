@@ -106,7 +106,8 @@ struct cmamap_info {
 	__u32 strategy;    /* out: CMAMAP_STRATEGY_* */
 	__u32 map_count;   /* out: live VMAs that map the block */
 	__u32 owner;       /* out: CMAMAP_OWNER_* */
-	__s32 owner_tgid;  /* out: process that allocated it; 0 for device memory */
+	__s32 owner_tgid;  /* out: process that allocated it, in the caller's PID namespace;
+	                    * 0 for device memory or an owner that namespace cannot see */
 	__u32 dma_mappings; /* out: live device mappings (CMAMAP_IOC_DMA_LIST describes them) */
 	__u32 pad0;        /* must be 0 on input; 0 on output */
 	__u64 reserved;    /* must be 0 on input; 0 on output */
@@ -276,7 +277,8 @@ struct cmamap_export {
  *
  * ERRORS:
  *  EINVAL: addr, pad0 or reserved is not 0.
- *  ENOENT: neither this file nor the shared blocks have a live block with this id.
+ *  ENOENT: neither this file nor the shared blocks have a live block with this id, or a
+ *          CMAMAP_IOC_UNMAP_FREE of it is under way (as if it had just finished).
  *  EPERM:  the block is device memory (it goes when its device unbinds), or a PERSIST block
  *          and the caller lacks CAP_SYS_ADMIN.
  */
@@ -305,7 +307,9 @@ struct cmamap_export {
 
 /**
  * CMAMAP_IOC_ALLOC_MAP - CMAMAP_IOC_ALLOC, then map the whole block shared into the caller
- * with prot; addr returns where (2 MiB aligned for a huge block that can use PMD entries).
+ * with prot; addr returns where (2 MiB aligned for a huge block that can use PMD entries,
+ * unless no free range has 2 MiB of slack or another thread took it meanwhile: the driver
+ * never maps over anything).
  *
  * The block becomes visible by id only once the answer is written back; if mapping or that
  * fails, the mapping is undone and the block freed (once nothing maps it: a thread may have
@@ -314,15 +318,18 @@ struct cmamap_export {
  * ERRORS: those of CMAMAP_IOC_ALLOC, except that prot must be set, and:
  *  EINVAL: prot is 0 or has bits other than PROT_READ and PROT_WRITE.
  *  EACCES: PROT_WRITE on a file opened without write access.
- *  ENOMEM: no free range of the address space is large enough (with 2 MiB of slack for
- *          placement when the block can use PMD entries).
+ *  ENOMEM: no free range of the address space is large enough.
  *  Any other error of mmap(2) for a MAP_SHARED mapping of the file (EINTR, EAGAIN, ...).
  */
 #define CMAMAP_IOC_ALLOC_MAP _IOWR(CMAMAP_IOC_MAGIC, 0x04, struct cmamap_alloc)
 
 /**
  * CMAMAP_IOC_UNMAP_FREE - unmap the mapping that CMAMAP_IOC_ALLOC_MAP made at addr, then
- * free its block as CMAMAP_IOC_FREE. Every check is made before anything is unmapped.
+ * free its block as CMAMAP_IOC_FREE. Every check is made, and the block claimed against
+ * other FREE and UNMAP_FREE calls, before anything is unmapped: a refused call changes
+ * nothing. One race remains (the kernel exports no unmap under a lock the caller holds): a
+ * sibling thread that unmaps this mapping and maps something else at addr with the same
+ * length, between the check and the unmap, loses its new mapping.
  *
  * ERRORS:
  *  EINVAL: addr is 0, or pad0 or reserved is not 0; or no live mapping that
@@ -330,7 +337,8 @@ struct cmamap_export {
  *          the whole block (a plain mmap(), a part of one, another block's, or one since
  *          unmapped, moved or split all count as none); or the block belongs to another
  *          open file.
- *  ENOENT: the block was freed already (its mapping stays).
+ *  ENOENT: the block was freed already, or another FREE or UNMAP_FREE of it is under way
+ *          (its mapping stays).
  *  EPERM:  a PERSIST block and the caller lacks CAP_SYS_ADMIN.
  *  EINTR:  a fatal signal came while waiting to unmap; nothing was freed.
  */

@@ -108,7 +108,8 @@ pub struct BlockInfo {
     pub map_count: u32,
     /// Out: `OWNER_*`.
     pub owner: u32,
-    /// Out: the process that allocated it; 0 for device memory.
+    /// Out: the process that allocated it, in the caller's PID namespace; 0 for device memory
+    /// or an owner that namespace cannot see.
     pub owner_tgid: i32,
     /// Out: live device mappings of the block (`IOC_DMA_LIST` describes them).
     pub dma_mappings: u32,

@@ -7,7 +7,6 @@ mod chart;
 mod clock;
 mod contender;
 mod dma;
-mod dma_heap;
 mod meter;
 mod ratios;
 mod report;

@@ -7,9 +7,9 @@ use cmamap::{AllocRequest, Block, Device, Prot};
 
 use crate::clock;
 use crate::contender::{Contender, Kind};
-use crate::dma_heap::DmaHeap;
 use crate::meter::{measure, Cost};
 use crate::sample::{header, Sample};
+use cmamap_testkit::dma_heap::DmaHeap;
 use cmamap_testkit::Region;
 
 /// The line before the CSV section on stdout.

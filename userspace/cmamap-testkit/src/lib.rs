@@ -10,7 +10,10 @@
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
 //! - [`v4l2`]: a V4L2 capture device (vivid in the VM) that imports dma-bufs.
+//! - [`dma_heap`]: the kernel's CMA dma-heap, the benchmark's contender and the VM's way to
+//!   settle CMA before its figures are read.
 
+pub mod dma_heap;
 pub mod edu;
 pub mod pattern;
 pub mod probe;

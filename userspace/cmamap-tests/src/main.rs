@@ -80,6 +80,11 @@ struct Options {
     #[arg(long, value_name = "FILE")]
     host_check: Option<PathBuf>,
 
+    /// In the VM, around the suite: make CmaFree exact for the default CMA area (pages lent
+    /// to other allocations migrated out, per-CPU lists drained), print it, and exit.
+    #[arg(long, conflicts_with_all = ["host_fill", "host_check"])]
+    settle_cma: bool,
+
     /// Run only the tests whose names contain one of these.
     #[arg(value_name = "FILTER")]
     filters: Vec<String>,
@@ -93,9 +98,11 @@ fn parse_shard(value: &str) -> Result<(usize, usize), String> {
         .ok_or(format!("want K/N with K < N, got {value}"))
 }
 
-/// The host-side halves of the ivshmem data test.
+/// The host-side halves of the ivshmem data test, and the VM's CMA settling.
 fn run_host_action(options: &Options) -> Option<ExitCode> {
-    let result = if let Some(fill) = &options.host_fill {
+    let result = if options.settle_cma {
+        cma::settle_default_area().map(|line| println!("{line}"))
+    } else if let Some(fill) = &options.host_fill {
         host_fill(&fill[0], &fill[1])
     } else if let Some(path) = &options.host_check {
         suite::ivshmem::host_check(path).map(|()| {

@@ -438,6 +438,164 @@ pub fn unmap_free_after_free_keeps_mapping(ctx: &Ctx) -> TestResult {
     pass()
 }
 
+/// A thread's state letter and minor faults, from `/proc/self/task/TID/stat` (`path`).
+/// Reads with raw calls into a stack buffer: while a race is staged, nothing may allocate,
+/// since growing the heap takes the mmap lock.
+fn thread_state(path: &std::ffi::CStr) -> (char, u64) {
+    let mut buf = [0u8; 1024];
+    // SAFETY: A valid C path; the descriptor is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return ('?', 0);
+    }
+    // SAFETY: `buf` is writable for its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: Ours to close.
+    unsafe { libc::close(fd) };
+    let text = std::str::from_utf8(&buf[..n.max(0) as usize]).unwrap_or("");
+    // Fields after the parenthesised name: state is the 3rd, minflt the 10th.
+    let rest = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
+    let minflt = fields.nth(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    (state, minflt)
+}
+
+/// The `/proc` stat path of thread `tid` of this process.
+fn stat_path(tid: i32) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/self/task/{tid}/stat")).expect("no NUL in a path")
+}
+
+/// Spins until `flag` is set.
+fn wait_for(flag: &std::sync::atomic::AtomicBool) {
+    while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+}
+
+/// A FREE of the block that UNMAP_FREE is unmapping, landing between its checks and its
+/// unpublish: once UNMAP_FREE unmapped and then failed with ENOENT. Staged deterministically:
+/// a thread populating a large anonymous region holds the mmap lock for reading, so
+/// UNMAP_FREE, past its checks, waits in `vm_munmap` for the write side; the FREE runs then.
+/// Whatever the outcome, a refused UNMAP_FREE must leave the mapping, and a successful one
+/// must remove it and the block.
+pub fn unmap_free_racing_free_changes_nothing(ctx: &Ctx) -> TestResult {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering::SeqCst};
+    let len = 2 * ctx.page;
+    let dev = ctx.open()?;
+    let mut args = cmamap::AllocRequest::new(len as u64).to_args();
+    args.prot = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    cmamap::raw::alloc_map(dev.as_fd(), &mut args).step("ALLOC_MAP")?;
+    let mapping = Region::adopt(args.addr as usize, len);
+    mapping.write(ctx.page, 0x5e);
+    // Big enough that populating it with 4 KiB pages under TCG takes far longer than the
+    // steps below.
+    let big = 256 << 20;
+    let region = Region::anonymous(big, false).step("anonymous region")?;
+    // SAFETY: The region is ours: 4 KiB pages (the guest's THP would take 128 faults).
+    unsafe { libc::madvise(region.addr as *mut _, big, libc::MADV_NOHUGEPAGE) };
+    let (holder_tid, holder_go, holder_done) = (
+        AtomicI32::new(0),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+    );
+    let (unmapper_tid, unmapper_go) = (AtomicI32::new(0), AtomicBool::new(false));
+    let free = abi::FreeArgs {
+        id: args.id,
+        addr: args.addr,
+        ..Default::default()
+    };
+    let (unmapped, freed, staged) = std::thread::scope(|scope| -> Result<_, Failure> {
+        // Both threads exist (their stacks mapped) before anything holds the lock.
+        let holder = scope.spawn(|| {
+            // SAFETY: gettid has no preconditions.
+            holder_tid.store(unsafe { libc::gettid() }, SeqCst);
+            wait_for(&holder_go);
+            // SAFETY: The region is ours and anonymous; populating only faults it in.
+            unsafe { libc::madvise(region.addr as *mut _, big, libc::MADV_POPULATE_WRITE) };
+            holder_done.store(true, SeqCst);
+        });
+        let unmapper = scope.spawn(|| {
+            // SAFETY: gettid has no preconditions.
+            unmapper_tid.store(unsafe { libc::gettid() }, SeqCst);
+            wait_for(&unmapper_go);
+            // SAFETY: The test touches the mapping again only after checking /proc/self/maps.
+            unsafe { cmamap::raw::unmap_free(dev.as_fd(), &free) }
+        });
+        while holder_tid.load(SeqCst) == 0 || unmapper_tid.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let (holder_stat, unmapper_stat) = (
+            stat_path(holder_tid.load(SeqCst)),
+            stat_path(unmapper_tid.load(SeqCst)),
+        );
+        holder_go.store(true, SeqCst);
+        // Wait until the holder is well into populating: it holds the mmap lock now.
+        while thread_state(&holder_stat).1 < 2000 && !holder_done.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        unmapper_go.store(true, SeqCst);
+        // Wait until UNMAP_FREE sleeps on the mmap lock (D), past its checks.
+        while thread_state(&unmapper_stat).0 != 'D'
+            && !unmapper.is_finished()
+            && !holder_done.load(SeqCst)
+        {
+            std::thread::yield_now();
+        }
+        let freed = cmamap::raw::free(
+            dev.as_fd(),
+            &abi::FreeArgs {
+                id: args.id,
+                ..Default::default()
+            },
+        );
+        let staged = !holder_done.load(SeqCst) && !unmapper.is_finished();
+        let unmapped = unmapper
+            .join()
+            .map_err(|_| Failure::new("UNMAP_FREE thread panicked"))?;
+        holder
+            .join()
+            .map_err(|_| Failure::new("populate thread panicked"))?;
+        Ok((unmapped, freed, staged))
+    })?;
+    drop(region);
+    let still_mapped = device_mapping_count()? == 1;
+    match unmapped {
+        Ok(()) => {
+            ensure!(
+                !still_mapped,
+                "UNMAP_FREE succeeded but the mapping is still there"
+            );
+            std::mem::forget(mapping);
+        }
+        Err(errno) => {
+            if !still_mapped {
+                std::mem::forget(mapping);
+                fail!(
+                    "UNMAP_FREE was refused ({errno}) but unmapped the block's mapping \
+                     (the racing FREE gave {freed:?})"
+                );
+            }
+            ensure_eq!(
+                mapping.read(ctx.page),
+                0x5e,
+                "byte in the mapping after the refusal"
+            );
+            drop(mapping);
+        }
+    }
+    ensure!(
+        staged,
+        "the FREE did not land while UNMAP_FREE waited (UNMAP_FREE {unmapped:?}, FREE {freed:?}): \
+         the race was not staged"
+    );
+    ensure!(
+        unmapped.is_ok() != freed.is_ok(),
+        "exactly one of UNMAP_FREE ({unmapped:?}) and FREE ({freed:?}) may free the block"
+    );
+    pass()
+}
+
 /// Mappings of the device in this process.
 fn device_mapping_count() -> Result<usize, Failure> {
     let maps = std::fs::read_to_string("/proc/self/maps").step("read /proc/self/maps")?;

@@ -1,9 +1,9 @@
 //! get_user_pages: vmsplice pins the pages of a page-strategy mapping, and must fail with
-//! EFAULT on the PFN-mapped strategies.
+//! EFAULT on the PFN-mapped strategies; a long-term pin (io_uring) fails at once everywhere.
 
 use std::fs::File;
 use std::io::{IoSlice, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 
 use cmamap::{AllocRequest, Errno, Mapping, Prot, Strategy};
 use cmamap_testkit::pattern;
@@ -170,5 +170,97 @@ pub fn vmsplice_pins_outlive_free(ctx: &Ctx) -> TestResult {
     for other in others {
         other.free()?;
     }
+    pass()
+}
+
+/// How long a long-term pin may take before it counts as spinning. A prompt refusal takes
+/// milliseconds even under TCG; the kernel's migration loop never ends.
+const PIN_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Registers `len` bytes at `addr` as an io_uring fixed buffer (`IORING_REGISTER_BUFFERS`), a
+/// long-term pin for writing (`FOLL_LONGTERM | FOLL_WRITE`): `Ok(())`, or the errno. `Err` of
+/// the outer result when io_uring itself is missing.
+fn io_uring_register_buffer(addr: usize, len: usize) -> Result<Result<(), Errno>, Errno> {
+    const IORING_REGISTER_BUFFERS: libc::c_long = 0;
+    // `struct io_uring_params` is 120 bytes; all zero asks for defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup writes at most `sizeof(struct io_uring_params)` into `params`.
+    let ring = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
+    if ring < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `ring` is a descriptor we own from here.
+    let ring = unsafe { std::os::fd::OwnedFd::from_raw_fd(ring as i32) };
+    let iov = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: One valid iovec; the kernel only reads it and pins the memory it names.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_REGISTER_BUFFERS,
+            &iov as *const libc::iovec,
+            1,
+        )
+    };
+    Ok(if ret < 0 { Err(Errno::last()) } else { Ok(()) })
+}
+
+/// Runs `pin` in a forked child and waits at most [`PIN_BOUND`] for it: a child still running
+/// then is killed (SIGKILL is the only thing that ends the kernel's migration loop) and the
+/// test fails.
+fn within_bound(what: &str, pin: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    let child = crate::child::spawn(pin)?;
+    let started = std::time::Instant::now();
+    loop {
+        // Peek without reaping, so that `wait` still collects the verdict.
+        // SAFETY: `info` is a plain out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: As above; the child is ours.
+        let ret = unsafe { libc::waitid(libc::P_PID, child.pid() as u32, &mut info, flags) };
+        ensure!(ret == 0, "waitid: {}", Errno::last());
+        // SAFETY: waitid filled `info` (si_pid is 0 while the child runs).
+        if unsafe { info.si_pid() } != 0 {
+            return crate::child::wait(child);
+        }
+        if started.elapsed() > PIN_BOUND {
+            // Dropping the child kills and reaps it.
+            drop(child);
+            fail!("{what} had not returned after {PIN_BOUND:?}: the kernel spins on the pin");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A long-term pin (an io_uring fixed buffer) of a mapping in each strategy returns at once:
+/// EFAULT on every strategy, where the kernel used to spin for ever on a `page` mapping
+/// (CMA pages are not long-term pinnable and the driver's cannot be migrated). Anonymous
+/// memory registers, which shows that io_uring itself works here.
+pub fn long_term_pin_returns(ctx: &Ctx, strategy: Strategy) -> TestResult {
+    let size = 4 * ctx.page;
+    let anon = cmamap_testkit::region::Region::anonymous(size, true).step("anonymous buffer")?;
+    match io_uring_register_buffer(anon.addr, size) {
+        Err(Errno::ENOSYS) => return skip("the kernel has no io_uring"),
+        Err(errno) => fail!("io_uring_setup: {errno}"),
+        Ok(registered) => registered.step("io_uring buffer registration of anonymous memory")?,
+    }
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(size as u64).strategy(strategy))?;
+    let mut mapping = block.map(Prot::ReadWrite)?;
+    pattern::fill(mapping.as_mut_slice(), 75, 0);
+    let (addr, len) = (mapping.addr(), mapping.len());
+    let what = format!("io_uring buffer registration of a {strategy} mapping");
+    within_bound(&what, || {
+        let registered = io_uring_register_buffer(addr, len).step("io_uring_setup")?;
+        expect_errno(registered, Errno::EFAULT, &what)
+    })?;
+    // The refusal left the mapping as it was.
+    pattern::check(mapping.as_slice(), 75, 0)
+        .map_err(|m| Failure::new(format!("after the refused pin: {m}")))?;
+    drop(mapping);
+    block.free()?;
     pass()
 }

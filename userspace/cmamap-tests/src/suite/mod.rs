@@ -194,6 +194,7 @@ const TABLE: &[Entry] = &[
     per_strategy("ptrace_peeks_and_pokes", debugger::ptrace_peeks_and_pokes),
     // get_user_pages.
     per_strategy("vmsplice_gup", gup::vmsplice_gup),
+    per_strategy("long_term_pin_returns", gup::long_term_pin_returns),
     plain(
         "vmsplice_pins_outlive_free",
         gup::vmsplice_pins_outlive_free,
@@ -235,6 +236,10 @@ const TABLE: &[Entry] = &[
     ),
     // Who allocated a block.
     plain("owner_tgid_is_allocator", sharing::owner_tgid_is_allocator),
+    plain(
+        "owner_tgid_in_pid_namespace",
+        sharing::owner_tgid_in_pid_namespace,
+    ),
     // Device DMA through edu: only in the DMA VMs (see `needs_dma_vm`).
     plain("dma_map_gives_bus_address", dma::dma_map_gives_bus_address),
     plain(
@@ -352,6 +357,10 @@ const TABLE: &[Entry] = &[
     plain(
         "unmap_free_after_free_keeps_mapping",
         adversarial_mmap::unmap_free_after_free_keeps_mapping,
+    ),
+    plain(
+        "unmap_free_racing_free_changes_nothing",
+        adversarial_mmap::unmap_free_racing_free_changes_nothing,
     ),
     plain(
         "huge_pmd_split_paths",

@@ -188,3 +188,80 @@ pub fn owner_tgid_is_allocator(ctx: &Ctx) -> TestResult {
     own.free()?;
     pass()
 }
+
+/// `owner_tgid` is the owner's PID as the reader's PID namespace sees it: a process in a new
+/// PID namespace sees 0 for a block of its parent (invisible there) and its own PID (1) for
+/// its own block, in INFO and LIST alike, while the parent sees the child's PID in its own
+/// namespace.
+pub fn owner_tgid_in_pid_namespace(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    if !std::path::Path::new("/proc/self/ns/pid").exists() {
+        return crate::check::skip("the kernel has no PID namespaces (CONFIG_PID_NS)");
+    }
+    let me = std::process::id() as i32;
+    let dev = ctx.open()?;
+    let parents = dev.alloc(&AllocRequest::new(ctx.pages(1)))?;
+    ensure_eq!(
+        parents.info()?.owner_tgid,
+        me,
+        "owner_tgid seen by the owner"
+    );
+    let parent_id = parents.id();
+    let (reader, writer) = nix::unistd::pipe().step("pipe")?;
+    let dev = &dev;
+    child::run(|| {
+        // SAFETY: unshare takes flags only; it changes the PID namespace of later children.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            fail!("unshare(CLONE_NEWPID): {}", cmamap::Errno::last());
+        }
+        // The next child is PID 1 of the new namespace.
+        child::run(|| {
+            let inside = std::process::id() as i32;
+            ensure_eq!(inside, 1, "PID of the first process of a new PID namespace");
+            ensure_eq!(
+                dev.info(parent_id)?.owner_tgid,
+                0,
+                "INFO owner_tgid of the parent's block, seen from a new PID namespace"
+            );
+            let own = dev.alloc(&AllocRequest::new(ctx.pages(2)))?;
+            ensure_eq!(
+                own.info()?.owner_tgid,
+                1,
+                "INFO owner_tgid of its own block, seen from the new PID namespace"
+            );
+            for info in dev.list()? {
+                let want = if info.id == own.id() {
+                    1
+                } else if info.id == parent_id {
+                    0
+                } else {
+                    continue;
+                };
+                ensure_eq!(
+                    info.owner_tgid,
+                    want,
+                    "LIST owner_tgid of block {} from the new PID namespace",
+                    info.id
+                );
+            }
+            // Tell the parent which block is ours; it stays with the shared file.
+            let id = own.into_raw_id();
+            nix::unistd::write(&writer, &id.to_ne_bytes()).step("write the id")?;
+            Ok(())
+        })
+    })?;
+    drop(writer);
+    let mut id = [0u8; 4];
+    nix::unistd::read(&reader, &mut id).step("read the child's block id")?;
+    let child_block = dev.block(u32::from_ne_bytes(id))?;
+    let seen = child_block.info()?.owner_tgid;
+    ensure!(
+        seen > 1 && seen != me,
+        "owner_tgid of the namespaced child's block, seen from outside: {seen} (want its PID here)"
+    );
+    child_block.free()?;
+    parents.free()?;
+    pass()
+}

@@ -1,4 +1,5 @@
-//! The kernel's CMA dma-heap (`/dev/dma_heap/*`), the benchmark's in-tree contender.
+//! The kernel's CMA dma-heap (`/dev/dma_heap/*`): the benchmark's in-tree contender, and how
+//! the VM settles CMA before it reads CmaFree ([`settle_cma`]).
 //!
 //! # Safety
 //! The only `unsafe` is the `DMA_HEAP_IOCTL_ALLOC` call, whose argument layout matches
@@ -90,6 +91,41 @@ impl DmaHeap {
         // SAFETY: the ioctl succeeded, so `fd` is a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
+}
+
+/// Chunk sizes for [`settle_cma`], largest first: each is a multiple of 64 KiB, so that its
+/// release (aligned to its order, capped at 1 MiB by CONFIG_CMA_ALIGNMENT) frees order-4 or
+/// larger pieces, which go straight back to the buddy lists instead of per-CPU lists.
+const SETTLE_CHUNKS: [u64; 3] = [16 << 20, 1 << 20, 64 << 10];
+
+/// Makes `CmaFree` exact for the default CMA area, and returns how many bytes it took.
+///
+/// `CmaFree` counts only CMA pages in the buddy free lists. Freed chunks of up to 8 pages sit
+/// on per-CPU lists instead, and the kernel lends free CMA pages to other movable allocations
+/// (page cache, tmpfs, anonymous memory), which keep them until they are freed or migrated.
+/// Allocating the area's free pages through the heap migrates every lent page out
+/// (`alloc_contig_range`) and drains the per-CPU lists; freeing them in pieces of 64 KiB or
+/// more puts them straight back in the buddy lists. `free_bytes` (the area's
+/// `available_pages` in bytes) bounds what is asked for, so a fully free area sees no failed
+/// allocation; a piece the kernel cannot give (a page in use meanwhile) moves on to smaller
+/// pieces.
+pub fn settle_cma(free_bytes: u64) -> Result<u64, String> {
+    let heap = DmaHeap::find()?;
+    let mut held = Vec::new();
+    let mut taken = 0u64;
+    for chunk in SETTLE_CHUNKS {
+        while taken + chunk <= free_bytes {
+            match heap.alloc(chunk) {
+                Ok(fd) => {
+                    held.push(fd);
+                    taken += chunk;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    drop(held);
+    Ok(taken)
 }
 
 #[cfg(test)]
