@@ -11,6 +11,8 @@ KDIR ?= $(KERNEL_SRC)
 OUT := $(CURDIR)/out
 TARGET := x86_64-unknown-linux-gnu
 GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
+# The C examples (examples/c), static for the guest.
+EXAMPLES_BIN := $(OUT)/examples
 CARGO_JOBS ?= $(shell nproc)
 # Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
 RUN_ARGS ?=
@@ -32,7 +34,8 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
+	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help \
+	examples
 
 all: module
 
@@ -47,6 +50,7 @@ help:
 	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
+	@echo "make examples   build the C examples (examples/c) with -Wall -Werror; make test runs them"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -77,6 +81,11 @@ userspace:
 	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
 		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) --bins -q
 	@echo "built guest tools in $(GUEST_BIN)"
+
+# Static, like the guest tools; warnings are errors so that the examples never rot.
+examples:
+	@$(MAKE) --no-print-directory -s -C examples/c OUT=$(EXAMPLES_BIN)
+	@echo "built C examples in $(EXAMPLES_BIN)"
 
 host-test:
 	@mkdir -p $(OUT)
@@ -113,10 +122,10 @@ selftest-pipeline: setup
 	@CMAMAP_SELFTEST=always scripts/selftest-pipeline.sh
 
 test: setup
-	@$(MAKE) --no-print-directory module userspace host-test
+	@$(MAKE) --no-print-directory module userspace examples host-test
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
-	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) --bin $(EXAMPLES_BIN) $(RUN_ARGS)
 
 # The cases too slow for every run (CMAMAP_LONG_TESTS=1), in one VM.
 test-long: setup
