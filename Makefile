@@ -134,10 +134,12 @@ test-long: setup
 		-- env CMAMAP_LONG_TESTS=1 /bin/cmamap-test --timeout 1200 list_past_the_largest_kmalloc
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
+# Progress (operations, rate, ETA) goes to the console every 15 s, not to the result port.
 fuzz: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout $$(( 600 + $(OPS) / 200 )) \
-		$(RUN_ARGS) -- /bin/cmamap-test --fuzz-ops $(OPS) $(if $(SEED),--fuzz-seed $(SEED)) fuzz_model
+		$(RUN_ARGS) -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-test --fuzz-ops $(OPS) \
+		$(if $(SEED),--fuzz-seed $(SEED)) fuzz_model
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

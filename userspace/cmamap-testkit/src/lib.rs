@@ -9,11 +9,13 @@
 //! - [`region`]: raw ranges of address space that tests cut apart and the benchmark fills.
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
+//! - [`progress`]: progress lines of long runs, on a channel of their own (the VM's console).
 
 pub mod edu;
 pub mod pattern;
 pub mod probe;
 pub mod process;
+pub mod progress;
 pub mod region;
 pub mod rng;
 

@@ -350,6 +350,7 @@ const TABLE: &[Entry] = &[
     plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
     // The model-based random tester.
     plain("fuzz_model", crate::fuzz::fuzz_model),
+    plain("fuzz_progress_lines", crate::fuzz::fuzz_progress_lines),
     // Fault injection through fail-nth.
     per_strategy(
         "fault_injection_alloc",
