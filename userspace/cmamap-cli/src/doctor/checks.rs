@@ -69,21 +69,25 @@ fn module(facts: &Facts) -> Check {
             .data(json!({ "loaded": false, "installed": facts.module_file }));
     };
     let state = module.initstate.as_deref().unwrap_or("unknown");
-    let version = module
-        .version
-        .as_deref()
-        .or(module.srcversion.as_deref())
-        .unwrap_or("unknown");
+    // The ABI version (through STAT) is what userspace depends on; the module has no
+    // MODULE_VERSION, so /sys/module/cmamap/version is there only for other builds.
+    let mut versions = Vec::new();
+    if let Some(abi) = facts.node.abi_version {
+        versions.push(format!("ABI {abi}"));
+    }
+    if let Some(version) = &module.version {
+        versions.push(format!("version {version}"));
+    }
+    if let Some(srcversion) = &module.srcversion {
+        versions.push(format!("srcversion {srcversion}"));
+    }
+    if versions.is_empty() {
+        versions.push("ABI unknown: the device did not open".to_owned());
+    }
     let mut check = Check::new(
         "module",
         Status::Ok,
-        format!(
-            "{MODULE} is loaded ({state}), version {version}{}",
-            match facts.node.abi_version {
-                Some(abi) => format!(", ABI {abi}"),
-                None => String::new(),
-            }
-        ),
+        format!("{MODULE} is loaded ({state}), {}", versions.join(", ")),
     );
     if !module.params.is_empty() {
         let params: Vec<String> = module

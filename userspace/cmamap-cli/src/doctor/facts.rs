@@ -379,9 +379,11 @@ fn caller_facts(root: &Path, passwd: &str) -> CallerFacts {
     let uids = ids("Uid");
     let gids = ids("Gid");
     let uid = uids.first().copied().unwrap_or(u32::MAX);
-    // The initial namespace maps every id to itself: "0 0 4294967295".
-    let uid_map = fs::read_to_string(root.join("proc/self/uid_map")).unwrap_or_default();
-    let initial_userns = uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    // The initial namespace maps every id to itself: "0 0 4294967295". A kernel without
+    // CONFIG_USER_NS has no uid_map and no other namespace.
+    let initial_userns = fs::read_to_string(root.join("proc/self/uid_map")).map_or(true, |map| {
+        map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+    });
     CallerFacts {
         uid,
         euid: uids.get(1).copied().unwrap_or(uid),
@@ -524,5 +526,15 @@ mod tests {
         assert_eq!(facts.caller.groups, [24, 999]);
         assert!(facts.caller.has_sys_admin());
         assert!(facts.caller.in_group(999));
+        // A kernel without user namespaces has no uid_map: the initial namespace.
+        fs::remove_file(root.0.join("proc/self/uid_map")).unwrap();
+        assert!(
+            gather(&root.0, Path::new("/dev/cmamap"))
+                .caller
+                .initial_userns
+        );
+        root.write("proc/self/uid_map", b"0 1000 1\n");
+        let caller = gather(&root.0, Path::new("/dev/cmamap")).caller;
+        assert!(!caller.initial_userns && !caller.has_sys_admin());
     }
 }

@@ -169,7 +169,7 @@ pub fn doctor_healthy(ctx: &Ctx) -> TestResult {
     ensure!(
         out.status.success()
             && text.contains("everything cmamap needs is in place")
-            && text.contains("ok    module  cmamap is loaded (live)"),
+            && text.contains("ok    module  cmamap is loaded (live), ABI "),
         "cmamap doctor said ({}):\n{text}",
         out.status
     );
