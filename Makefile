@@ -50,7 +50,7 @@ help:
 	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
-	@echo "make examples   build the C examples (examples/c) with -Wall -Werror; make test runs them"
+	@echo "make examples   build the C (examples/c, -Wall -Werror) and Rust examples; make test runs them"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -82,10 +82,16 @@ userspace:
 		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) --bins -q
 	@echo "built guest tools in $(GUEST_BIN)"
 
-# Static, like the guest tools; warnings are errors so that the examples never rot.
+# The C examples and the library's cargo examples (userspace/cmamap/examples), static like
+# the guest tools, as cmamap-example-*; warnings are errors so that they never rot.
+RUST_EXAMPLES := alloc_map persist_share
 examples:
 	@$(MAKE) --no-print-directory -s -C examples/c OUT=$(EXAMPLES_BIN)
-	@echo "built C examples in $(EXAMPLES_BIN)"
+	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
+		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) -p cmamap --examples -q
+	@for e in $(RUST_EXAMPLES); do \
+		cp $(GUEST_BIN)/examples/$$e $(EXAMPLES_BIN)/cmamap-example-rust-$$(echo $$e | tr _ -); done
+	@echo "built the C and Rust examples in $(EXAMPLES_BIN)"
 
 host-test:
 	@mkdir -p $(OUT)

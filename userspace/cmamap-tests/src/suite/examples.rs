@@ -1,5 +1,6 @@
-//! The C examples of examples/c, which `make test` builds statically and puts in the guest's
-//! /bin: each must exit 0 and say what it showed, so that what users copy first never rots.
+//! The C examples of examples/c and the library's cargo examples, which `make test` builds
+//! statically and puts in the guest's /bin: each must exit 0 and say what it showed, so that
+//! what users copy first never rots.
 
 use std::path::Path;
 use std::process::Command;
@@ -91,5 +92,31 @@ pub fn dma_example_c_edu(ctx: &Ctx) -> TestResult {
         "edu-dma",
         &[&address, &bits],
         &["bus address for", "edu copied page 0 to page 1 by DMA"],
+    )
+}
+
+pub fn example_rust_alloc_map(_ctx: &Ctx) -> TestResult {
+    run_example(
+        "rust-alloc-map",
+        &[],
+        &[
+            "wrote and verified 4194304 bytes",
+            "the page view of the first MiB shows the same bytes",
+            "mapped by 2 VMAs",
+        ],
+    )
+}
+
+pub fn example_rust_persist_share(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    run_example(
+        "rust-persist-share",
+        &[],
+        &[
+            "made persistent block",
+            "says \"hello from the writer process\"",
+        ],
     )
 }

@@ -71,6 +71,11 @@ const TABLE: &[Entry] = &[
     plain("example_c_share", examples::example_c_share),
     plain("example_c_persist", examples::example_c_persist),
     plain("dma_example_c_edu", examples::dma_example_c_edu),
+    plain("example_rust_alloc_map", examples::example_rust_alloc_map),
+    plain(
+        "example_rust_persist_share",
+        examples::example_rust_persist_share,
+    ),
     // Argument validation.
     plain("unknown_ioctl_enotty", validation::unknown_ioctl_enotty),
     plain(
