@@ -274,7 +274,11 @@ fn parse_dev(text: &str) -> Option<(u32, u32)> {
 }
 
 fn node_facts(root: &Path, device: &Path, passwd: &str, group: &str) -> NodeFacts {
-    let path = root.join(device.strip_prefix("/").unwrap_or(device));
+    // A relative --device is relative to the working directory, not to the root.
+    let path = match device.strip_prefix("/") {
+        Ok(inside) => root.join(inside),
+        Err(_) => device.to_owned(),
+    };
     let expected_rdev = trimmed(&root.join("sys/class/misc").join(MODULE).join("dev"))
         .and_then(|text| parse_dev(&text));
     let mut node = NodeFacts {
