@@ -21,8 +21,9 @@ BENCH_ARGS ?=
 OPS ?= 10000
 # VMs that share the test suite in `make test`; each keeps about one host core busy under TCG.
 SHARDS ?= 2
-# The machine of `make run` and `make shell`: q35 with an Intel IOMMU and QEMU's edu DMA device.
-DMA_MACHINE := --machine q35 --iommu intel --device edu
+# The machine of `make run` and `make shell`: q35 with an Intel IOMMU and QEMU's edu DMA device;
+# CMA below 4 GiB, where vivid's 32-bit dma-contig instance reaches a dma-buf without an IOMMU.
+DMA_MACHINE := --machine q35 --iommu intel --device edu --cma 512M@0-4G
 # The ivshmem device of the test VM: its backing file, shared with the host, and size.
 IVSHMEM := $(OUT)/ivshmem.bin
 IVSHMEM_SIZE := 1048576

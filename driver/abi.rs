@@ -51,3 +51,7 @@ unsafe impl FromBytes for DmaListArgs {}
 unsafe impl AsBytes for DmaListArgs {}
 // SAFETY: As above.
 unsafe impl FromBytes for DeviceName {}
+// SAFETY: As above.
+unsafe impl FromBytes for ExportArgs {}
+// SAFETY: As above.
+unsafe impl AsBytes for ExportArgs {}

@@ -15,6 +15,9 @@
 //! device must use, SYNC does the cache maintenance, and a mapping ends on DMA_UNMAP, FREE,
 //! file release, the device's removal or unbind, or `rmmod`.
 //!
+//! Blocks are exported as dma-bufs (`dmabuf`) for drivers that import them (V4L2, DRM, RDMA);
+//! a dma-buf holds its block, and its CPU syncs cover the block's device mappings too.
+//!
 //! The ABI is `driver/uapi/cmamap.h`, shared in Rust with userspace (`abi`); its ERRORS blocks
 //! list every errno each ioctl gives.
 //!
@@ -45,6 +48,12 @@
 //!    VMA's `close`), and its pages reach the quarantine there; `cma_release` under it takes
 //!    only the mm's own spinlocks.
 //!
+//! 10. A dma-buf's attachments lock (`dmabuf/dmabuf_glue.c`): its importers' mappings. The
+//!     dma-buf core may hold the buffer's reservation lock around it; nothing is taken
+//!     under it, and it is dropped before a CPU sync reaches the device mappings (2).
+//!
+//! A dma-buf's `mmap` runs under 4, as ours does.
+//!
 //! Locks 5 to 8 are never held together today; the numbers fix which would come first. No
 //! lock of ours is held across a user copy: a copy may fault into our own fault handler,
 //! which takes 4 and 6.
@@ -55,7 +64,8 @@
 //! (byte-level ABI promises), `caller` (capabilities, the log rate limit), `memory::cma` (CMA
 //! FFI), `memory::user_io` (user iterator copies), `memory::quarantine` and `registry` (their
 //! static locks; the quarantine's work), `mapping::vma` (vm_ops), `mapping::alloc_map`
-//! (`vm_mmap`/`vm_munmap`), `dma::device` (the DMA API on a device), `device_memory::bar` (the PCI region, BAR copies) and
+//! (`vm_mmap`/`vm_munmap`), `dma::device` (the DMA API on a device), `dmabuf::exporter` (the
+//! dma-buf exporter's callbacks), `device_memory::bar` (the PCI region, BAR copies) and
 //! `device_memory::rmap` (the shared address_space); plus the self-test call below.
 
 use kernel::{
@@ -69,6 +79,7 @@ mod caller;
 mod debugfs;
 mod device_memory;
 mod dma;
+mod dmabuf;
 mod file;
 mod ioctl;
 mod mapping;

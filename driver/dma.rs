@@ -44,7 +44,8 @@ pub(crate) enum Direction {
 }
 
 impl Direction {
-    fn from_abi(value: u32) -> Result<Self> {
+    /// The direction of an ABI (and DMA API) value; `EINVAL` for any other.
+    pub(crate) fn from_abi(value: u32) -> Result<Self> {
         match value {
             abi::DMA_BIDIRECTIONAL => Ok(Self::Bidirectional),
             abi::DMA_TO_DEVICE => Ok(Self::ToDevice),
@@ -322,7 +323,12 @@ extern "C" fn cmamap_dma_device_gone(dev: *mut core::ffi::c_void) {
 /// The byte range `[offset, offset + length)` of a block of `size` bytes (`length` 0: to the
 /// end); `EINVAL` if it is empty, outside the block or overflows, or if `page_aligned` and it
 /// is not.
-fn range_in_block(size: u64, offset: u64, length: u64, page_aligned: bool) -> Result<(u64, u64)> {
+pub(crate) fn range_in_block(
+    size: u64,
+    offset: u64,
+    length: u64,
+    page_aligned: bool,
+) -> Result<(u64, u64)> {
     if offset >= size {
         return Err(EINVAL);
     }
@@ -446,11 +452,26 @@ pub(crate) fn sync(call: &Call<'_>) -> Result {
     let direction = Direction::from_abi(args.direction)?;
     let block = registry::lookup(args.id, file_key)?;
     let (start, len) = range_in_block(block.size(), args.offset, args.length, false)?;
-    let end = start + len;
+    let synced = sync_block(&block, start, len, direction, for_cpu);
+    args.synced = synced;
+    writer.write(&args)
+}
+
+/// Syncs, for the CPU or for the devices, every device mapping of `block` that overlaps bytes
+/// `start..start + len` and whose direction overlaps `direction`, each over the overlap and in
+/// its own direction, as the DMA API requires; how many. For SYNC, and for a CPU access
+/// through the block's dma-buf (`dmabuf`).
+pub(crate) fn sync_block(
+    block: &Arc<Block>,
+    start: u64,
+    len: u64,
+    direction: Direction,
+    for_cpu: bool,
+) -> u32 {
+    let end = start.saturating_add(len);
     let mut synced = 0u32;
-    let mappings = MAPPINGS.lock();
-    for m in mappings.list.iter() {
-        if !Arc::ptr_eq(&m.block, &block) || !direction.overlaps(m.direction) {
+    for m in MAPPINGS.lock().list.iter() {
+        if !Arc::ptr_eq(&m.block, block) || !direction.overlaps(m.direction) {
             continue;
         }
         let (from, to) = (start.max(m.offset), end.min(m.offset + m.len));
@@ -460,9 +481,7 @@ pub(crate) fn sync(call: &Call<'_>) -> Result {
             synced += 1;
         }
     }
-    drop(mappings);
-    args.synced = synced;
-    writer.write(&args)
+    synced
 }
 
 /// CMAMAP_IOC_DMA_LIST.

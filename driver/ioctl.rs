@@ -7,7 +7,7 @@
 //! ioctl in `driver/uapi/cmamap.h`.
 
 use crate::{
-    abi, caller, dma,
+    abi, caller, dma, dmabuf,
     file::OpenFile,
     mapping::{alloc_map, offsets, strategy::Strategy},
     memory::{
@@ -55,6 +55,7 @@ const HANDLERS: &[(u32, Handler)] = &[
     (abi::IOC_DMA_UNMAP, dma::unmap),
     (abi::IOC_SYNC, dma::sync),
     (abi::IOC_DMA_LIST, dma::list),
+    (abi::IOC_EXPORT, dmabuf::export),
 ];
 
 /// Runs the handler of `cmd`. Unknown commands give `ENOTTY`.

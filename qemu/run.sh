@@ -152,7 +152,7 @@ echo "$accel" >"$out/accel"
 
 # --- Boot -------------------------------------------------------------------------------------
 cmdline="console=ttyS0 loglevel=5 kunit.enable=1 kunit.autorun=1 cma=$cma debug_pagealloc=on panic=-1 oops=panic"
-cmdline+=" panic_on_warn=0 rdinit=/init vivid.n_devs=2 vivid.allocators=0,1 $append"
+cmdline+=" panic_on_warn=0 rdinit=/init vivid.n_devs=2 vivid.allocators=0,1 vivid.node_types=0x1,0x1 $append"
 result="$out/result.txt" console="$out/console.log"
 rm -f "$result" "$console"
 qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio")

@@ -68,8 +68,7 @@ static bool cmamap_dma_translated(struct device *dev)
 }
 
 /* Whether bus address @addr reaches @phys itself for @size bytes, not a bounce buffer. */
-static bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t addr,
-			       size_t size)
+bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t addr, size_t size)
 {
 	struct iommu_domain *domain;
 	size_t last = size - PAGE_SIZE;

@@ -111,6 +111,25 @@ pub(crate) fn install(
     Ok(())
 }
 
+/// Maps `block` with its own strategy into the new `vma` of another file (a dma-buf), whose
+/// page offset counts from page `first_page` of the block, and hands one reference of `block`
+/// to the VMA. The page offset is rewritten to the block's own mmap offset, which the fault
+/// handler and `access` read.
+pub(crate) fn install_foreign(vma: &VmaNew, block: Arc<Block>, first_page: usize) -> Result {
+    let first_page = first_page
+        .checked_add(usize::try_from(pgoff(vma)).map_err(|_| EINVAL)?)
+        .ok_or(EINVAL)?;
+    let own_pgoff = usize::try_from(block.first_pgoff())
+        .ok()
+        .and_then(|pgoff| pgoff.checked_add(first_page))
+        .ok_or(EINVAL)?;
+    // SAFETY: The VMA is new and write-locked (we are in its file's `mmap`), so nothing reads
+    // `vm_pgoff` meanwhile; the dma-buf core rewrites it the same way in `dma_buf_mmap`.
+    unsafe { (*vma.as_ptr()).vm_pgoff = own_pgoff };
+    let strategy = block.strategy();
+    install(vma, block, strategy, first_page)
+}
+
 /// Maps pages `first_page..` of the device memory of `block` into the new `vma` with
 /// `strategy` (`Remap` or `Fault`) and `cache`, and hands one reference of `block` to the VMA.
 /// `ENODEV` once the device has unbound.

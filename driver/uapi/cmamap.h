@@ -207,6 +207,26 @@ struct cmamap_dma_list {
 };
 
 /*
+ * cmamap_export.flags: those of the dma-buf's file. Without CMAMAP_EXPORT_RDWR the dma-buf
+ * is read-only: mmap() with PROT_WRITE gives EACCES.
+ */
+#define CMAMAP_EXPORT_RDWR 02         /* O_RDWR */
+#define CMAMAP_EXPORT_CLOEXEC 02000000 /* O_CLOEXEC */
+#define CMAMAP_EXPORT_FLAGS_ALL (CMAMAP_EXPORT_RDWR | CMAMAP_EXPORT_CLOEXEC)
+
+/* CMAMAP_IOC_EXPORT: a dma-buf of (part of) a block, for drivers that import dma-bufs. */
+struct cmamap_export {
+	__u32 id;          /* in: the block's handle */
+	__u32 flags;       /* in: CMAMAP_EXPORT_* */
+	__u64 offset;      /* in: bytes into the block, page aligned */
+	__u64 length;      /* in: bytes, a page multiple; 0 exports to the end of the block */
+	__s32 fd;          /* out: the dma-buf's file descriptor */
+	__u32 pad0;        /* must be 0 */
+	__u64 size;        /* out: the dma-buf's size in bytes */
+	__u64 reserved[2]; /* must be 0 */
+};
+
+/*
  * The ioctls. Each lists its errors; every one of them can also give:
  *
  * ENOTTY: the command is none of these (a wrong size or direction makes another command).
@@ -384,5 +404,29 @@ struct cmamap_dma_list {
  *  ENOMEM: no kernel memory for the snapshot.
  */
 #define CMAMAP_IOC_DMA_LIST _IOWR(CMAMAP_IOC_MAGIC, 0x0a, struct cmamap_dma_list)
+
+/**
+ * CMAMAP_IOC_EXPORT - export (part of) a block as a dma-buf: V4L2 (V4L2_MEMORY_DMABUF),
+ * DRM (PRIME), RDMA and other importers take its fd. The dma-buf holds the block: FREE and
+ * the release of this file kill the id, but the memory stays until the last dma-buf
+ * reference, mapping and attachment are gone, and rmmod is refused until then.
+ *
+ * An importer's mapping is made with the DMA API for its device, as one contiguous range, and
+ * refused (ERANGE, logged) when the device cannot reach the block without a bounce buffer.
+ * DMA_BUF_IOCTL_SYNC syncs every importer's mapping and every CMAMAP_IOC_DMA_MAP mapping of
+ * the block. mmap() of the dma-buf must be MAP_SHARED and maps with the block's strategy;
+ * the kernel's vmap gives importers the block's kernel address.
+ *
+ * ERRORS:
+ *  EINVAL:     pad0 or reserved is not 0; flags has bits outside CMAMAP_EXPORT_FLAGS_ALL;
+ *              offset is not inside the block, or offset/length is not page aligned,
+ *              overflows or runs past the block.
+ *  ENOENT:     no live block has this id, or it belongs to another open file.
+ *  EOPNOTSUPP: the block is device memory (a PCI BAR): exporting it is not supported.
+ *  EMFILE:     the process has no free file descriptor.
+ *  ENFILE:     the system has no free file.
+ *  ENOMEM:     no kernel memory.
+ */
+#define CMAMAP_IOC_EXPORT _IOWR(CMAMAP_IOC_MAGIC, 0x0b, struct cmamap_export)
 
 #endif /* _UAPI_CMAMAP_H */

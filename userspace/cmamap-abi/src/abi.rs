@@ -303,6 +303,35 @@ pub struct DmaListArgs {
     pub reserved: [u64; 2],
 }
 
+/// `ExportArgs::flags`: a read-write dma-buf (`O_RDWR`); without it, mmap is read-only.
+pub const EXPORT_RDWR: u32 = 0o2;
+/// `ExportArgs::flags`: close the dma-buf's fd on exec (`O_CLOEXEC`).
+pub const EXPORT_CLOEXEC: u32 = 0o2000000;
+/// Every `ExportArgs::flags` bit.
+pub const EXPORT_FLAGS_ALL: u32 = EXPORT_RDWR | EXPORT_CLOEXEC;
+
+/// Argument of `IOC_EXPORT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportArgs {
+    /// In: the block's handle.
+    pub id: u32,
+    /// In: `EXPORT_*`.
+    pub flags: u32,
+    /// In: bytes into the block, page aligned.
+    pub offset: u64,
+    /// In: bytes, a page multiple; 0 exports to the end of the block.
+    pub length: u64,
+    /// Out: the dma-buf's file descriptor.
+    pub fd: i32,
+    /// Must be 0.
+    pub pad0: u32,
+    /// Out: the dma-buf's size in bytes.
+    pub size: u64,
+    /// Must be 0.
+    pub reserved: [u64; 2],
+}
+
 const IOC_WRITE: u32 = 1;
 const IOC_READ: u32 = 2;
 
@@ -351,6 +380,13 @@ pub const IOC_DMA_LIST: u32 = ioc(
     IOC_READ | IOC_WRITE,
     0x0a,
     core::mem::size_of::<DmaListArgs>(),
+);
+
+/// Exports (part of) a block as a dma-buf.
+pub const IOC_EXPORT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    0x0b,
+    core::mem::size_of::<ExportArgs>(),
 );
 
 /// log2 of the mmap offset space each block owns (64 GiB), in the style of DRM fake offsets.

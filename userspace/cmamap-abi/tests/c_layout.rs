@@ -119,6 +119,11 @@ fn layouts() -> Vec<StructLayout> {
             "cmamap_dma_list",
             [id, capacity, entries, count, pad0, reserved]
         ),
+        layout!(
+            ExportArgs,
+            "cmamap_export",
+            [id, flags, offset, length, fd, pad0, size, reserved]
+        ),
     ]
 }
 
@@ -166,6 +171,13 @@ fn constants() -> Vec<(&'static str, u64)> {
         ("CMAMAP_DMA_LIST_MAX", DMA_LIST_MAX as u64),
         ("CMAMAP_SYNC_FOR_CPU", SYNC_FOR_CPU as u64),
         ("CMAMAP_SYNC_FOR_DEVICE", SYNC_FOR_DEVICE as u64),
+        ("CMAMAP_IOC_EXPORT", IOC_EXPORT as u64),
+        ("CMAMAP_EXPORT_RDWR", EXPORT_RDWR as u64),
+        ("CMAMAP_EXPORT_CLOEXEC", EXPORT_CLOEXEC as u64),
+        ("CMAMAP_EXPORT_FLAGS_ALL", EXPORT_FLAGS_ALL as u64),
+        // The export flags are the dma-buf file's own open flags.
+        ("O_RDWR", EXPORT_RDWR as u64),
+        ("O_CLOEXEC", EXPORT_CLOEXEC as u64),
     ]
 }
 
@@ -203,7 +215,7 @@ fn items() -> Vec<Item> {
 
 fn c_program(items: &[Item]) -> String {
     let mut src = String::from(
-        "#include <stddef.h>\n#include <stdio.h>\n#include \"cmamap.h\"\n\nint main(void)\n{\n",
+        "#define _GNU_SOURCE\n#include <fcntl.h>\n#include <stddef.h>\n#include <stdio.h>\n#include \"cmamap.h\"\n\nint main(void)\n{\n",
     );
     for item in items {
         src.push_str(&format!(

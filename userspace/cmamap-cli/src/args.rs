@@ -55,6 +55,10 @@ pub enum Command {
     /// must use (root only). The mapping ends when this command exits; give `-- CMD` to run a
     /// command while it lives, with $CMAMAP_FD, $CMAMAP_DMA_HANDLE and $CMAMAP_DMA_ADDR set.
     DmaMap(DmaMapCmd),
+    /// Export (part of) a block as a dma-buf for V4L2, DRM and other importers. The dma-buf
+    /// lives while this command does; give `-- CMD` to run a command that inherits it, with
+    /// $CMAMAP_DMABUF_FD and $CMAMAP_DMABUF_SIZE set.
+    Export(ExportCmd),
     /// End a device mapping (its handle) made through the descriptor --fd.
     DmaUnmap(DmaUnmapCmd),
     /// Sync a block's device mappings: `--for cpu` before the CPU reads what a device wrote,
@@ -84,6 +88,33 @@ pub struct DmaMapCmd {
     pub dma_bits: Option<u32>,
 
     /// A command to run while the mapping lives.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportCmd {
+    /// The block id (a persistent block, or one reachable through --fd).
+    #[arg(value_parser = parse_u32)]
+    pub id: u32,
+
+    /// Start inside the block in bytes (K/M/G suffixes allowed), page aligned.
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    pub offset: u64,
+
+    /// Bytes, whole pages; defaults to the rest of the block.
+    #[arg(long, value_parser = parse_size)]
+    pub length: Option<u64>,
+
+    /// A read-only dma-buf: writable mappings of it are refused.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// A name for the dma-buf, shown in /sys/kernel/debug/dma_buf/bufinfo and fdinfo.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// A command to run with the dma-buf's descriptor.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }

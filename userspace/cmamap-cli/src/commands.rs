@@ -7,7 +7,7 @@ use std::time::Duration;
 use cmamap::units::format_size;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use cmamap::{meminfo, AllocRequest, Device, DmaDevice, Prot, Strategy};
+use cmamap::{meminfo, AllocRequest, Device, DmaDevice, ExportRequest, Prot, Strategy};
 use cmamap_cli::error::CliError;
 use cmamap_cli::json::{json_object, print_json};
 use cmamap_cli::report;
@@ -15,7 +15,9 @@ use cmamap_cli::share::{self, ShareError};
 use cmamap_testkit::pattern;
 use serde_json::{json, Value};
 
-use crate::args::{AllocCmd, DmaMapCmd, DmaUnmapCmd, IdCmd, MapCmd, ShareCmd, SyncCmd, SyncFor};
+use crate::args::{
+    AllocCmd, DmaMapCmd, DmaUnmapCmd, ExportCmd, IdCmd, MapCmd, ShareCmd, SyncCmd, SyncFor,
+};
 
 type Result<T = ()> = std::result::Result<T, CliError>;
 
@@ -195,29 +197,98 @@ pub fn dma_map(ctx: &Ctx, cmd: &DmaMapCmd) -> Result {
         }
         return Ok(());
     }
-    let fd = dev.as_fd();
-    // The command reaches the mapping through this open file: it must survive exec.
+    // The command reaches the mapping through this open file, which must survive exec.
+    let result = run_inheriting(
+        "dma-map",
+        &cmd.command,
+        dev.as_fd(),
+        &[
+            ("CMAMAP_FD", dev.as_fd().as_raw_fd().to_string()),
+            ("CMAMAP_DMA_HANDLE", mapping.handle().to_string()),
+            ("CMAMAP_DMA_ADDR", format!("{:#x}", mapping.dma_addr())),
+        ],
+    );
+    drop(mapping);
+    result
+}
+
+/// Runs `command` with `fd` inherited (its close-on-exec flag cleared) and `env` set; an
+/// error names `what` and the command when it cannot start or exits with a failure.
+fn run_inheriting(
+    what: &str,
+    command: &[String],
+    fd: BorrowedFd<'_>,
+    env: &[(&str, String)],
+) -> Result {
     nix::fcntl::fcntl(
         fd,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
     )
-    .map_err(|e| CliError::Other(format!("dma-map: fcntl: {e}")))?;
+    .map_err(|e| CliError::Other(format!("{what}: fcntl: {e}")))?;
     let _ = std::io::stdout().flush();
-    let status = std::process::Command::new(&cmd.command[0])
-        .args(&cmd.command[1..])
-        .env("CMAMAP_FD", fd.as_raw_fd().to_string())
-        .env("CMAMAP_DMA_HANDLE", mapping.handle().to_string())
-        .env("CMAMAP_DMA_ADDR", format!("{:#x}", mapping.dma_addr()))
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
-        .map_err(|e| CliError::Other(format!("dma-map: run {}: {e}", cmd.command[0])))?;
-    drop(mapping);
+        .map_err(|e| CliError::Other(format!("{what}: run {}: {e}", command[0])))?;
     if !status.success() {
         return Err(CliError::Other(format!(
-            "dma-map: {} exited with {status}",
-            cmd.command[0]
+            "{what}: {} exited with {status}",
+            command[0]
         )));
     }
     Ok(())
+}
+
+pub fn export(ctx: &Ctx, cmd: &ExportCmd) -> Result {
+    let dev = ctx.open()?;
+    let block = dev.block(cmd.id)?;
+    let buf = block.export_with(&ExportRequest {
+        offset: cmd.offset,
+        length: cmd.length.unwrap_or(0),
+        writable: !cmd.read_only,
+        close_on_exec: true,
+    })?;
+    if let Some(name) = &cmd.name {
+        buf.set_name(name)?;
+    }
+    let fd = buf.as_fd().as_raw_fd();
+    if ctx.json {
+        print_json(&json!({
+            "id": cmd.id,
+            "fd": fd,
+            "offset": cmd.offset,
+            "size": buf.size(),
+            "writable": !cmd.read_only,
+            "name": cmd.name,
+        }))?;
+    } else {
+        println!(
+            "block {} exported as a dma-buf: fd {fd}, bytes {:#x}..{:#x}{}",
+            cmd.id,
+            cmd.offset,
+            cmd.offset + buf.size(),
+            if cmd.read_only { ", read-only" } else { "" }
+        );
+    }
+    if cmd.command.is_empty() {
+        if !ctx.json {
+            eprintln!(
+                "note: the dma-buf goes as this command exits; give `-- CMD` to hand it to a \
+                 command"
+            );
+        }
+        return Ok(());
+    }
+    run_inheriting(
+        "export",
+        &cmd.command,
+        buf.as_fd(),
+        &[
+            ("CMAMAP_DMABUF_FD", fd.to_string()),
+            ("CMAMAP_DMABUF_SIZE", buf.size().to_string()),
+        ],
+    )
 }
 
 pub fn dma_unmap(ctx: &Ctx, cmd: &DmaUnmapCmd) -> Result {

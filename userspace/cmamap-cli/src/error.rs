@@ -35,7 +35,7 @@ fn fix(op: &str, errno: Errno) -> Option<&'static str> {
         }
         ("mmap", Errno::EINVAL) => "offsets are whole pages; `cmamap info ID` shows the size",
         ("mmap", Errno::EACCES) => "the device was opened read-only",
-        ("CMAMAP_IOC_INFO" | "CMAMAP_IOC_FREE", Errno::ENOENT) => {
+        ("CMAMAP_IOC_INFO" | "CMAMAP_IOC_FREE" | "CMAMAP_IOC_EXPORT", Errno::ENOENT) => {
             "allocate with --persist to keep a block past its process"
         }
         ("CMAMAP_IOC_ALLOC" | "CMAMAP_IOC_FREE", Errno::EPERM) => "run as root",
@@ -50,6 +50,9 @@ fn fix(op: &str, errno: Errno) -> Option<&'static str> {
         ("CMAMAP_IOC_DMA_MAP" | "CMAMAP_IOC_ALLOC", Errno::ERANGE) => {
             "the device cannot reach this memory without a bounce buffer: place CMA below its \
              limit (cma=SIZE@BASE-LIMIT) or put it behind an IOMMU"
+        }
+        ("CMAMAP_IOC_EXPORT", Errno::EOPNOTSUPP) => {
+            "device memory (a PCI BAR) has no pages to export; export a CMA block"
         }
         ("CMAMAP_IOC_DMA_UNMAP", Errno::ENOENT) => {
             "mappings belong to the open file that made them: run this under \

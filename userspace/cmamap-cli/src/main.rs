@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Share(cmd) => commands::share(&ctx, cmd),
         Command::Stat => commands::stat(&ctx),
         Command::DmaMap(cmd) => commands::dma_map(&ctx, cmd),
+        Command::Export(cmd) => commands::export(&ctx, cmd),
         Command::DmaUnmap(cmd) => commands::dma_unmap(&ctx, cmd),
         Command::Sync(cmd) => commands::sync(&ctx, cmd),
         // Its own exit status: 1 when a check found a problem.

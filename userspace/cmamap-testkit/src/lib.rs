@@ -10,6 +10,7 @@
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
 //! - [`progress`]: progress lines of long runs, on a channel of their own (the VM's console).
+//! - [`v4l2`]: a V4L2 capture device (vivid in the VM) that imports dma-bufs.
 
 pub mod edu;
 pub mod pattern;
@@ -18,6 +19,7 @@ pub mod process;
 pub mod progress;
 pub mod region;
 pub mod rng;
+pub mod v4l2;
 
 pub use cmamap::Probe;
 pub use region::Region;

@@ -8,6 +8,7 @@
 //!   in `Drop`, with lifetimes that tie a mapping to its block and a block to its device.
 //!   [`Block::map_view`] maps a block through any strategy (a view), whatever its own.
 //!   [`View`] names every view, the write-combined one of device memory included.
+//! - [`DmaBuf`]: a block exported as a dma-buf for V4L2, DRM and other importers.
 //! - Helpers for the command line and for reports: [`units`] and [`meminfo`].
 //!
 //! The `testkit` feature adds what only the driver's tests need (ioctls with caller-built
@@ -33,6 +34,7 @@ pub use cmamap_abi as abi;
 mod block;
 mod device;
 mod dma;
+mod dmabuf;
 mod error;
 mod mapping;
 pub mod meminfo;
@@ -46,6 +48,7 @@ mod view;
 pub use block::{view_offset, Block, VIEW_LIMIT};
 pub use device::{AllocRequest, Device, Info, Stat, DEFAULT_PATH};
 pub use dma::{Direction, DmaDevice, DmaInfo, DmaMapping};
+pub use dmabuf::{CpuAccess, DmaBuf, ExportRequest};
 pub use error::{errno_name, explanation as errno_explanation, Error, Result};
 pub use mapping::{MappedBlock, Mapping, Sharing, HUGE_SIZE};
 pub use nix::errno::Errno;

@@ -67,6 +67,7 @@ pub fn request_name(request: u32) -> &'static str {
         abi::IOC_DMA_UNMAP => "CMAMAP_IOC_DMA_UNMAP",
         abi::IOC_SYNC => "CMAMAP_IOC_SYNC",
         abi::IOC_DMA_LIST => "CMAMAP_IOC_DMA_LIST",
+        abi::IOC_EXPORT => "CMAMAP_IOC_EXPORT",
         _ => "ioctl",
     }
 }
@@ -260,4 +261,61 @@ pub fn dma_list(fd: BorrowedFd<'_>, id: u32, entries: &mut [abi::DmaInfo]) -> ni
     // that live across the call.
     unsafe { ioc_dma_list(fd.as_raw_fd(), &mut args) }?;
     Ok(args.count)
+}
+
+nix::ioctl_readwrite_bad!(
+    /// `CMAMAP_IOC_EXPORT`.
+    ioc_export,
+    abi::IOC_EXPORT,
+    abi::ExportArgs
+);
+
+/// `CMAMAP_IOC_EXPORT`: makes a dma-buf of part of block `args.id`; fills in its fd and size.
+pub fn export(fd: BorrowedFd<'_>, args: &mut abi::ExportArgs) -> nix::Result<()> {
+    // SAFETY: `args` is a live, exclusive ExportArgs; the kernel copies at most its size.
+    unsafe { ioc_export(fd.as_raw_fd(), args) }.map(drop)
+}
+
+/// `struct dma_buf_sync` of `<linux/dma-buf.h>`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DmaBufSync {
+    /// `DMA_BUF_SYNC_*`.
+    pub flags: u64,
+}
+
+/// `DMA_BUF_SYNC_READ`: the CPU reads.
+pub const DMA_BUF_SYNC_READ: u64 = 1;
+/// `DMA_BUF_SYNC_WRITE`: the CPU writes.
+pub const DMA_BUF_SYNC_WRITE: u64 = 2;
+/// `DMA_BUF_SYNC_START`: the CPU access begins (the value is 0).
+pub const DMA_BUF_SYNC_START: u64 = 0;
+/// `DMA_BUF_SYNC_END`: the CPU access ends.
+pub const DMA_BUF_SYNC_END: u64 = 1 << 2;
+
+nix::ioctl_write_ptr!(
+    /// `DMA_BUF_IOCTL_SYNC`.
+    ioc_dma_buf_sync,
+    b'b',
+    0,
+    DmaBufSync
+);
+nix::ioctl_write_ptr_bad!(
+    /// `DMA_BUF_SET_NAME_B`: its argument is the name itself, though its number says `u64`.
+    ioc_dma_buf_set_name,
+    nix::request_code_write!(b'b', 1, std::mem::size_of::<u64>()),
+    std::ffi::c_char
+);
+
+/// `DMA_BUF_IOCTL_SYNC` on dma-buf `fd` with `flags` (`DMA_BUF_SYNC_*`).
+pub fn dma_buf_sync(fd: BorrowedFd<'_>, flags: u64) -> nix::Result<()> {
+    // SAFETY: The argument is a live DmaBufSync that the kernel only reads.
+    unsafe { ioc_dma_buf_sync(fd.as_raw_fd(), &DmaBufSync { flags }) }.map(drop)
+}
+
+/// `DMA_BUF_SET_NAME` on dma-buf `fd`.
+pub fn dma_buf_set_name(fd: BorrowedFd<'_>, name: &std::ffi::CStr) -> nix::Result<()> {
+    // SAFETY: `name` is a NUL-terminated string that lives across the call; the kernel only
+    // reads it (up to DMA_BUF_NAME_LEN).
+    unsafe { ioc_dma_buf_set_name(fd.as_raw_fd(), name.as_ptr()) }.map(drop)
 }

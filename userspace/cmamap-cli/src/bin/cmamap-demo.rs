@@ -3,7 +3,8 @@
 //! It allocates a block per strategy, maps and checks them, maps one through every strategy's
 //! view at once, shares one with a forked child and a
 //! persistent one with an unrelated process (this binary re-executed, opening the device
-//! itself), shows the driver's view, frees everything and checks that CmaFree is back.
+//! itself), shows the driver's view, has edu DMA into a block and vivid capture a frame into
+//! one exported as a dma-buf, frees everything and checks that CmaFree is back.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use cmamap::units::{format_size, parse_size, parse_u32, parse_u64};
-use cmamap::{meminfo, AllocRequest, Block, Device, Direction, DmaDevice, Errno, Prot, Strategy};
+use std::os::fd::{AsFd, AsRawFd};
+
+use cmamap::{
+    meminfo, AllocRequest, Block, CpuAccess, Device, Direction, DmaDevice, Errno, Prot, Strategy,
+};
 use cmamap_cli::{report, share};
 use cmamap_testkit::edu::{self, Edu};
 use cmamap_testkit::pattern;
+use cmamap_testkit::v4l2::{self, Capture};
 
 const DEBUGFS_BLOCKS: &str = "/sys/kernel/debug/cmamap/blocks";
 
@@ -274,6 +280,71 @@ fn device_dma(block: &Block<'_>) -> Result {
     Ok(())
 }
 
+/// V4L2's vivid captures a frame into a block exported as a dma-buf; the CPU reads it through
+/// the block's own mapping after a dma-buf sync.
+fn v4l2_capture(dev: &Device) -> Result {
+    // Instance 1 imports through videobuf2-dma-contig: a real DMA API mapping of the block.
+    let Some(path) = Capture::find_vivid(1) else {
+        println!("  (this kernel has no vivid capture device; the project's test kernels do)");
+        return Ok(());
+    };
+    let capture = Capture::open(&path)?;
+    capture.set_control(v4l2::VIVID_CID_OSD_TEXT_MODE, v4l2::VIVID_OSD_NONE)?;
+    let format = capture.format()?;
+    let block = dev.alloc(&AllocRequest::new(format.sizeimage.into()).strategy(Strategy::Page))?;
+    let buf = block.export()?;
+    buf.set_name("cmamap-demo-frame")?;
+    println!(
+        "  block {} ({}) exported as dma-buf fd {}; {} (vivid, dma-contig) imports it",
+        block.id(),
+        format_size(block.size()),
+        buf.as_fd().as_raw_fd(),
+        path.display()
+    );
+    let fourcc: String = format
+        .pixelformat
+        .to_le_bytes()
+        .iter()
+        .map(|&b| b as char)
+        .collect();
+    println!(
+        "  VIDIOC_REQBUFS(V4L2_MEMORY_DMABUF), QBUF with the fd, STREAMON: {}x{} {fourcc}",
+        format.width, format.height
+    );
+    capture.request_buffers(v4l2::MEMORY_DMABUF, 1)?;
+    let captured = (|| -> Result<v4l2::Dequeued> {
+        capture.queue_dmabuf(0, buf.as_fd(), u32::try_from(buf.size())?)?;
+        capture.stream_on()?;
+        let got = capture.dequeue(v4l2::MEMORY_DMABUF, 10_000)?;
+        capture.stream_off()?;
+        Ok(got)
+    })();
+    capture.request_buffers(v4l2::MEMORY_DMABUF, 0)?;
+    let got = captured?;
+    buf.sync_start(CpuAccess::Read)?;
+    let view = block.map(Prot::Read)?;
+    let frame = &view.as_slice()[..got.bytesused as usize];
+    let lit = frame.iter().filter(|&&b| b != 0).count();
+    println!(
+        "  DQBUF: frame {} ({} bytes) is in the block; {lit} bytes are non-zero; its first bytes:",
+        got.sequence, got.bytesused
+    );
+    for line in report::hexdump(&frame[..32], 0).lines() {
+        println!("    {line}");
+    }
+    buf.sync_end(CpuAccess::Read)?;
+    if let Ok(text) = std::fs::read_to_string("/sys/kernel/debug/dma_buf/bufinfo") {
+        println!("  /sys/kernel/debug/dma_buf/bufinfo lists it (exporter cmamap):");
+        for line in text.lines().filter(|l| l.contains("cmamap")) {
+            println!("    {line}");
+        }
+    }
+    if lit == 0 {
+        bail!("vivid's frame is all zero: the capture did not reach the block");
+    }
+    Ok(())
+}
+
 fn demo(device: &Path, size: u64) -> Result {
     println!("cmamap demo: physically contiguous CMA memory for user space");
 
@@ -382,7 +453,10 @@ fn demo(device: &Path, size: u64) -> Result {
     step("8. A device writes into a block: DMA through the DMA API (IOC_DMA_MAP, IOC_SYNC)");
     device_dma(&blocks[2])?;
 
-    step("9. Free everything and check that CMA got its memory back");
+    step("9. V4L2 captures into a block: a dma-buf export (IOC_EXPORT)");
+    v4l2_capture(&dev)?;
+
+    step("10. Free everything and check that CMA got its memory back");
     for block in blocks.into_iter().chain(persistent) {
         let id = block.id();
         block.free()?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 
-use cmamap::{abi, raw, Device, Direction, DmaDevice, Errno, Owner, Strategy};
+use cmamap::{abi, raw, Device, Direction, DmaBuf, DmaDevice, Errno, Owner, Strategy};
 use cmamap_testkit::pattern;
 
 use super::op::{Op, Spoil};
@@ -19,6 +19,7 @@ const MAX_FILES: usize = 4;
 const MAX_BLOCKS: usize = 24;
 const MAX_MAPS: usize = 32;
 const MAX_DMA_MAPS: usize = 48;
+const MAX_EXPORTS: usize = 8;
 const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
 
 /// A block's memory, shared by the block and every mapping of it; outlives both in the model
@@ -119,7 +120,17 @@ impl Map {
     }
 }
 
-/// Counts of what ran, for the report.
+/// A dma-buf of pages `first..first + pages` of a block: it holds the block's memory (and
+/// the charge to its file) after FREE and the file's release.
+struct Exported {
+    buf: DmaBuf,
+    block_id: u32,
+    charged_to: u64,
+    first: usize,
+    pages: usize,
+    mem: Memory,
+}
+
 /// A device mapping: made through file `file_key`, of pages `first..first + pages` of a block.
 struct DmaMap {
     file_key: u64,
@@ -173,6 +184,7 @@ pub struct Model<'c> {
     maps: Vec<Map>,
     seen_ids: HashSet<u32>,
     dma: Vec<DmaMap>,
+    exports: Vec<Exported>,
     /// The device DMA_MAP maps for; none without root (DMA_MAP needs CAP_SYS_ADMIN).
     dma_device: Option<DmaDevice>,
     pub tally: Tally,
@@ -201,6 +213,16 @@ fn expect_refusal<T>(
     }
 }
 
+/// Passes when an mmap of `len` bytes that the model says fails with EINVAL did; a wrong
+/// success is unmapped.
+fn expect_map_refused(result: Result<usize, Errno>, len: usize, what: &str) -> Result<(), Failure> {
+    // SAFETY: a wrongly made mapping is fresh and unused.
+    let undo = |addr: usize| unsafe {
+        libc::munmap(addr as *mut libc::c_void, len);
+    };
+    expect_refusal(result, Errno::EINVAL, what, undo)
+}
+
 impl<'c> Model<'c> {
     pub fn new(ctx: &'c Ctx) -> Result<Self, Failure> {
         let probe = ctx.open()?;
@@ -216,6 +238,7 @@ impl<'c> Model<'c> {
             maps: Vec::new(),
             seen_ids: HashSet::new(),
             dma: Vec::new(),
+            exports: Vec::new(),
             dma_device: if ctx.root { first_pci_device() } else { None },
             tally: Tally::default(),
         })
@@ -559,11 +582,7 @@ impl<'c> Model<'c> {
                 );
                 if !valid {
                     self.tally.refusals += 1;
-                    // SAFETY: a wrongly made mapping is fresh and unused.
-                    let undo = |addr: usize| unsafe {
-                        libc::munmap(addr as *mut libc::c_void, count * p);
-                    };
-                    expect_refusal(result, Errno::EINVAL, &what, undo)?;
+                    expect_map_refused(result, count * p, &what)?;
                     return Ok(());
                 }
                 let addr = expect_ok(result, &what)?;
@@ -587,16 +606,7 @@ impl<'c> Model<'c> {
                 let (id, offset) = self.freed[freed as usize % self.freed.len()];
                 self.tally.refusals += 1;
                 let result = mmap_raw(0, p, RW, 0, self.files[file].dev.as_fd(), offset);
-                // SAFETY: a wrongly made mapping is fresh and unused.
-                let undo = |addr: usize| unsafe {
-                    libc::munmap(addr as *mut libc::c_void, p);
-                };
-                expect_refusal(
-                    result,
-                    Errno::EINVAL,
-                    &format!("mmap of freed block {id}"),
-                    undo,
-                )?;
+                expect_map_refused(result, p, &format!("mmap of freed block {id}"))?;
             }
             Op::Mremap { map, pages, moved } => {
                 if self.maps.is_empty() {
@@ -874,6 +884,129 @@ impl<'c> Model<'c> {
                     &format!("DMA_UNMAP of handle {}", gone.handle),
                 )?;
             }
+            Op::Export {
+                file,
+                block,
+                first,
+                pages,
+                spoil,
+            } => {
+                if self.exports.len() >= MAX_EXPORTS {
+                    return Ok(());
+                }
+                let Some((file, index)) = self.pick_reachable(file, block) else {
+                    return Ok(());
+                };
+                let b = &self.blocks[index];
+                let first = usize::from(first);
+                let count = match pages {
+                    0 => b.pages.saturating_sub(first),
+                    n => usize::from(n),
+                };
+                let valid = !spoil && first < b.pages && first + count <= b.pages;
+                let mut args = abi::ExportArgs {
+                    id: b.id,
+                    flags: abi::EXPORT_RDWR | abi::EXPORT_CLOEXEC | if spoil { 1 << 7 } else { 0 },
+                    offset: (first * p) as u64,
+                    length: (usize::from(pages) * p) as u64,
+                    ..Default::default()
+                };
+                let result = self.files[file]
+                    .dev
+                    .export_raw(&mut args)
+                    .map_err(|e| e.errno());
+                let what = format!(
+                    "EXPORT of block {} pages {first}..{} (spoiled {spoil})",
+                    b.id,
+                    first + count
+                );
+                if !valid {
+                    self.tally.refusals += 1;
+                    expect_refusal(result, Errno::EINVAL, &what, drop)?;
+                    return Ok(());
+                }
+                let buf = expect_ok(result, &what)?;
+                ensure_eq!(buf.size(), (count * p) as u64, "{what}: size");
+                let (block_id, charged_to, mem) = (b.id, b.owner, b.mem.clone());
+                self.exports.push(Exported {
+                    buf,
+                    block_id,
+                    charged_to,
+                    first,
+                    pages: count,
+                    mem,
+                });
+            }
+            Op::MapExport {
+                export,
+                first,
+                pages,
+            } => {
+                if self.exports.is_empty() || self.maps.len() >= MAX_MAPS {
+                    return Ok(());
+                }
+                let e = &self.exports[export as usize % self.exports.len()];
+                let first = usize::from(first);
+                let count = match pages {
+                    0 => e.pages.saturating_sub(first),
+                    n => usize::from(n),
+                };
+                let valid = count > 0 && first + count <= e.pages;
+                let result = mmap_raw(0, count * p, RW, 0, e.buf.as_fd(), (first * p) as u64);
+                let what = format!(
+                    "mmap of pages {first}..{} of a dma-buf of block {}",
+                    first + count,
+                    e.block_id
+                );
+                if !valid {
+                    self.tally.refusals += 1;
+                    expect_map_refused(result, count * p, &what)?;
+                    return Ok(());
+                }
+                let addr = expect_ok(result, &what)?;
+                self.maps.push(Map {
+                    addr,
+                    block_id: e.block_id,
+                    charged_to: e.charged_to,
+                    first: e.first + first,
+                    mapped: vec![true; count],
+                    mem: e.mem.clone(),
+                    alloc_map: false,
+                    // Through no file of the device: no device mapping depends on it.
+                    via: 0,
+                });
+            }
+            Op::CloseExport { export } => {
+                if !self.exports.is_empty() {
+                    self.exports.remove(export as usize % self.exports.len());
+                }
+            }
+            Op::SyncExport {
+                export,
+                access,
+                end,
+            } => {
+                if self.exports.is_empty() {
+                    return Ok(());
+                }
+                let e = &self.exports[export as usize % self.exports.len()];
+                let flags = match access {
+                    1..=3 => u64::from(access),
+                    0 => 0,
+                    _ => 1 << 3,
+                } | if end { raw::DMA_BUF_SYNC_END } else { 0 };
+                let result = raw::dma_buf_sync(e.buf.as_fd(), flags);
+                let what = format!(
+                    "DMA_BUF_IOCTL_SYNC {flags:#x} on a dma-buf of block {}",
+                    e.block_id
+                );
+                if (1..=3).contains(&access) {
+                    expect_ok(result, &what)?;
+                } else {
+                    self.tally.refusals += 1;
+                    expect_refusal(result, Errno::EINVAL, &what, drop)?;
+                }
+            }
             Op::Sync {
                 file,
                 block,
@@ -947,10 +1080,19 @@ impl<'c> Model<'c> {
                     .filter(|b| !b.persist && b.owner == key)
                     .map(|b| (b.id, (b.pages * p) as u64))
                     .collect();
-                for m in &self.maps {
-                    let live = self.blocks.iter().any(|b| b.id == m.block_id);
-                    if m.charged_to == key && !live && !charged.iter().any(|c| c.0 == m.block_id) {
-                        charged.push((m.block_id, m.mem.borrow().len() as u64));
+                let holders = self
+                    .maps
+                    .iter()
+                    .map(|m| (m.block_id, m.charged_to, &m.mem))
+                    .chain(
+                        self.exports
+                            .iter()
+                            .map(|e| (e.block_id, e.charged_to, &e.mem)),
+                    );
+                for (block_id, charged_to, mem) in holders {
+                    let live = self.blocks.iter().any(|b| b.id == block_id);
+                    if charged_to == key && !live && !charged.iter().any(|c| c.0 == block_id) {
+                        charged.push((block_id, mem.borrow().len() as u64));
                     }
                 }
                 let stat = dev.stat().step("STAT")?;
@@ -968,6 +1110,7 @@ impl<'c> Model<'c> {
             map.unmap_all(self.page);
         }
         self.maps.clear();
+        self.exports.clear();
         if let Ok(dev) = self.ctx.open() {
             for block in self.blocks.iter().filter(|b| b.persist) {
                 let _ = dev.free(block.id);

@@ -116,6 +116,32 @@ pub enum Op {
         mapping: u32,
         wrong: bool,
     },
+    /// EXPORT of `pages` pages (0: to the end) from `first` of a reachable block as a
+    /// dma-buf; out of range must fail, and `spoil` sets an unknown flag (EINVAL).
+    Export {
+        file: u32,
+        block: u32,
+        first: u8,
+        pages: u8,
+        spoil: bool,
+    },
+    /// mmap of `pages` pages (0: to the end) from `first` through a dma-buf.
+    MapExport {
+        export: u32,
+        first: u8,
+        pages: u8,
+    },
+    /// Closes a dma-buf's fd.
+    CloseExport {
+        export: u32,
+    },
+    /// DMA_BUF_IOCTL_SYNC on a dma-buf: start or end, read and/or write (`access` 1..3), or
+    /// with no access bit (0) or an unknown bit (4), which must fail with EINVAL.
+    SyncExport {
+        export: u32,
+        access: u8,
+        end: bool,
+    },
     /// SYNC of `pages` pages from `first` of a reachable block.
     Sync {
         file: u32,
@@ -135,7 +161,7 @@ impl Op {
     /// The next operation from `rng`; persistent blocks only when `root`.
     pub fn generate(rng: &mut Rng, root: bool) -> Op {
         let file = pick(rng);
-        match rng.below(108) {
+        match rng.below(116) {
             0..=2 => Op::Open,
             3..=4 => Op::Close { file },
             5..=6 => Op::Reopen { file },
@@ -236,13 +262,39 @@ impl Op {
                 mapping: pick(rng),
                 wrong: rng.chance(20),
             },
-            _ => Op::Sync {
+            106..=107 => Op::Sync {
                 file,
                 block: pick(rng),
                 first: rng.below(8) as u8,
                 pages: rng.below(8) as u8,
                 dir: rng.below(3) as u8,
                 for_cpu: rng.chance(50),
+            },
+            108..=110 => Op::Export {
+                file,
+                block: pick(rng),
+                first: rng.below(8) as u8,
+                pages: if rng.chance(50) {
+                    0
+                } else {
+                    1 + rng.below(8) as u8
+                },
+                spoil: rng.chance(10),
+            },
+            111..=112 => Op::MapExport {
+                export: pick(rng),
+                first: rng.below(4) as u8,
+                pages: if rng.chance(50) {
+                    0
+                } else {
+                    1 + rng.below(5) as u8
+                },
+            },
+            113..=114 => Op::CloseExport { export: pick(rng) },
+            _ => Op::SyncExport {
+                export: pick(rng),
+                access: rng.below(5) as u8,
+                end: rng.chance(50),
             },
         }
     }

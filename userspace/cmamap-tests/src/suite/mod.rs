@@ -8,6 +8,7 @@ mod alloc_map;
 mod debugger;
 mod device;
 mod dma;
+mod dmabuf;
 mod doctor;
 mod examples;
 mod fault_injection;
@@ -266,6 +267,38 @@ const TABLE: &[Entry] = &[
     plain("dma_cli_maps_syncs_unmaps", dma::dma_cli_maps_syncs_unmaps),
     plain("dma_alloc_for_device", dma::dma_alloc_for_device),
     plain("dma_bounce_refused", dma::dma_bounce_refused),
+    plain(
+        "dma_bounce_dmabuf_import_refused",
+        dma::dma_bounce_dmabuf_import_refused,
+    ),
+    plain(
+        "dma_dmabuf_sync_covers_device_mappings",
+        dma::dma_dmabuf_sync_covers_device_mappings,
+    ),
+    // dma-buf export, and vivid importing with both videobuf2 allocators.
+    per_strategy("dmabuf_export_maps_block", dmabuf::dmabuf_export_maps_block),
+    plain("dmabuf_export_bad_input", dmabuf::dmabuf_export_bad_input),
+    plain(
+        "dmabuf_shows_in_bufinfo_and_fdinfo",
+        dmabuf::dmabuf_shows_in_bufinfo_and_fdinfo,
+    ),
+    plain(
+        "dmabuf_outlives_free_and_close",
+        dmabuf::dmabuf_outlives_free_and_close,
+    ),
+    plain("dmabuf_crosses_processes", dmabuf::dmabuf_crosses_processes),
+    plain(
+        "dmabuf_vivid_capture_vmalloc",
+        dmabuf::dmabuf_vivid_capture_vmalloc,
+    ),
+    plain(
+        "dmabuf_vivid_capture_dma_contig",
+        dmabuf::dmabuf_vivid_capture_dma_contig,
+    ),
+    plain(
+        "dmabuf_vivid_free_while_streaming",
+        dmabuf::dmabuf_vivid_free_while_streaming,
+    ),
     // Device memory: the BAR of an ivshmem PCI device (skipped without one).
     plain("ivshmem_block_listed", ivshmem::ivshmem_block_listed),
     plain(
@@ -373,6 +406,10 @@ const TABLE: &[Entry] = &[
     plain(
         "alloc_over_max_block_size_enospc",
         validation::alloc_over_max_block_size_enospc,
+    ),
+    plain(
+        "rmmod_refused_while_dmabuf_lives",
+        reload::rmmod_refused_while_dmabuf_lives,
     ),
     plain("rmmod_refused_while_open", reload::rmmod_refused_while_open),
     plain("doctor_without_module", doctor::doctor_without_module),

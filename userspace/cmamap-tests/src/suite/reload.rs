@@ -97,6 +97,32 @@ pub fn rmmod_refused_while_open(ctx: &Ctx) -> TestResult {
     pass()
 }
 
+/// A dma-buf holds the module: `rmmod` is refused while one lives, even with every file of the
+/// device closed and its block freed, and the dma-buf still maps the block's data.
+pub fn rmmod_refused_while_dmabuf_lives(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = module::cannot_reload(ctx) {
+        return skipped;
+    }
+    let params = Params::current(ctx)?;
+    let _restore = Restore::new(ctx, params);
+    ensure_idle()?;
+
+    let dev = ctx.open()?;
+    let block = dev.alloc(&AllocRequest::new(ctx.pages(2)))?;
+    let buf = block.export()?;
+    pattern::fill(buf.map(Prot::ReadWrite)?.as_mut_slice(), 83, 0);
+    block.free()?;
+    drop(dev);
+
+    ensure_rmmod_refused(ctx, "a dma-buf of a freed block lives (every file closed)")?;
+    pattern::check(buf.map(Prot::Read)?.as_slice(), 83, 0)
+        .map_err(|m| Failure::new(format!("dma-buf after the refused rmmod: {m}")))?;
+    drop(buf);
+
+    unload_and_reload(ctx, &params, "the last dma-buf was closed")?;
+    pass()
+}
+
 pub fn rmmod_refused_while_mapped(ctx: &Ctx) -> TestResult {
     if let Some(skipped) = module::cannot_reload(ctx) {
         return skipped;
