@@ -11,6 +11,8 @@ KDIR ?= $(KERNEL_SRC)
 OUT := $(CURDIR)/out
 TARGET := x86_64-unknown-linux-gnu
 GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
+# The C examples (examples/c), static for the guest.
+EXAMPLES_BIN := $(OUT)/examples
 CARGO_JOBS ?= $(shell nproc)
 # Extra arguments for the VM runner, e.g. RUN_ARGS="--accel tcg".
 RUN_ARGS ?=
@@ -33,7 +35,8 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test test-long fuzz run shell bench bench-dma bench-scale selftest-pipeline clean rust-analyzer help
+	fmt test test-long fuzz run shell bench bench-dma bench-scale selftest-pipeline clean rust-analyzer \
+	help examples
 
 all: module
 
@@ -49,6 +52,7 @@ help:
 	@echo "make bench-scale  only its scale part: call latency against 1 to 100,000 live blocks"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
+	@echo "make examples   build the C (examples/c, -Wall -Werror) and Rust examples; make test runs them"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -79,6 +83,17 @@ userspace:
 	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
 		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) --bins -q
 	@echo "built guest tools in $(GUEST_BIN)"
+
+# The C examples and the library's cargo examples (userspace/cmamap/examples), static like
+# the guest tools, as cmamap-example-*; warnings are errors so that they never rot.
+RUST_EXAMPLES := alloc_map persist_share
+examples:
+	@$(MAKE) --no-print-directory -s -C examples/c OUT=$(EXAMPLES_BIN)
+	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
+		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) -p cmamap --examples -q
+	@for e in $(RUST_EXAMPLES); do \
+		cp $(GUEST_BIN)/examples/$$e $(EXAMPLES_BIN)/cmamap-example-rust-$$(echo $$e | tr _ -); done
+	@echo "built the C and Rust examples in $(EXAMPLES_BIN)"
 
 host-test:
 	@mkdir -p $(OUT)
@@ -115,10 +130,10 @@ selftest-pipeline: setup
 	@CMAMAP_SELFTEST=always scripts/selftest-pipeline.sh
 
 test: setup
-	@$(MAKE) --no-print-directory module userspace host-test
+	@$(MAKE) --no-print-directory module userspace examples host-test
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
-	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) --bin $(EXAMPLES_BIN) $(RUN_ARGS)
 
 # The cases too slow for every run (CMAMAP_LONG_TESTS=1), in one VM.
 test-long: setup
@@ -128,10 +143,12 @@ test-long: setup
 		list_past_the_largest_kmalloc hundred_thousand_blocks
 
 # The model-based random tester alone, as long as asked; the VM gets 5 ms per operation.
+# Progress (operations, rate, ETA) goes to the console every 15 s, not to the result port.
 fuzz: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --flavour debug --module cmamap.ko --bin $(GUEST_BIN) --timeout $$(( 600 + $(OPS) / 200 )) \
-		$(RUN_ARGS) -- /bin/cmamap-test --fuzz-ops $(OPS) $(if $(SEED),--fuzz-seed $(SEED)) fuzz_model
+		$(RUN_ARGS) -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-test --fuzz-ops $(OPS) \
+		$(if $(SEED),--fuzz-seed $(SEED)) fuzz_model
 
 run: setup
 	@$(MAKE) --no-print-directory module userspace

@@ -21,7 +21,7 @@ for setup in iommu direct; do
     out="$CMAMAP_ROOT/out/bench-dma-$setup"
     step "DMA costs, $setup"
     "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
-        --timeout 900 --accel tcg --quiet "${machine[@]}" -- /bin/cmamap-bench dma \
+        --timeout 900 --accel tcg --quiet "${machine[@]}" -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-bench dma \
         --setup "$setup" --device edu --dma-bits "$bits" --tsc-khz "$khz" "${bench_args[@]}" | tail -n 1 ||
         status=1
     inputs+=(--input "$out/result.txt")

@@ -19,7 +19,7 @@ args=(run --tsc-khz "$khz" "${bench_args[@]}")
 start=$(date +%s)
 status=0
 "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
-    --timeout 1200 --accel tcg -- /bin/cmamap-bench "${args[@]}" || status=$?
+    --timeout 1200 --accel tcg -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-bench "${args[@]}" || status=$?
 echo "== VM run took $(($(date +%s) - start))s (verdict exit $status)"
 printf -v command 'make bench (qemu/run.sh --flavour plain ... -- cmamap-bench %s)' "${args[*]}"
 "$bin/cmamap-bench" report --input "$out/result.txt" --out "$results" --command "$command" || status=1

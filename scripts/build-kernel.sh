@@ -37,11 +37,14 @@ done)
 $dropped"
 
 step "building the $flavour kernel with -j$jobs (first time only; ~10-20 min)" >&2
+ticker_start "$out/build.log" "$out"
 if ! kmake -j"$jobs" all >"$out/build.log" 2>&1; then
+    ticker_stop
     grep -E 'error|Error' "$out/build.log" | head -20 >&2
     tail -20 "$out/build.log" >&2
     die "kernel build failed; full log in $out/build.log"
 fi
+ticker_stop
 touch "$out/.cmamap-built"
 step_done >&2
 echo "$out"

@@ -79,3 +79,34 @@ bench_setup() {
     [ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
     [ -f "$module" ] || die "$module missing; run make module-plain"
 }
+
+# A background ticker for long steps whose output goes to a log (the kernel build): every
+# ${CMAMAP_TICK_SECS:-30} s until ticker_stop, on stderr, the time elapsed, the objects built
+# so far under DIR and the log's last compile line.
+#   ticker_start LOG DIR; ...; ticker_stop
+ticker_start() {
+    local log=$1 dir=$2 every=${CMAMAP_TICK_SECS:-30} start
+    start=$(date +%s)
+    (
+        # The sleep goes with the ticker, so that nothing holds the caller's pipes open.
+        trap '[ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null; exit 0' TERM
+        while :; do
+            sleep "$every" &
+            sleeper=$!
+            wait "$sleeper"
+            objects=$(find "$dir" -name '*.o' 2>/dev/null | wc -l)
+            last=$(grep -E '^ +(CC|RUSTC|LD|AR|AS|BINDGEN)(\s|\[)' "$log" 2>/dev/null | tail -n 1 | sed 's/^ *//')
+            printf '    ... %s elapsed, %s objects built, last: %s\n' \
+                "$(($(date +%s) - start))s" "$objects" "${last:-none yet}"
+        done
+    ) >&2 &
+    _ticker_pid=$!
+}
+
+ticker_stop() {
+    if [ -n "${_ticker_pid:-}" ]; then
+        kill "$_ticker_pid" 2>/dev/null || true
+        wait "$_ticker_pid" 2>/dev/null || true
+        _ticker_pid=""
+    fi
+}

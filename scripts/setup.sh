@@ -6,7 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc bison flex libelf-dev libssl-dev
-    cpio kmod busybox-static make gcc python3 xz-utils ca-certificates)
+    cpio kmod busybox-static make gcc libc6-dev python3 xz-utils ca-certificates)
 APT_DIR="$CMAMAP_CACHE/apt"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo

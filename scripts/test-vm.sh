@@ -12,6 +12,7 @@
 #   direct64  pc without an IOMMU, edu with a 64-bit mask
 #   direct28  pc without an IOMMU, edu with its 28-bit mask, CMA from 128 MiB to 640 MiB
 #   bounce    pc without an IOMMU, booted with swiotlb=force: every mapping must be refused
+# and one more small VM boots with cma=0 for `cmamap doctor` (NOCMA_VM=0 leaves it out).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$CMAMAP_ROOT"
@@ -64,6 +65,14 @@ for setup in "${setups[@]}"; do
         -- env CMAMAP_DMA_SETUP="$setup" /bin/cmamap-test "$filter" >"${logs[-1]}" 2>&1 &
     pids+=($!)
 done
+# One small VM booted with cma=0, for `cmamap doctor`'s report of the missing CMA and its fix.
+if [ "${NOCMA_VM-1}" = 1 ]; then
+    names+=("cma=0") logs+=("out/vm-nocma.log")
+    echo "== VM ${#names[@]}: cma=0, cmamap-test doctor_without_cma (console and verdict: ${logs[-1]})"
+    qemu/run.sh --flavour debug --module cmamap.ko --bin "$bin" --cma 0 --out out/vm-nocma "$@" \
+        -- /bin/cmamap-test doctor_without_cma >"${logs[-1]}" 2>&1 &
+    pids+=($!)
+fi
 failed=0
 for pid in "${pids[@]}"; do
     wait "$pid" || failed=1

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use cmamap::{AllocRequest, Device, Direction, DmaDevice, Strategy};
+use cmamap_testkit::progress::Ticker;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
@@ -83,7 +84,19 @@ pub fn run(plan: &Plan) -> Result<(), String> {
         .dma_bits(plan.dma_bits);
     let mut out = Vec::new();
     let setup = plan.setup.as_str();
+    // Progress on the console (CMAMAP_PROGRESS): one step per size, for DMA_MAP and for SYNC.
+    let mut ticker = Ticker::from_env("bench-dma", "steps", 2 * plan.sizes.len() as u64);
+    let mut step = 0u64;
+    let mut tick = |what: &str, size: u64| {
+        if let Some(ticker) = &mut ticker {
+            ticker.tick(step, || {
+                format!("{what} {}", cmamap::units::format_size(size))
+            });
+        }
+        step += 1;
+    };
     for &size in &plan.sizes {
+        tick("DMA_MAP/UNMAP of", size);
         let block = dev
             .alloc(&AllocRequest::new(size).strategy(Strategy::Page))
             .map_err(|e| format!("ALLOC of {size} bytes: {e}"))?;
@@ -112,6 +125,7 @@ pub fn run(plan: &Plan) -> Result<(), String> {
         .dma_map(&target, Direction::Bidirectional)
         .map_err(|e| format!("DMA_MAP for SYNC: {e}"))?;
     for &size in &plan.sizes {
+        tick("SYNC of", size);
         let (mut for_cpu, mut for_device) = (Vec::new(), Vec::new());
         for _ in 0..plan.repeats {
             let start = clock::ticks();

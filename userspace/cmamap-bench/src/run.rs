@@ -10,6 +10,7 @@ use crate::contender::{Contender, Kind};
 use crate::meter::{measure, Cost};
 use crate::sample::{header, Sample};
 use cmamap_testkit::dma_heap::DmaHeap;
+use cmamap_testkit::progress::Ticker;
 use cmamap_testkit::Region;
 
 /// The line before the CSV section on stdout.
@@ -414,6 +415,11 @@ pub fn run(plan: &Plan) -> Result<usize, String> {
     }
     say(&mut out, &header());
     let mut failed = 0;
+    // Progress on the console (CMAMAP_PROGRESS), weighted by bytes: big sizes take longest.
+    let weight = |size: u64| size * u64::from(plan.repeats_at(size)) * contenders.len() as u64;
+    let total: u64 = plan.sizes.iter().map(|&s| weight(s)).sum();
+    let mut ticker = Ticker::from_env("bench", "bytes", total);
+    let (mut done, mut samples) = (0u64, 0u64);
     for &size in &plan.sizes {
         // QEMU sizes its software TLB at flushes: the first copies over a larger working set
         // run several times slower. One discarded sample per size absorbs that.
@@ -425,6 +431,16 @@ pub fn run(plan: &Plan) -> Result<usize, String> {
         for repeat in 0..plan.repeats_at(size) {
             let shift = repeat as usize % contenders.len().max(1);
             for &contender in contenders.iter().cycle().skip(shift).take(contenders.len()) {
+                if let Some(ticker) = &mut ticker {
+                    ticker.tick(done, || {
+                        format!(
+                            "{samples} samples, now {} {contender}",
+                            cmamap::units::format_size(size)
+                        )
+                    });
+                }
+                done += size;
+                samples += 1;
                 match bench.sample(contender, size, repeat) {
                     Ok(sample) => say(&mut out, &sample.to_row()),
                     Err(err) => {

@@ -64,6 +64,9 @@ pub enum Command {
     /// Sync a block's device mappings: `--for cpu` before the CPU reads what a device wrote,
     /// `--for device` before a device reads what the CPU wrote.
     Sync(SyncCmd),
+    /// Check what cmamap needs (module, device node and who may open it, CMA, kernel config,
+    /// IOMMU, your capabilities) and print the fix for each problem; exit status 1 if any.
+    Doctor,
 }
 
 #[derive(Debug, Args)]

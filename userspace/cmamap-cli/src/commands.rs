@@ -597,3 +597,22 @@ pub fn stat(ctx: &Ctx) -> Result {
     print!("{}", report::aligned(&lines, ""));
     Ok(())
 }
+
+/// `cmamap doctor`: exit status 1 when a check is an error (the report says which and how to
+/// fix it).
+pub fn doctor(ctx: &Ctx) -> std::process::ExitCode {
+    let report = cmamap_cli::doctor::examine(&ctx.device);
+    if ctx.json {
+        if let Err(err) = print_json(&report) {
+            eprintln!("cmamap: {err}");
+            return std::process::ExitCode::from(1);
+        }
+    } else {
+        print!("{}", report.text());
+    }
+    if report.healthy {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}

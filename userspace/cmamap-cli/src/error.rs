@@ -27,8 +27,12 @@ const UAPI_HEADER: &str = "<cmamap.h>";
 /// The fix for the errors people meet most, where this tool knows it.
 fn fix(op: &str, errno: Errno) -> Option<&'static str> {
     let fix = match (op, errno) {
-        (op, Errno::ENOENT) if op.starts_with("open ") => "is the cmamap module loaded?",
-        (op, Errno::EACCES) if op.starts_with("open ") => "the device node needs root",
+        (op, Errno::ENOENT) if op.starts_with("open ") => {
+            "is the cmamap module loaded? `cmamap doctor` checks"
+        }
+        (op, Errno::EACCES) if op.starts_with("open ") => {
+            "the node's group and mode decide who may open it: `cmamap doctor` says how"
+        }
         ("mmap", Errno::EINVAL) => "offsets are whole pages; `cmamap info ID` shows the size",
         ("mmap", Errno::EACCES) => "the device was opened read-only",
         ("CMAMAP_IOC_INFO" | "CMAMAP_IOC_FREE" | "CMAMAP_IOC_EXPORT", Errno::ENOENT) => {
@@ -140,7 +144,8 @@ mod tests {
         let err = CliError::from(cmamap::Error::new("open /dev/cmamap", Errno::ENOENT));
         assert_eq!(
             err.to_string(),
-            "open /dev/cmamap: ENOENT: No such file or directory (is the cmamap module loaded?)"
+            "open /dev/cmamap: ENOENT: No such file or directory (is the cmamap module loaded? \
+             `cmamap doctor` checks)"
         );
     }
 }

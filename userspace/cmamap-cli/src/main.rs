@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Export(cmd) => commands::export(&ctx, cmd),
         Command::DmaUnmap(cmd) => commands::dma_unmap(&ctx, cmd),
         Command::Sync(cmd) => commands::sync(&ctx, cmd),
+        // Its own exit status: 1 when a check found a problem.
+        Command::Doctor => return commands::doctor(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

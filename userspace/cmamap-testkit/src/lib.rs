@@ -9,6 +9,7 @@
 //! - [`region`]: raw ranges of address space that tests cut apart and the benchmark fills.
 //! - [`minor_faults`]: the process's minor-fault count.
 //! - [`edu`]: QEMU's `edu` DMA device, driven from userspace as FPGA users drive theirs.
+//! - [`progress`]: progress lines of long runs, on a channel of their own (the VM's console).
 //! - [`v4l2`]: a V4L2 capture device (vivid in the VM) that imports dma-bufs.
 //! - [`dma_heap`]: the kernel's CMA dma-heap, the benchmark's contender and the VM's way to
 //!   settle CMA before its figures are read.
@@ -18,6 +19,7 @@ pub mod edu;
 pub mod pattern;
 pub mod probe;
 pub mod process;
+pub mod progress;
 pub mod region;
 pub mod rng;
 pub mod v4l2;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::check::{pass, Failure, TestResult};
 use crate::ctx::Ctx;
 use crate::figures;
+use cmamap_testkit::progress::Ticker;
 use cmamap_testkit::region::Region;
 use cmamap_testkit::rng;
 
@@ -28,11 +29,20 @@ const SHRINK_REPLAYS: u32 = 300;
 const SHOWN_OPS: usize = 40;
 
 /// Runs `ops` on a fresh model; on a failure, the index of the operation and why. Before each
-/// operation its index goes to `progress`, so that a crash still tells where it happened.
-fn run_all(ctx: &Ctx, ops: &[Op], progress: &Progress) -> Result<model::Tally, (usize, String)> {
+/// operation its index goes to `progress`, so that a crash still tells where it happened, and
+/// to `ticker`, which prints a progress line now and then (on the console, not stdout).
+fn run_all(
+    ctx: &Ctx,
+    ops: &[Op],
+    progress: &Progress,
+    mut ticker: Option<Ticker>,
+) -> Result<model::Tally, (usize, String)> {
     let mut model = Model::new(ctx).map_err(|f| (0, f.0))?;
     for (index, &op) in ops.iter().enumerate() {
         progress.set(index);
+        if let Some(ticker) = &mut ticker {
+            ticker.tick(index as u64, String::new);
+        }
         model.run(op).map_err(|f| (index, f.0))?;
     }
     model.teardown();
@@ -128,7 +138,11 @@ fn replay_counted(
 ) -> Option<(usize, String)> {
     progress.set(0);
     let verdict = cmamap_testkit::process::run_in_child(|| {
-        let tally = run_all(ctx, ops, progress)
+        // Only the full run reports progress; shrinking replays are bounded and short.
+        let ticker = count
+            .then(|| Ticker::from_env("fuzz", "operations", ops.len() as u64))
+            .flatten();
+        let tally = run_all(ctx, ops, progress, ticker)
             .map_err(|(index, message)| format!("{index}\n{message}"))?;
         if count {
             for (slot, value) in [
@@ -261,4 +275,52 @@ pub fn fuzz_model(ctx: &Ctx) -> TestResult {
             )))
         }
     }
+}
+
+/// A short `cmamap-test fuzz_model` with progress every 0.2 s into a file: the lines come with
+/// operations done, rate and ETA, and never on stdout, which is the result channel in the VM.
+pub fn fuzz_progress_lines(ctx: &Ctx) -> TestResult {
+    const OPS: usize = 1500;
+    let file = "/tmp/fuzz-progress";
+    let _ = std::fs::remove_file(file);
+    std::fs::write(file, "").map_err(|e| Failure::new(format!("create {file}: {e}")))?;
+    let me = std::env::current_exe().map_err(|e| Failure::new(format!("current_exe: {e}")))?;
+    let out = std::process::Command::new(me)
+        .env(cmamap_testkit::progress::PATH_VAR, file)
+        .env(cmamap_testkit::progress::SECS_VAR, "0.2")
+        .arg("--device")
+        .arg(&ctx.device)
+        .args(["--fuzz-ops", &OPS.to_string(), "fuzz_model"])
+        .output()
+        .map_err(|e| Failure::new(format!("run cmamap-test fuzz_model: {e}")))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let progress = std::fs::read_to_string(file).unwrap_or_default();
+    let _ = std::fs::remove_file(file);
+    ensure!(
+        out.status.success(),
+        "cmamap-test fuzz_model: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = progress.lines().collect();
+    ensure!(
+        lines.len() >= 2,
+        "{} progress lines in {file} (wanted 2 or more): {progress:?}",
+        lines.len()
+    );
+    let shape = format!(" of {OPS} operations (");
+    for line in &lines {
+        ensure!(
+            line.starts_with("fuzz: ")
+                && line.contains(&shape)
+                && line.contains("/s, ")
+                && line.contains(" elapsed, ETA "),
+            "progress line: {line}"
+        );
+    }
+    ensure!(
+        !stdout.contains(&shape) && stdout.contains("ok 1 fuzz_model"),
+        "stdout (the result channel) has progress lines or no verdict:\n{stdout}"
+    );
+    pass()
 }

@@ -52,6 +52,13 @@ impl Setup {
     }
 }
 
+/// The edu device of this DMA VM and the address bits it drives, for the C example; `None`
+/// outside a DMA VM and in the bounce VM, where every mapping is refused.
+pub fn edu_for_example() -> Option<(String, u32)> {
+    let setup = Setup::current().filter(|&s| s != Setup::Bounce)?;
+    Some((edu::find_all().into_iter().next()?, setup.edu_bits()))
+}
+
 /// What every DMA case needs: root, the set-up, and the VM's edu device.
 struct Bench {
     setup: Setup,

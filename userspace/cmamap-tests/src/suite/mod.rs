@@ -9,6 +9,8 @@ mod debugger;
 mod device;
 mod dma;
 mod dmabuf;
+mod doctor;
+mod examples;
 mod fault_injection;
 pub mod gup;
 mod huge;
@@ -62,6 +64,20 @@ const TABLE: &[Entry] = &[
     plain("stat_reports_abi_version", device::stat_reports_abi_version),
     plain("module_params_match_stat", device::module_params_match_stat),
     plain("debugfs_lists_blocks", device::debugfs_lists_blocks),
+    // `cmamap doctor`, healthy and broken (doctor_without_cma only in the cma=0 VM).
+    plain("doctor_healthy", doctor::doctor_healthy),
+    plain("doctor_user_not_in_group", doctor::doctor_user_not_in_group),
+    plain(doctor::NO_CMA_CASE, doctor::doctor_without_cma),
+    // The C examples of examples/c, as users will run them.
+    plain("example_c_alloc_map", examples::example_c_alloc_map),
+    plain("example_c_share", examples::example_c_share),
+    plain("example_c_persist", examples::example_c_persist),
+    plain("dma_example_c_edu", examples::dma_example_c_edu),
+    plain("example_rust_alloc_map", examples::example_rust_alloc_map),
+    plain(
+        "example_rust_persist_share",
+        examples::example_rust_persist_share,
+    ),
     // Argument validation.
     plain("unknown_ioctl_enotty", validation::unknown_ioctl_enotty),
     plain(
@@ -240,7 +256,7 @@ const TABLE: &[Entry] = &[
         "owner_tgid_in_pid_namespace",
         sharing::owner_tgid_in_pid_namespace,
     ),
-    // Device DMA through edu: only in the DMA VMs (see `needs_dma_vm`).
+    // Device DMA through edu: only in the DMA VMs (see `needs_own_vm`).
     plain("dma_map_gives_bus_address", dma::dma_map_gives_bus_address),
     plain(
         "dma_edu_copies_between_pages",
@@ -393,6 +409,7 @@ const TABLE: &[Entry] = &[
     plain("race_alloc_free_many_fds", races::race_alloc_free_many_fds),
     // The model-based random tester.
     plain("fuzz_model", crate::fuzz::fuzz_model),
+    plain("fuzz_progress_lines", crate::fuzz::fuzz_progress_lines),
     // Fault injection through fail-nth.
     per_strategy(
         "fault_injection_alloc",
@@ -416,6 +433,7 @@ const TABLE: &[Entry] = &[
         reload::rmmod_refused_while_dmabuf_lives,
     ),
     plain("rmmod_refused_while_open", reload::rmmod_refused_while_open),
+    plain("doctor_without_module", doctor::doctor_without_module),
     plain(
         "rmmod_refused_while_mapped",
         reload::rmmod_refused_while_mapped,
@@ -492,10 +510,10 @@ fn needs_ivshmem(name: &str) -> bool {
     name.starts_with("ivshmem_")
 }
 
-/// Whether a case needs a DMA VM (an edu device, a named set-up): the shards leave these to
-/// the DMA VMs of `make test`, which run `cmamap-test dma_`.
-pub fn needs_dma_vm(name: &str) -> bool {
-    name.starts_with("dma_")
+/// Whether a case needs a VM of its own: a DMA VM (an edu device, a named set-up), which
+/// runs `cmamap-test dma_`, or the cma=0 VM; the shards leave these to the VMs of `make test`.
+pub fn needs_own_vm(name: &str) -> bool {
+    name.starts_with("dma_") || name == doctor::NO_CMA_CASE
 }
 
 /// The cases of shard `shard` of `shards`, in table order (so the reloading cases stay last).
@@ -507,7 +525,7 @@ pub fn shard(cases: Vec<Case>, shard: usize, shards: usize) -> Vec<Case> {
     let mut short_dealt = LONG_CASES.len();
     cases
         .into_iter()
-        .filter(|case| !needs_dma_vm(&case.name))
+        .filter(|case| !needs_own_vm(&case.name))
         .filter(|case| {
             let owner = if needs_ivshmem(&case.name) {
                 0
@@ -535,8 +553,8 @@ mod tests {
     fn shards_partition_the_cases_in_order() {
         let all = cases();
         let total = all.len();
-        let all_dma = all.iter().filter(|c| needs_dma_vm(&c.name)).count();
-        assert!(all_dma > 0);
+        let all_own = all.iter().filter(|c| needs_own_vm(&c.name)).count();
+        assert!(all_own > 0);
         let mut seen = Vec::new();
         for k in 0..3 {
             let part = shard(cases(), k, 3);
@@ -553,10 +571,10 @@ mod tests {
         let mut expected: Vec<String> = all
             .into_iter()
             .map(|c| c.name)
-            .filter(|name| !needs_dma_vm(name))
+            .filter(|name| !needs_own_vm(name))
             .collect();
         expected.sort();
-        assert_eq!(seen.len(), total - all_dma);
+        assert_eq!(seen.len(), total - all_own);
         assert_eq!(seen, expected);
     }
 
@@ -577,7 +595,7 @@ mod tests {
         assert!(first.iter().any(|c| needs_ivshmem(&c.name)));
         let without_dma: Vec<Case> = cases()
             .into_iter()
-            .filter(|c| !needs_dma_vm(&c.name))
+            .filter(|c| !needs_own_vm(&c.name))
             .collect();
         assert_eq!(names(&shard(cases(), 0, 1)), names(&without_dma));
     }
