@@ -1,8 +1,9 @@
 //! Device DMA: blocks mapped for QEMU's `edu` device through the DMA API, and edu's DMA engine
 //! moving data into and out of them. These cases run in the DMA VMs of `make test`, whose
 //! command line names the machine set-up in `CMAMAP_DMA_SETUP`:
-//! - `iommu`: q35 with an Intel IOMMU (strict), edu with its default 28-bit mask;
-//! - `direct64`: pc without an IOMMU, edu with a 64-bit mask;
+//! - `iommu`: q35 with an Intel IOMMU (strict), edu with its default 28-bit mask (on arm64:
+//!   virt with an SMMUv3, strict);
+//! - `direct64`: pc (arm64: virt) without an IOMMU, edu with a 64-bit mask;
 //! - `direct28`: pc without an IOMMU, edu with its default 28-bit mask, and a CMA area that
 //!   starts below 256 MiB and ends above it.
 
@@ -279,14 +280,28 @@ pub fn dma_unmap_fences_the_device(ctx: &Ctx) -> TestResult {
         source_view.as_slice().iter().all(|&b| b == 0x11),
         "DMA to the unmapped bus address {bus:#x} landed in another block"
     );
-    let fault = format!("fault addr {bus:#x}");
     ensure!(
-        kernel_log()?
-            .lines()
-            .any(|line| line.contains("DMAR: [DMA Write") && line.contains(&fault)),
+        logged_write_fault(&kernel_log()?, bus),
         "the IOMMU logged no write fault at {bus:#x}"
     );
     pass()
+}
+
+/// Whether the kernel log has an IOMMU write fault at bus address `bus`: Intel's DMAR says it
+/// in one line, Arm's SMMUv3 in two records (the event with its IOVA, then its access; each
+/// record may carry ` SUBSYSTEM=`/` DEVICE=` lines).
+fn logged_write_fault(log: &str, bus: u64) -> bool {
+    let dmar = format!("fault addr {bus:#x}");
+    let smmu = format!("iova: {bus:#x} ");
+    let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with(' ')).collect();
+    lines.iter().enumerate().any(|(i, line)| {
+        (line.contains("DMAR: [DMA Write") && line.contains(&dmar))
+            || (line.contains("arm-smmu-v3")
+                && line.contains(&smmu)
+                && lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.contains(" data write ")))
+    })
 }
 
 /// The kernel log so far, one record a line.
