@@ -14,7 +14,7 @@ export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 KDIR ?= $(KERNEL_SRC)
 OUT := $(CURDIR)/out
-HOST_ARCH := $(shell case $$(uname -m) in aarch64 | arm64) echo arm64 ;; *) echo x86_64 ;; esac)
+HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 ARCH ?= $(HOST_ARCH)
 override ARCH := $(patsubst aarch64,arm64,$(patsubst x86,x86_64,$(patsubst amd64,x86_64,$(ARCH))))
 ALL_ARCHES := x86_64 arm64
@@ -48,6 +48,8 @@ KO := $(if $(filter $(HOST_ARCH),$(CMAMAP_ARCH)),$(CURDIR)/cmamap.ko,$(OUT)/$(CM
 # Logs and VM output: out/ on x86-64, out/arm64/ on arm64.
 ARCH_OUT := $(if $(filter x86_64,$(CMAMAP_ARCH)),$(OUT),$(OUT)/$(CMAMAP_ARCH))
 GUEST_BIN := $(CURDIR)/userspace/target/$(TARGET)/release
+# Benchmark results: bench/results (x86-64), bench/results-arm64.
+BENCH_RESULTS := bench/results$(if $(filter arm64,$(CMAMAP_ARCH)),-arm64)
 # The host's own build of the tools, for the checks the host makes (the ivshmem file).
 HOST_TARGET := $(if $(filter arm64,$(HOST_ARCH)),aarch64,x86_64)-unknown-linux-gnu
 export CMAMAP_HOST_BIN := $(CURDIR)/userspace/target/$(HOST_TARGET)/release
@@ -112,13 +114,13 @@ rust-analyzer:
 	@echo "wrote $(CURDIR)/rust-project.json"
 
 # Static glibc binaries: the guest has no libc. A cross build also builds the host's
-# cmamap-test, which checks the ivshmem file from the host.
+# cmamap-test, which checks the ivshmem file from the host, and cmamap-bench, which reports.
 userspace:
 	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
 		cargo build --release --locked -j$(CARGO_JOBS) --target $(TARGET) --bins -q
 ifneq ($(TARGET),$(HOST_TARGET))
 	@cd userspace && RUSTFLAGS="-C target-feature=+crt-static" \
-		cargo build --release --locked -j$(CARGO_JOBS) --target $(HOST_TARGET) --bin cmamap-test -q
+		cargo build --release --locked -j$(CARGO_JOBS) --target $(HOST_TARGET) --bin cmamap-test --bin cmamap-bench -q
 endif
 	@echo "built guest tools ($(TARGET)) in $(GUEST_BIN)"
 
@@ -192,13 +194,13 @@ run: setup
 
 bench: setup
 	@$(MAKE) --no-print-directory module-plain userspace
-	@scripts/bench.sh bench/results -- $(BENCH_ARGS)
-	@scripts/bench-dma.sh bench/results
+	@scripts/bench.sh $(BENCH_RESULTS) -- $(BENCH_ARGS)
+	@scripts/bench-dma.sh $(BENCH_RESULTS)
 
 # The DMA part of the benchmark alone (dma.csv, dma.txt in bench/results/).
 bench-dma: setup
 	@$(MAKE) --no-print-directory module-plain userspace
-	@scripts/bench-dma.sh bench/results
+	@scripts/bench-dma.sh $(BENCH_RESULTS)
 
 shell: setup
 	@$(MAKE) --no-print-directory module userspace

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each; `held_pages`, the
-//! pages of freed blocks that wait for an outside reference to go (`quarantine`); and `dma`,
-//! every device mapping.
+//! pages of freed blocks that wait for an outside reference to go (`quarantine`); `dma`,
+//! every device mapping; and `dma_syncs`, how many DMA API syncs SYNC made.
 //!
 //! The files are made in C (`debugfs_glue.c`) with `.owner` set, so that an open file pins
 //! the module: the Rust debugfs of 7.3 sets none, and a file kept open across `rmmod` then
@@ -18,9 +18,10 @@ extern "C" {
 }
 
 /// What each file shows, by its index in [`NAMES`].
-const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 3] = [blocks, held_pages, dma::render];
+const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 4] =
+    [blocks, held_pages, dma::render, dma::render_syncs];
 /// The file names, NUL-terminated, in the order of [`VIEWS`].
-const NAMES: [&CStr; 3] = [c"blocks", c"held_pages", c"dma"];
+const NAMES: [&CStr; 4] = [c"blocks", c"held_pages", c"dma", c"dma_syncs"];
 
 /// The directory and its files, removed on drop.
 ///

@@ -152,7 +152,8 @@ arch_out() {
 }
 
 # The benchmark scripts' common start, from their arguments `[RESULTS_DIR] [-- ARGS...]`: sets
-# results (default bench/results), bench_args (what follows --), bin and module, and checks
+# results (default bench/results), bench_args (what follows --), bin (the guest's tools),
+# host_bin (the host's, which reports), khz (the guest clock's rate) and module, and checks
 # that the guest tools and the plain module are built.
 bench_setup() {
     results="$CMAMAP_ROOT/bench/results"
@@ -164,6 +165,16 @@ bench_setup() {
     bench_args=("$@")
     bin="$CMAMAP_ROOT/userspace/target/$(rust_target)/release"
     module="$CMAMAP_ROOT/out/$(mod_dir plain)/cmamap.ko"
+    host_bin="$CMAMAP_ROOT/userspace/target/$(rust_target "$(host_arch)")/release"
     [ -x "$bin/cmamap-bench" ] || die "$bin/cmamap-bench missing; run make userspace"
+    [ -x "$host_bin/cmamap-bench" ] || die "$host_bin/cmamap-bench missing; run make userspace"
     [ -f "$module" ] || die "$module missing; run make module-plain"
+    # TCG's rdtsc reads the host's counter, so the host measures its rate (the x86-64 guest's
+    # own clock moves in 4 ms steps); the arm64 guest counts nanoseconds (cmamap-bench's
+    # clock), so its rate is 1 GHz.
+    if [ "$CMAMAP_ARCH" = x86_64 ]; then
+        khz=$("$host_bin/cmamap-bench" tsc-khz)
+    else
+        khz=1000000
+    fi
 }
