@@ -47,8 +47,7 @@ extern "C" {
     ) -> i32;
     fn cmamap_dma_reachable(dev: *mut c_void, phys: u64, size: usize, dma_bits: u32) -> i32;
     fn cmamap_dma_unmap(dev: *mut c_void, addr: u64, size: usize, dir: i32);
-    fn cmamap_dma_sync(dev: *mut c_void, addr: u64, size: usize, dir: i32, for_cpu: bool)
-        -> bool;
+    fn cmamap_dma_sync(dev: *mut c_void, addr: u64, size: usize, dir: i32, for_cpu: bool) -> bool;
     fn cmamap_dma_watch_buses() -> i32;
     fn cmamap_dma_unwatch_buses();
 }
