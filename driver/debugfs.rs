@@ -3,8 +3,9 @@
 //! `/sys/kernel/debug/cmamap/`: `blocks`, every live block, one line each (with the key of
 //! its file, 0 for shared blocks, since ids are per file); `held_pages`, the
 //! pages of freed blocks that wait for an outside reference to go (`quarantine`); `dma`,
-//! every device mapping; and `blocks_visited`, the blocks that lookups, frees and releases
-//! have looked at since load (a test checks that a release's work follows its own blocks).
+//! every device mapping; `dma_syncs`, how many DMA API syncs SYNC made; and `blocks_visited`,
+//! the blocks that lookups, frees and releases have looked at since load (a test checks that
+//! a release's work follows its own blocks).
 //!
 //! The files are made in C (`debugfs_glue.c`) with `.owner` set, so that an open file pins
 //! the module: the Rust debugfs of 7.3 sets none, and a file kept open across `rmmod` then
@@ -24,10 +25,21 @@ extern "C" {
 }
 
 /// What each file shows, by its index in [`NAMES`].
-const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 4] =
-    [blocks, held_pages, dma::render, blocks_visited];
+const VIEWS: [fn(&mut fmt::Formatter<'_>) -> fmt::Result; 5] = [
+    blocks,
+    held_pages,
+    dma::render,
+    blocks_visited,
+    dma::render_syncs,
+];
 /// The file names, NUL-terminated, in the order of [`VIEWS`].
-const NAMES: [&CStr; 4] = [c"blocks", c"held_pages", c"dma", c"blocks_visited"];
+const NAMES: [&CStr; 5] = [
+    c"blocks",
+    c"held_pages",
+    c"dma",
+    c"blocks_visited",
+    c"dma_syncs",
+];
 
 /// The directory and its files, removed on drop.
 ///

@@ -21,6 +21,7 @@ use crate::{
     memory::{block::Block, cma::CmaArea, PAGE_SHIFT, PAGE_SIZE},
     registry,
 };
+pub(crate) use device::render_syncs;
 use device::{DeviceMapping, DmaDevice};
 use kernel::{
     list::{List, ListArc, ListLinks},

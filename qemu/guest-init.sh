@@ -1,6 +1,7 @@
 #!/bin/busybox sh
 # PID 1 of the cmamap test VM (busybox ash). Loads the module, runs the command, unloads,
-# checks kmemleak, and reports everything on the result channel /dev/ttyS1, which the host
+# checks kmemleak, and reports everything on the result channel (the second UART: /dev/ttyS1
+# on x86-64, /dev/ttyAMA1 on arm64's virt, named by RESULT in the run's config), which the host
 # trusts only if it ends with CMAMAP-DONE.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin
@@ -13,7 +14,7 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 set -o pipefail
 . /etc/cmamap-run.conf
 
-RESULT=/dev/ttyS1
+RESULT=${RESULT:-/dev/ttyS1}
 KMEMLEAK=/sys/kernel/debug/kmemleak
 cma_free() { awk '/^CmaFree:/ {print $2}' /proc/meminfo; }
 # CmaFree counts only CMA pages in the buddy lists: freed chunks of up to 8 pages wait on

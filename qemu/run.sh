@@ -4,7 +4,8 @@
 # report on the second serial port, never QEMU's exit code.
 #
 #   qemu/run.sh [options] [-- CMD ARGS...]
-#     --kernel BZIMAGE     kernel image (default: the cached kernel of --flavour)
+#     --kernel IMAGE       kernel image (default: the cached kernel of --flavour)
+#     --arch x86_64|arm64  the guest's architecture (default: $CMAMAP_ARCH, else the host's)
 #     --flavour F          debug (default) or plain
 #     --module KO          module to insmod (default: ./cmamap.ko); --no-module to skip
 #     --modparams "A=B"    module parameters
@@ -20,8 +21,9 @@
 #                          the host (SIZE, a power of two like 1M, creates a missing FILE)
 #     --host-check CMD     a command the host runs once the guest is gone: one more check in
 #                          the verdict (e.g. of the ivshmem backing file)
-#     --machine pc|q35     the QEMU machine (default pc)
-#     --iommu intel        an Intel IOMMU in strict mode (needs --machine q35)
+#     --machine pc|q35|virt the QEMU machine (default pc on x86-64, virt on arm64)
+#     --iommu intel|smmuv3 an IOMMU in strict mode: Intel (needs --machine q35) or the Arm
+#                          SMMUv3 of virt (arm64)
 #     --device SPEC        one more QEMU -device, e.g. edu,dma_mask=0xffffffffffffffff (repeatable)
 #     --cma SPEC           the cma= kernel parameter (default 512M)
 # Exit status: 0 only if the command passed, the guest reported back, and the kernel log has
@@ -29,9 +31,9 @@
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
-flavour=debug kernel="" module="$CMAMAP_ROOT/cmamap.ko" modparams="" timeout_s=1200
+flavour=debug kernel="" module=default modparams="" timeout_s=1200
 append="" mode=run out="$CMAMAP_ROOT/out/vm" accel=${CMAMAP_ACCEL:-auto} quiet=0
-bins=() files=() cmd=() ivshmem="" host_check="" machine=pc iommu="" devices=() cma=512M
+bins=() files=() cmd=() ivshmem="" host_check="" machine="" iommu="" devices=() cma=512M
 while [ $# -gt 0 ]; do
     case $1 in
     --kernel) kernel=$2; shift 2 ;;
@@ -54,27 +56,41 @@ while [ $# -gt 0 ]; do
     --device) devices+=("$2"); shift 2 ;;
     --cma) cma=$2; shift 2 ;;
     --) shift; cmd=("$@"); break ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --arch) CMAMAP_ARCH=$2; shift 2 ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
 [ ${#cmd[@]} -gt 0 ] || cmd=(/bin/cmamap-test)
-case $machine in pc | q35) ;; *) die "--machine must be pc or q35" ;; esac
-case $iommu in
-"") ;;
-intel) [ "$machine" = q35 ] || die "--iommu intel needs --machine q35" ;;
-*) die "--iommu must be intel" ;;
+[ "$module" != default ] || module=$(module_ko)
+case $CMAMAP_ARCH in
+x86_64 | x86 | amd64) CMAMAP_ARCH=x86_64 ;;
+arm64 | aarch64) CMAMAP_ARCH=arm64 ;;
+*) die "--arch must be x86_64 or arm64" ;;
 esac
-if [ -z "$kernel" ]; then
-    kernel="$(kernel_build_dir "$flavour")/arch/x86/boot/bzImage"
+if [ "$CMAMAP_ARCH" = arm64 ]; then
+    [ -n "$machine" ] || machine=virt
+    [ "$machine" = virt ] || die "--machine must be virt on arm64"
+    case $iommu in "" | smmuv3) ;; *) die "--iommu must be smmuv3 on arm64" ;; esac
+    qemu_bin=qemu-system-aarch64 console_tty=ttyAMA0 result_tty=ttyAMA1
+else
+    [ -n "$machine" ] || machine=pc
+    case $machine in pc | q35) ;; *) die "--machine must be pc or q35 on x86-64" ;; esac
+    case $iommu in
+    "") ;;
+    intel) [ "$machine" = q35 ] || die "--iommu intel needs --machine q35" ;;
+    *) die "--iommu must be intel on x86-64" ;;
+    esac
+    qemu_bin=qemu-system-x86_64 console_tty=ttyS0 result_tty=ttyS1
 fi
-[ -f "$kernel" ] || die "kernel image $kernel missing; run scripts/build-kernel.sh $flavour"
-[ -z "$module" ] || [ -f "$module" ] || die "module $module missing; run make"
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing; run scripts/setup.sh"
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static ||
-    busybox=/bin/busybox
-[ -x "$busybox" ] || die "busybox missing; run scripts/setup.sh (busybox-static)"
+if [ -z "$kernel" ]; then
+    kernel=$(kernel_image "$(kernel_build_dir "$flavour")")
+fi
+[ -f "$kernel" ] || die "kernel image $kernel missing; run CMAMAP_ARCH=$CMAMAP_ARCH scripts/build-kernel.sh $flavour"
+[ -z "$module" ] || [ -f "$module" ] || die "module $module missing; run make ARCH=$CMAMAP_ARCH"
+command -v $qemu_bin >/dev/null || die "$qemu_bin missing; run scripts/setup.sh $CMAMAP_ARCH"
+busybox=$(busybox_path)
+[ -x "$busybox" ] || die "busybox for $CMAMAP_ARCH missing; run scripts/setup.sh $CMAMAP_ARCH"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -106,6 +122,7 @@ echo "nobody:x:65534:65534:nobody:/:/bin/sh" >>"$root/etc/passwd"
     printf 'MODE=%s\n' "$mode"
     printf 'MODULE=%s\n' "${module:+yes}"
     printf 'MODPARAMS=%q\n' "$modparams"
+    printf 'RESULT=/dev/%s\n' "$result_tty"
 } >"$root/etc/cmamap-run.conf"
 {
     echo "cd /root"
@@ -115,8 +132,16 @@ echo "nobody:x:65534:65534:nobody:/:/bin/sh" >>"$root/etc/passwd"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$out/initramfs.cpio"
 
 # --- Accelerator ----------------------------------------------------------------------------
-qemu_base=(qemu-system-x86_64 -machine "$machine" -cpu max,la57=off -m 3G -smp 2 -nodefaults -display none
-    -no-reboot -kernel "$kernel")
+if [ "$CMAMAP_ARCH" = arm64 ]; then
+    # virt with GICv3 (its ITS gives PCIe devices MSIs); pauth-impdef: TCG's QARMA pointer
+    # authentication is several times slower than the implementation-defined algorithm.
+    vmachine="virt,gic-version=3${iommu:+,iommu=$iommu}"
+    qemu_base=(qemu-system-aarch64 -machine "$vmachine" -cpu max,pauth-impdef=on -m 3G -smp 2
+        -nodefaults -display none -no-reboot -kernel "$kernel")
+else
+    qemu_base=(qemu-system-x86_64 -machine "$machine" -cpu max,la57=off -m 3G -smp 2 -nodefaults
+        -display none -no-reboot -kernel "$kernel")
+fi
 
 # KVM hangs or aborts on some hosts: use it only after a short probe boot reported back.
 probe_kvm() {
@@ -128,11 +153,11 @@ probe_kvm() {
     probe="$out/probe"
     rm -rf "$probe" && mkdir -p "$probe/root/bin" "$probe/root/dev"
     cp "$busybox" "$probe/root/bin/busybox"
-    printf '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs d /dev\necho KVM-PROBE-OK >/dev/ttyS1\n/bin/busybox reboot -f\n' >"$probe/root/init"
+    printf '#!/bin/busybox sh\n/bin/busybox mount -t devtmpfs d /dev\necho KVM-PROBE-OK >/dev/%s\n/bin/busybox reboot -f\n' "$result_tty" >"$probe/root/init"
     chmod +x "$probe/root/init"
     (cd "$probe/root" && find . | cpio -o -H newc --quiet) >"$probe/initramfs.cpio"
     timeout 20 "${qemu_base[@]}" -accel kvm -initrd "$probe/initramfs.cpio" \
-        -append "console=ttyS0 panic=-1" -serial null -serial "file:$probe/result" \
+        -append "console=$console_tty panic=-1" -serial null -serial "file:$probe/result" \
         >/dev/null 2>&1 || true
     if grep -q KVM-PROBE-OK "$probe/result" 2>/dev/null; then
         echo ok >"$cache"
@@ -144,14 +169,15 @@ probe_kvm() {
 case $accel in
 kvm) ;;
 tcg) ;;
-auto) if probe_kvm; then accel=kvm; else accel=tcg; fi ;;
+# KVM runs only the host's own architecture.
+auto) if [ "$CMAMAP_ARCH" = "$(host_arch)" ] && probe_kvm; then accel=kvm; else accel=tcg; fi ;;
 *) die "--accel must be tcg, kvm or auto" ;;
 esac
-echo "cmamap VM: kernel $(basename "$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")"), accel $accel, logs in $out"
+echo "cmamap VM: $CMAMAP_ARCH kernel $(basename "$(dirname "$(dirname "$(dirname "$(dirname "$kernel")")")")"), accel $accel, logs in $out"
 echo "$accel" >"$out/accel"
 
 # --- Boot -------------------------------------------------------------------------------------
-cmdline="console=ttyS0 loglevel=5 kunit.enable=1 kunit.autorun=1 cma=$cma debug_pagealloc=on panic=-1 oops=panic"
+cmdline="console=$console_tty loglevel=5 kunit.enable=1 kunit.autorun=1 cma=$cma debug_pagealloc=on panic=-1 oops=panic"
 cmdline+=" panic_on_warn=0 rdinit=/init vivid.n_devs=2 vivid.allocators=0,1 vivid.node_types=0x1,0x1 $append"
 result="$out/result.txt" console="$out/console.log"
 rm -f "$result" "$console"
@@ -160,6 +186,8 @@ qemu=("${qemu_base[@]}" -accel "$accel" -initrd "$out/initramfs.cpio")
 if [ "$iommu" = intel ]; then
     qemu+=(-device intel-iommu,intremap=off)
     cmdline+=" intel_iommu=on iommu.strict=1"
+elif [ "$iommu" = smmuv3 ]; then
+    cmdline+=" iommu.strict=1"
 fi
 qemu+=(-append "$cmdline")
 for spec in "${devices[@]}"; do

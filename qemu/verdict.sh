@@ -82,11 +82,14 @@ kernel_lines=$( {
     echo "$dmesg_log"
 })
 expected_faults=$(grep -aoE 'cmamap-test: expect IOMMU fault at 0x[0-9a-f]+' <<<"$kernel_lines" | awk '{print $NF}' | sort -u)
-faults=$(grep -aE 'DMAR: \[DMA (Read|Write)' <<<"$kernel_lines" | sort -u)
+# Intel's DMAR names the faulting page ("fault addr 0x..."), Arm's SMMUv3 the faulting
+# address ("event: F_TRANSLATION ... iova: 0x..."): both are compared by page.
+faults=$(grep -aE 'DMAR: \[DMA (Read|Write)|arm-smmu-v3.*event: .* iova: 0x' <<<"$kernel_lines" | sort -u)
 unexpected=""
 while IFS= read -r line; do
     [ -n "$line" ] || continue
-    addr=$(grep -oE 'fault addr 0x[0-9a-f]+' <<<"$line" | awk '{print $NF}')
+    addr=$(grep -oE '(fault addr|iova:) 0x[0-9a-f]+' <<<"$line" | awk '{print $NF}')
+    addr=$(printf '%#x' $((addr & ~0xfff)))
     grep -qxF "$addr" <<<"$expected_faults" || unexpected+="$line"$'\n'
 done <<<"$faults"
 check "no unexpected IOMMU fault ($(grep -c . <<<"$faults") seen, $(grep -c . <<<"$expected_faults") announced)" \

@@ -4,13 +4,12 @@
 # device; writes dma.csv and dma.txt into the results folder.
 #
 #   scripts/bench-dma.sh [RESULTS_DIR] [-- BENCH_DMA_ARGS...]
-# Needs out/mod-plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
+# Needs out/mod-[arm64-]plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 bench_setup "$@"
 
-khz=$("$bin/cmamap-bench" tsc-khz)
 status=0
 inputs=()
 for setup in iommu direct; do
@@ -18,7 +17,9 @@ for setup in iommu direct; do
     iommu) machine=(--machine q35 --iommu intel --device edu) bits=28 ;;
     direct) machine=(--device edu,dma_mask=0xffffffffffffffff) bits=64 ;;
     esac
-    out="$CMAMAP_ROOT/out/bench-dma-$setup"
+    # arm64: virt, with an SMMUv3 for the IOMMU case.
+    [ "$CMAMAP_ARCH" != arm64 ] || [ "$setup" != iommu ] || machine=(--iommu smmuv3 --device edu)
+    out="$(arch_out)/bench-dma-$setup"
     step "DMA costs, $setup"
     "$CMAMAP_ROOT/qemu/run.sh" --flavour plain --module "$module" --bin "$bin" --out "$out" \
         --timeout 900 --accel tcg --quiet "${machine[@]}" -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-bench dma \
@@ -27,5 +28,5 @@ for setup in iommu direct; do
     inputs+=(--input "$out/result.txt")
 done
 step_done
-"$bin/cmamap-bench" dma-report "${inputs[@]}" --out "$results" || status=1
+"$host_bin/cmamap-bench" dma-report "${inputs[@]}" --out "$results" || status=1
 exit "$status"

@@ -2,7 +2,7 @@
 # `make bench`: runs cmamap-bench in the VM on the plain kernel and writes the results folder.
 #
 #   scripts/bench.sh [RESULTS_DIR] [-- BENCH_RUN_ARGS...]
-# Needs out/mod-plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
+# Needs out/mod-[arm64-]plain/cmamap.ko (make module-plain) and the guest tools (make userspace).
 # The run's output lands in out/bench/ (result.txt, console.log); the results folder gets
 # raw.csv, summary.csv, table.txt and chart.svg. Exits non-zero if the VM verdict or a sample
 # failed.
@@ -10,11 +10,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 bench_setup "$@"
-out="$CMAMAP_ROOT/out/bench"
+out="$(arch_out)/bench"
 
-# TCG's rdtsc reads the host's counter, so the host measures its rate (the guest's own clock
-# moves in 4 ms steps).
-khz=$("$bin/cmamap-bench" tsc-khz)
 args=(run --tsc-khz "$khz" "${bench_args[@]}")
 start=$(date +%s)
 status=0
@@ -22,5 +19,5 @@ status=0
     --timeout 1200 --accel tcg -- env CMAMAP_PROGRESS=/dev/console /bin/cmamap-bench "${args[@]}" || status=$?
 echo "== VM run took $(($(date +%s) - start))s (verdict exit $status)"
 printf -v command 'make bench (qemu/run.sh --flavour plain ... -- cmamap-bench %s)' "${args[*]}"
-"$bin/cmamap-bench" report --input "$out/result.txt" --out "$results" --command "$command" || status=1
+"$host_bin/cmamap-bench" report --input "$out/result.txt" --out "$results" --command "$command" || status=1
 exit "$status"

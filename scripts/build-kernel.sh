@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds a cmamap test kernel (debug or plain) once and caches it by kernel version, config
-# fragment and toolchain. Prints the build directory (usable as KDIR) on stdout's last line.
-#   scripts/build-kernel.sh debug|plain
+# fragment, toolchain and architecture. Prints the build directory (usable as KDIR) on stdout's
+# last line.
+#   [CMAMAP_ARCH=x86_64|arm64] scripts/build-kernel.sh debug|plain
+# Other architectures than the host's are cross builds: LLVM needs no cross toolchain.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -17,17 +19,17 @@ out=$(kernel_build_dir "$flavour")
 mkdir -p "$out"
 exec 9>"$out.lock"
 flock 9
-if [ -f "$out/.cmamap-built" ] && [ -f "$out/arch/x86/boot/bzImage" ]; then
-    echo "kernel ($flavour) cached: $out" >&2
+if [ -f "$out/.cmamap-built" ] && [ -f "$(kernel_image "$out")" ]; then
+    echo "kernel ($CMAMAP_ARCH $flavour) cached: $out" >&2
     echo "$out"
     exit 0
 fi
 
 jobs=$(($(nproc) + 1))
-kmake() { make -C "$src" O="$out" ARCH=x86_64 LLVM="$LLVM_SUFFIX" "$@"; }
+kmake() { make -C "$src" O="$out" ARCH="$CMAMAP_ARCH" LLVM="$LLVM_SUFFIX" "$@"; }
 
-step "configuring the $flavour kernel ($(make -s -C "$src" kernelversion)) in $out" >&2
-cat "$CMAMAP_ROOT/qemu/base.config" "$fragment" >"$out/fragment.config"
+step "configuring the $CMAMAP_ARCH $flavour kernel ($(make -s -C "$src" kernelversion)) in $out" >&2
+kernel_fragment "$flavour" >"$out/fragment.config"
 kmake -s allnoconfig KCONFIG_ALLCONFIG="$out/fragment.config" >"$out/config.log" 2>&1 ||
     { tail -30 "$out/config.log" >&2; die "kernel configuration failed"; }
 dropped=$(grep -E '^CONFIG_[A-Z0-9_]+=y' "$out/fragment.config" | while read -r line; do
@@ -36,7 +38,7 @@ done)
 [ -z "$dropped" ] || die "config options dropped by Kconfig (missing dependency or toolchain):
 $dropped"
 
-step "building the $flavour kernel with -j$jobs (first time only; ~10-20 min)" >&2
+step "building the $CMAMAP_ARCH $flavour kernel with -j$jobs (first time only; ~10-20 min)" >&2
 ticker_start "$out/build.log" "$out"
 if ! kmake -j"$jobs" all >"$out/build.log" 2>&1; then
     ticker_stop

@@ -18,8 +18,10 @@ key=$({
         scripts/selftest-pipeline.sh \
         $(find driver -name '*.rs' -o -name '*.c' -o -name '*.h' | sort)
     echo "$kdir"
-    sha256sum "$kdir/arch/x86/boot/bzImage" 2>/dev/null
+    echo "$CMAMAP_ARCH"
+    sha256sum "$(kernel_image "$kdir")" 2>/dev/null
     qemu-system-x86_64 --version 2>/dev/null | head -n 1
+    qemu-system-aarch64 --version 2>/dev/null | head -n 1
 } | sha256sum | cut -c1-16)
 stamp="$CMAMAP_CACHE/selftest-pipeline/$key"
 if [ "${CI:-}" != true ] && [ "${CMAMAP_SELFTEST:-}" != always ] && [ -f "$stamp" ]; then
@@ -28,30 +30,33 @@ if [ "${CI:-}" != true ] && [ "${CMAMAP_SELFTEST:-}" != always ] && [ -f "$stamp
     echo "pipeline self-test: passed before for these inputs; 'make selftest-pipeline' reruns it"
     exit 0
 fi
+# Logs of the four runs: out/ on x86-64, out/ARCH/ elsewhere.
+vm_out=$(arch_out)
+mkdir -p "$vm_out"
 passing=(sh -c 'echo "KTAP version 1"; echo "1..1"; echo "ok 1 passes"')
 failures=0
 
 build_variant() { # build_variant NAME DEFINE: a module with a deliberate fault
-    local mo="$CMAMAP_ROOT/out/mod-inject-$1"
+    local mo="$CMAMAP_ROOT/out/$(mod_dir "inject-$1")"
     mkdir -p "$mo"
-    make -s -C "$kdir" M="$CMAMAP_ROOT" MO="$mo" LLVM="$LLVM_SUFFIX" ARCH=x86_64 \
+    make -s -C "$kdir" M="$CMAMAP_ROOT" MO="$mo" LLVM="$LLVM_SUFFIX" ARCH="$CMAMAP_ARCH" \
         CMAMAP_INJECT="-D$2" modules >/dev/null
     echo "$mo/cmamap.ko"
 }
 
 expect_failure() { # expect_failure NAME EXPECTED_CHECK RUN_ARGS...: prints one ok/not ok line
-    local name=$1 expected=$2 log="$CMAMAP_ROOT/out/selftest-$1.log"
+    local name=$1 expected=$2 log="$vm_out/selftest-$1.log"
     shift 2
     local t0=$SECONDS tries=1
     # kmemleak can miss a leak while a stale copy of its pointer survives somewhere (a cached
     # kernel stack, say): one more boot for the leak case, and the verdict says which one it
     # took. A run that passes twice still fails the self-test.
     local status=0
-    qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
+    qemu/run.sh --quiet --out "$vm_out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
     if [ "$status" = 0 ] && [ "$name" = leak-in-module ]; then
         cp "$log" "$log.try1"
         tries=2
-        qemu/run.sh --quiet --out "$CMAMAP_ROOT/out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
+        qemu/run.sh --quiet --out "$vm_out/selftest-$name" "$@" >"$log" 2>&1 || status=$?
     fi
     if [ "$status" = 0 ]; then
         echo "not ok - pipeline: $name: the run passed but must fail (log: $log, $tries run(s))"
@@ -62,25 +67,25 @@ expect_failure() { # expect_failure NAME EXPECTED_CHECK RUN_ARGS...: prints one 
     fi
 }
 
-echo "== pipeline self-test: each deliberate fault must fail the VM run"
+echo "== pipeline self-test ($CMAMAP_ARCH): each deliberate fault must fail the VM run"
 warn_ko=$(build_variant warn CMAMAP_INJECT_WARN)
 leak_ko=$(build_variant leak CMAMAP_INJECT_LEAK)
 # The four VMs run at once: much of each run is waiting (the kmemleak delay, the hang's
 # timeout), so together they take little longer than the slowest alone.
 names=(warn-in-module leak-in-module failing-test hanging-guest)
 expect_failure warn-in-module "no kernel splat" --module "$warn_ko" -- "${passing[@]}" \
-    >"$CMAMAP_ROOT/out/selftest-warn-in-module.verdict" &
+    >"$vm_out/selftest-warn-in-module.verdict" &
 expect_failure leak-in-module "kmemleak clean after rmmod" --module "$leak_ko" -- "${passing[@]}" \
-    >"$CMAMAP_ROOT/out/selftest-leak-in-module.verdict" &
+    >"$vm_out/selftest-leak-in-module.verdict" &
 expect_failure failing-test "not ok 1 deliberately fails" --no-module -- \
     sh -c 'echo "KTAP version 1"; echo "1..1"; echo "not ok 1 deliberately fails"; exit 1' \
-    >"$CMAMAP_ROOT/out/selftest-failing-test.verdict" &
+    >"$vm_out/selftest-failing-test.verdict" &
 expect_failure hanging-guest "guest finished within 30s" --no-module --timeout 30 -- sleep 100000 \
-    >"$CMAMAP_ROOT/out/selftest-hanging-guest.verdict" &
+    >"$vm_out/selftest-hanging-guest.verdict" &
 wait
 failures=0
 for name in "${names[@]}"; do
-    verdict="$CMAMAP_ROOT/out/selftest-$name.verdict"
+    verdict="$vm_out/selftest-$name.verdict"
     if [ -s "$verdict" ]; then
         cat "$verdict"
     else
@@ -89,6 +94,6 @@ for name in "${names[@]}"; do
     grep -q '^ok - ' "$verdict" 2>/dev/null || failures=$((failures + 1))
 done
 [ "$failures" = 0 ] || die "pipeline self-test: $failures case(s) were not caught"
-echo "pipeline self-test: all 4 deliberate faults were caught"
+echo "pipeline self-test ($CMAMAP_ARCH): all 4 deliberate faults were caught"
 mkdir -p "$(dirname "$stamp")"
-for name in "${names[@]}"; do cat "$CMAMAP_ROOT/out/selftest-$name.verdict"; done >"$stamp"
+for name in "${names[@]}"; do cat "$vm_out/selftest-$name.verdict"; done >"$stamp"

@@ -2,11 +2,31 @@
 # Installs everything cmamap needs on Debian 12 and fetches the kernel source.
 # Idempotent: each step checks first and does nothing when its piece is already there.
 # Backports come from a private apt source list; the system's sources are not changed.
+#   scripts/setup.sh [x86_64] [arm64]   the architectures to test (default: the host's)
+# An architecture other than the host's adds its QEMU, the static cross glibc and linker for
+# the Rust guest tools, the Rust target, and a static busybox for its initramfs.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
+arches=("$@")
+[ ${#arches[@]} -gt 0 ] || arches=("$CMAMAP_ARCH")
+want_arch() {
+    local a
+    for a in "${arches[@]}"; do
+        case $a in x86 | amd64) a=x86_64 ;; aarch64) a=arm64 ;; esac
+        [ "$a" = "$1" ] && return 0
+    done
+    return 1
+}
+for a in "${arches[@]}"; do
+    case $a in x86_64 | x86 | amd64 | arm64 | aarch64) ;; *) die "unknown architecture $a (x86_64 or arm64)" ;; esac
+done
+
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc bison flex libelf-dev libssl-dev
-    cpio kmod busybox-static make gcc libc6-dev python3 xz-utils ca-certificates)
+    cpio kmod busybox-static make gcc libc6-dev python3 xz-utils ca-certificates file)
+# What arm64 adds: the static glibc and the linker of the aarch64 Rust target.
+APT_PACKAGES_ARM64=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+want_arch arm64 && APT_PACKAGES+=("${APT_PACKAGES_ARM64[@]}")
 APT_DIR="$CMAMAP_CACHE/apt"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -51,14 +71,47 @@ fi
 
 step "QEMU from bookworm-backports (private source list)"
 write_private_sources
-if ! command -v qemu-system-x86_64 >/dev/null; then
+qemu_packages=()
+want_arch x86_64 && ! command -v qemu-system-x86_64 >/dev/null && qemu_packages+=(qemu-system-x86)
+want_arch arm64 && ! command -v qemu-system-aarch64 >/dev/null && qemu_packages+=(qemu-system-arm)
+if [ ${#qemu_packages[@]} -gt 0 ]; then
+    echo "    installing: ${qemu_packages[*]}"
     $SUDO apt-get "${APT_QUIET[@]}" "${APT_PRIVATE[@]}" update >/dev/null ||
         die "apt-get update with the backports source list failed"
     $SUDO apt-get "${APT_QUIET[@]}" "${APT_PRIVATE[@]}" -t bookworm-backports install \
-        --no-install-recommends qemu-system-x86 ||
-        die "could not install qemu-system-x86 from bookworm-backports"
+        --no-install-recommends "${qemu_packages[@]}" ||
+        die "could not install ${qemu_packages[*]} from bookworm-backports"
 fi
-qemu-system-x86_64 --version | head -1 | sed 's/^/    /'
+want_arch x86_64 && qemu-system-x86_64 --version | head -1 | sed 's/^/    /'
+want_arch arm64 && qemu-system-aarch64 --version | head -1 | sed 's/^/    /'
+
+if want_arch arm64; then
+    step "arm64: the Rust target and a static busybox for the guest"
+    rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
+        rustup target add aarch64-unknown-linux-gnu || die "rustup target add aarch64-unknown-linux-gnu failed"
+    bb="$(busybox_path arm64)"
+    if [ -x "$bb" ]; then
+        echo "    present: $bb"
+    else
+        # Debian's own arm64 busybox-static, fetched with a private index of bookworm's arm64
+        # packages: the system's dpkg architectures are not changed.
+        dl="$CMAMAP_CACHE/download/arm64"
+        mkdir -p "$dl/lists/partial" "$dl/cache" "$(dirname "$bb")"
+        echo 'deb [arch=arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main' >"$dl/bookworm.list"
+        ARM64=(-o "Dir::Etc::SourceList=$dl/bookworm.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$dl/lists" -o "Dir::Cache=$dl/cache" -o Debug::NoLocking=1
+            -o APT::Architecture=arm64 -o APT::Architectures::=arm64)
+        apt-get "${APT_QUIET[@]}" "${ARM64[@]}" update >/dev/null || die "apt-get update for bookworm arm64 failed"
+        (cd "$dl" && rm -f busybox-static_*.deb && apt-get "${APT_QUIET[@]}" "${ARM64[@]}" download busybox-static:arm64) ||
+            die "could not download busybox-static:arm64"
+        rm -rf "$dl/x" && dpkg-deb -x "$dl"/busybox-static_*_arm64.deb "$dl/x"
+        file -L "$dl/x/bin/busybox" | grep -q 'ARM aarch64.*statically linked' ||
+            die "the downloaded busybox is not a static aarch64 binary"
+        install -m 755 "$dl/x/bin/busybox" "$bb.tmp" && mv "$bb.tmp" "$bb"
+        rm -rf "$dl/x" "$dl"/busybox-static_*.deb
+        echo "    $(file -bL "$bb" | cut -d, -f1-2) in $bb"
+    fi
+fi
 
 step "Rust: rust-src and bindgen-cli $BINDGEN_VERSION"
 rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src ||

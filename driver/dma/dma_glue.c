@@ -190,12 +190,20 @@ void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir)
 	dma_unmap_phys(dev, addr, size, dir, 0);
 }
 
-void cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu)
+/*
+ * Syncs @size bytes at @addr for the CPU or the device. Returns whether the DMA API had work
+ * to do there (cache maintenance on a non-coherent device, or a bounce copy): false on a
+ * cache-coherent device such as QEMU's, where the sync returns at once.
+ */
+bool cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu)
 {
+	bool work = dma_need_sync(dev, addr);
+
 	if (for_cpu)
 		dma_sync_single_for_cpu(dev, addr, size, dir);
 	else
 		dma_sync_single_for_device(dev, addr, size, dir);
+	return work;
 }
 
 /*

@@ -15,7 +15,7 @@ int cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
 			 unsigned int dma_bits);
 bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t addr, size_t size);
 void cmamap_dma_unmap(struct device *dev, dma_addr_t addr, size_t size, int dir);
-void cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu);
+bool cmamap_dma_sync(struct device *dev, dma_addr_t addr, size_t size, int dir, bool for_cpu);
 int cmamap_dma_watch_buses(void);
 void cmamap_dma_unwatch_buses(void);
 /* Implemented in Rust (driver/dma.rs). */

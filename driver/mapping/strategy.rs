@@ -5,8 +5,17 @@
 use crate::abi;
 use kernel::prelude::*;
 
-/// log2 of the pages in one PMD entry (2 MiB).
+/// log2 of the pages in one PMD entry (2 MiB with 4 KiB pages).
+#[cfg(not(CONFIG_ARM64))]
 pub(crate) const HUGE_ORDER: u32 = kernel::bindings::PMD_ORDER;
+
+/// log2 of the pages in one PMD entry (2 MiB with 4 KiB pages). arm64's `PMD_SHIFT` is a
+/// function-like macro (`ARM64_HW_PGTABLE_LEVEL_SHIFT(2)`) that bindgen cannot evaluate, so
+/// this is its definition: a table of 8-byte descriptors maps `PAGE_SHIFT - 3` bits per level,
+/// and level 2 sits two levels above the page, `PMD_SHIFT = 2 * (PAGE_SHIFT - 3) + 3`.
+#[cfg(CONFIG_ARM64)]
+pub(crate) const HUGE_ORDER: u32 =
+    2 * (kernel::page::PAGE_SHIFT as u32 - 3) + 3 - kernel::page::PAGE_SHIFT as u32;
 
 /// The mapping strategy of a block, fixed at allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

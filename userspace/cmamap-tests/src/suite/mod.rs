@@ -280,6 +280,10 @@ const TABLE: &[Entry] = &[
         "dma_sync_picks_overlapping_mappings",
         dma::dma_sync_picks_overlapping_mappings,
     ),
+    plain(
+        "dma_sync_calls_the_dma_api",
+        dma::dma_sync_calls_the_dma_api,
+    ),
     plain("dma_cli_maps_syncs_unmaps", dma::dma_cli_maps_syncs_unmaps),
     plain("dma_alloc_for_device", dma::dma_alloc_for_device),
     plain("dma_bounce_refused", dma::dma_bounce_refused),
