@@ -24,6 +24,14 @@ DMA_MACHINE := --machine q35 --iommu intel --device edu
 # The ivshmem device of the test VM: its backing file, shared with the host, and size.
 IVSHMEM := $(OUT)/ivshmem.bin
 IVSHMEM_SIZE := 1048576
+# make install/uninstall (scripts/install.sh): DESTDIR, PREFIX, and the kernel KVER the module
+# is for; INSTALL_MODULE= (empty) installs everything but the module (DKMS installs it).
+PREFIX ?= /usr/local
+KVER ?= $(shell uname -r)
+INSTALL_MODULE ?= $(CURDIR)/cmamap.ko
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+# --kernel for scripts/build-distro.sh only when KVER was given (it picks its own default).
+DISTRO_KVER = $(if $(filter command line environment,$(origin KVER)),--kernel $(KVER))
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
@@ -32,7 +40,8 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 	$(MAKE) -C "$$kdir" M=$(CURDIR) MO=$(OUT)/mod-$(or $(2),$(1)) LLVM=$(LLVM) ARCH=x86_64
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
-	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help
+	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help \
+	distro test-distro test-install install uninstall dkms-install dkms-uninstall
 
 all: module
 
@@ -47,6 +56,10 @@ help:
 	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
+	@echo "make distro     build cmamap.ko for Debian 13's own kernel (KVER=; in a Debian 13 chroot elsewhere)"
+	@echo "make test-distro  the VM suite on Debian 13's own kernel image with the module from make distro"
+	@echo "make install | uninstall  module (KVER), CLI, <cmamap.h>, udev rule, modprobe.d (DESTDIR, PREFIX)"
+	@echo "make dkms-install | dkms-uninstall  register, build and install the module with DKMS (KVER)"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -114,6 +127,9 @@ selftest-pipeline: setup
 
 test: setup
 	@$(MAKE) --no-print-directory module userspace host-test
+	@scripts/test-install.sh cmamap.ko $(GUEST_BIN)/cmamap >$(OUT)/install-test.log 2>&1 || \
+		{ cat $(OUT)/install-test.log; echo "install test failed"; exit 1; }
+	@echo "install test: $$(tail -n 1 $(OUT)/install-test.log) (log: out/install-test.log)"
 	@scripts/selftest-pipeline.sh
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
 	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
@@ -148,6 +164,33 @@ bench-dma: setup
 shell: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --shell --flavour debug --module cmamap.ko --bin $(GUEST_BIN) $(DMA_MACHINE) $(RUN_ARGS)
+
+# The module for a stock Debian 13 kernel (scripts/build-distro.sh), copied to ./cmamap.ko.
+distro:
+	@ko=$$(scripts/build-distro.sh $(DISTRO_KVER) | tail -n 1) && ko=$${ko#/cmamap/} && \
+		cp "$$( [ -f "$$ko" ] && echo "$$ko" || echo "$(CURDIR)/$$ko")" $(CURDIR)/cmamap.ko
+	@echo "built $(CURDIR)/cmamap.ko for Debian's kernel ($$(modinfo -F vermagic cmamap.ko))"
+
+# The VM suite on Debian 13's own kernel image (trixie-backports), with the module built from
+# Debian's packages; kmemleak, KASAN and KUnit are not in that kernel.
+test-distro: setup
+	@$(MAKE) --no-print-directory userspace
+	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
+	@scripts/test-distro.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+
+test-install:
+	@scripts/test-install.sh cmamap.ko $(GUEST_BIN)/cmamap
+
+install uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" KVER="$(KVER)" INSTALL_MODULE="$(INSTALL_MODULE)" \
+		$(if $(CLI),CLI="$(CLI)") scripts/install.sh $@
+
+# DKMS: the sources go to /usr/src/cmamap-VERSION; dkms builds them for KVER (scripts/dkms-build.sh).
+dkms-install:
+	@scripts/dkms.sh install $(DKMS_VERSION) $(KVER)
+
+dkms-uninstall:
+	@scripts/dkms.sh uninstall $(DKMS_VERSION) $(KVER)
 
 clean:
 	@rm -rf $(OUT) cmamap.ko rust-project.json
