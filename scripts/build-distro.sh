@@ -84,6 +84,7 @@ have() { "$@" --version 2>/dev/null | head -1; }
     die "the kernel was built with '$want_bindgen'; $bindgen gives '$(have "$bindgen")' (apt install bindgen)"
 [ -f "$("$rustc" --print sysroot)/lib/rustlib/src/rust/library/core/src/lib.rs" ] ||
     die "no Rust library source for $rustc: apt install rust-src"
+command -v openssl >/dev/null || die "openssl missing (the config probes it for ML-DSA): apt install openssl"
 command -v pahole >/dev/null || ! grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$config" ||
     die "pahole missing (the config's BTF options depend on it): apt install dwarves"
 

@@ -20,7 +20,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # What a Debian 13 user installs to build cmamap for the backports 7.3 kernel (README).
 DISTRO_KREL=${DISTRO_KREL:-7.3.4+deb13-amd64}
 DEB13_PACKAGES=(rustc rust-src bindgen libclang-dev gcc-14 make flex bison bc libelf-dev
-    libssl-dev libc6-dev dwarves xz-utils kmod dkms "linux-headers-$DISTRO_KREL" "linux-source-$KERNEL_SERIES")
+    libssl-dev openssl libc6-dev dwarves python3 xz-utils kmod dkms "linux-headers-$DISTRO_KREL" "linux-source-$KERNEL_SERIES")
 
 [ "$(id -u)" = 0 ] || die "the Debian 13 chroot needs root (chroot, mount)"
 if [ "${1:-}" = --path ]; then
@@ -74,7 +74,8 @@ deb $MIRROR trixie-updates main
 deb $MIRROR trixie-backports main
 EOF
     in_root apt-get -q -y update >"$DEB13/apt.log" 2>&1 || { tail -20 "$DEB13/apt.log" >&2; die "apt-get update in the chroot failed"; }
-    in_root apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends "${DEB13_PACKAGES[@]}" \
+    # A cache, not a system: no fsync per file (much faster on a busy disk).
+    in_root apt-get -q -y -o Dpkg::Use-Pty=0 -o Dpkg::Options::=--force-unsafe-io install --no-install-recommends "${DEB13_PACKAGES[@]}" \
         >>"$DEB13/apt.log" 2>&1 || { tail -20 "$DEB13/apt.log" >&2; die "apt-get install in the chroot failed"; }
     in_root apt-get -q -y clean >/dev/null 2>&1 || true
     echo "$key" >"$ROOT/.cmamap-ready"
