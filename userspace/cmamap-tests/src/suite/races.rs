@@ -6,6 +6,7 @@
 
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
 
 use cmamap::{AllocRequest, Device, Errno, Prot, Strategy};
 use cmamap_testkit::pattern;
@@ -40,8 +41,15 @@ pub fn race_fault_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let block = dev.alloc(&AllocRequest::new(ctx.pages(PAGES)).strategy(strategy))?;
     let region = Region::map(dev.as_fd(), block.offset(), PAGES * p)?;
     let stop = AtomicBool::new(false);
+    // The rounds start once the toucher runs: on a fast kernel all 300 could end before a
+    // busy host first schedules it (seen on Debian's kernel), and nothing would race.
+    let ready = Barrier::new(2);
     let replaced = std::thread::scope(|scope| -> Result<u32, Failure> {
-        let worker = scope.spawn(|| toucher(&region, p, &stop));
+        let worker = scope.spawn(|| {
+            ready.wait();
+            toucher(&region, p, &stop)
+        });
+        ready.wait();
         // Replace the mapping under the toucher: MAP_FIXED unmaps (zapping every PTE the
         // faults made) and maps again in one step, so the range is never a hole.
         let mut replaced = 0;
@@ -312,10 +320,13 @@ pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let addr = region.addr;
     std::mem::forget(region);
     let stop = AtomicBool::new(false);
+    // As in race_fault_vs_munmap, the rounds wait for the reader to run.
+    let ready = Barrier::new(2);
     // The kernel itself touches the range (read(2) from /dev/zero copies into it), so a fault
     // that meets the unmapping gives EFAULT instead of a signal.
     let (copies, refusals) = std::thread::scope(|scope| -> Result<(u64, u64), Failure> {
         let worker = scope.spawn(|| -> Result<(u64, u64), Failure> {
+            ready.wait();
             let (mut copies, mut refusals) = (0, 0);
             let mut index = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -338,6 +349,7 @@ pub fn race_uaccess_vs_munmap(ctx: &Ctx, strategy: Strategy) -> TestResult {
             }
             Ok((copies, refusals))
         });
+        ready.wait();
         let mut result = Ok(());
         for round in 0..300 {
             // Unmap the device by mapping inaccessible memory over it in place (a bare munmap
