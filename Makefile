@@ -41,7 +41,7 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
 	fmt test test-long fuzz run shell bench bench-dma selftest-pipeline clean rust-analyzer help \
-	distro test-distro test-install install uninstall dkms-install dkms-uninstall
+	distro test-distro test-dkms test-install install uninstall dkms-install dkms-uninstall
 
 all: module
 
@@ -60,6 +60,7 @@ help:
 	@echo "make test-distro  the VM suite on Debian 13's own kernel image with the module from make distro"
 	@echo "make install | uninstall  module (KVER), CLI, <cmamap.h>, udev rule, modprobe.d (DESTDIR, PREFIX)"
 	@echo "make dkms-install | dkms-uninstall  register, build and install the module with DKMS (KVER)"
+	@echo "make test-dkms  dkms-install for Debian's kernel in a Debian 13 chroot, boot it in the VM, dkms-uninstall"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -177,6 +178,11 @@ test-distro: setup
 	@$(MAKE) --no-print-directory userspace
 	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
 	@scripts/test-distro.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+
+# DKMS for Debian's kernel, in the Debian 13 chroot, then that module in Debian's kernel in the VM.
+test-dkms: setup
+	@$(MAKE) --no-print-directory userspace
+	@scripts/test-dkms.sh $(GUEST_BIN)
 
 test-install:
 	@scripts/test-install.sh cmamap.ko $(GUEST_BIN)/cmamap

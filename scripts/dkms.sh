@@ -14,11 +14,14 @@ dest=/usr/src/cmamap-$version
 
 case $action in
 install)
-    # What dkms needs to build: Kbuild, the driver, and the build scripts.
+    # What dkms needs to build: Kbuild, the driver, its shared ABI and the build scripts.
     rm -rf "$dest"
     mkdir -p "$dest/scripts"
     cp -r "$CMAMAP_ROOT/dkms.conf" "$CMAMAP_ROOT/Kbuild" "$CMAMAP_ROOT/driver" "$dest/"
     cp "$CMAMAP_ROOT"/scripts/{dkms-build.sh,build-distro.sh,lib.sh} "$dest/scripts/"
+    # The driver includes the ABI that userspace shares (driver/abi.rs).
+    mkdir -p "$dest/userspace/cmamap-abi/src"
+    cp "$CMAMAP_ROOT/userspace/cmamap-abi/src/abi.rs" "$dest/userspace/cmamap-abi/src/"
     echo "sources in $dest"
     dkms status -m cmamap -v "$version" 2>/dev/null | grep -q . || dkms add -m cmamap -v "$version"
     dkms build -m cmamap -v "$version" -k "$kver" || die "dkms build failed; log: /var/lib/dkms/cmamap/$version/build/make.log"
