@@ -67,6 +67,10 @@ for name in brd; do
     esac
     files+=(--file "$pre/$name.ko:/lib/pre/$name.ko")
 done
+# The module must carry the same vermagic as Debian's own modules.
+[ "$(modinfo -F vermagic "$module")" = "$(modinfo -F vermagic "$pre/brd.ko")" ] ||
+    die "cmamap.ko's vermagic '$(modinfo -F vermagic "$module")' is not Debian's '$(modinfo -F vermagic "$pre/brd.ko")'"
+echo "    vermagic: $(modinfo -F vermagic "$module") (as Debian's brd.ko)"
 step_done
 
 # no_timer_check: a busy host can stall the TCG guest during the IO-APIC timer check, which
