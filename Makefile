@@ -67,6 +67,14 @@ SHARDS ?= 2
 # The ivshmem device of the test VM: its backing file, shared with the host, and size.
 IVSHMEM := $(ARCH_OUT)/ivshmem.bin
 IVSHMEM_SIZE := 1048576
+# make install/uninstall (scripts/install.sh): DESTDIR, PREFIX, and the kernel KVER the module
+# is for; INSTALL_MODULE= (empty) installs everything but the module (DKMS installs it).
+PREFIX ?= /usr/local
+KVER ?= $(shell uname -r)
+INSTALL_MODULE ?= $(CURDIR)/cmamap.ko
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' dkms.conf)
+# --kernel for scripts/build-distro.sh only when KVER was given (it picks its own default).
+DISTRO_KVER = $(if $(filter command line environment,$(origin KVER)),--kernel $(KVER))
 
 # The kernel tree for a flavour: KDIR if given (debug only), else the cached build.
 kdir_of = $(if $(and $(KDIR),$(filter debug,$(1))),$(KDIR),$$(scripts/build-kernel.sh $(1) | tail -n 1))
@@ -77,7 +85,8 @@ kbuild = kdir="$(call kdir_of,$(1))" && [ -n "$$kdir" ] && mkdir -p $(OUT)/mod-$
 
 .PHONY: all module module-plain setup kernel kernel-plain userspace host-test check clippy \
 	fmt test test-long fuzz run shell bench bench-dma bench-scale selftest-pipeline clean rust-analyzer \
-	help examples
+	help examples distro test-distro test-dkms test-install install uninstall dkms-install \
+	dkms-uninstall
 
 all: module
 
@@ -94,6 +103,11 @@ help:
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
 	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
 	@echo "make examples   build the C (examples/c, -Wall -Werror) and Rust examples; make test runs them"
+	@echo "make distro     build cmamap.ko for Debian 13's own kernel (KVER=; in a Debian 13 chroot elsewhere)"
+	@echo "make test-distro  the VM suite on Debian 13's own kernel image with the module from make distro"
+	@echo "make install | uninstall  module (KVER), CLI, <cmamap.h>, udev rule, modprobe.d (DESTDIR, PREFIX)"
+	@echo "make dkms-install | dkms-uninstall  register, build and install the module with DKMS (KVER)"
+	@echo "make test-dkms  dkms-install for Debian's kernel in a Debian 13 chroot, boot it in the VM, dkms-uninstall"
 	@echo "make setup | kernel | kernel-plain | userspace | rust-analyzer | clean"
 
 setup:
@@ -187,6 +201,11 @@ selftest-pipeline: $(if $(SETUP_DONE),,setup)
 
 test: $(if $(SETUP_DONE),,setup)
 	@$(MAKE) --no-print-directory module userspace examples host-test
+ifeq ($(CMAMAP_ARCH),$(HOST_ARCH))
+	@scripts/test-install.sh $(KO) $(GUEST_BIN)/cmamap >$(OUT)/install-test.log 2>&1 || \
+		{ cat $(OUT)/install-test.log; echo "install test failed"; exit 1; }
+	@echo "install test: $$(tail -n 1 $(OUT)/install-test.log) (log: out/install-test.log)"
+endif
 	@scripts/selftest-pipeline.sh
 	@mkdir -p $(ARCH_OUT)
 	@$(CMAMAP_HOST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
@@ -232,6 +251,38 @@ bench-dma: setup
 shell: setup
 	@$(MAKE) --no-print-directory module userspace
 	@qemu/run.sh --shell --flavour debug --module $(KO) --bin $(GUEST_BIN) $(DMA_MACHINE) $(RUN_ARGS)
+
+# The module for a stock Debian 13 kernel (scripts/build-distro.sh), copied to ./cmamap.ko.
+distro:
+	@ko=$$(scripts/build-distro.sh $(DISTRO_KVER) | tail -n 1) && ko=$${ko#/cmamap/} && \
+		cp "$$( [ -f "$$ko" ] && echo "$$ko" || echo "$(CURDIR)/$$ko")" $(CURDIR)/cmamap.ko
+	@echo "built $(CURDIR)/cmamap.ko for Debian's kernel ($$(modinfo -F vermagic cmamap.ko))"
+
+# The VM suite on Debian 13's own kernel image (trixie-backports), with the module built from
+# Debian's packages; kmemleak, KASAN and KUnit are not in that kernel.
+test-distro: setup
+	@$(MAKE) --no-print-directory userspace
+	@$(GUEST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
+	@scripts/test-distro.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) $(RUN_ARGS)
+
+# DKMS for Debian's kernel, in the Debian 13 chroot, then that module in Debian's kernel in the VM.
+test-dkms: setup
+	@$(MAKE) --no-print-directory userspace
+	@scripts/test-dkms.sh $(GUEST_BIN)
+
+test-install:
+	@scripts/test-install.sh cmamap.ko $(GUEST_BIN)/cmamap
+
+install uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" KVER="$(KVER)" INSTALL_MODULE="$(INSTALL_MODULE)" \
+		$(if $(CLI),CLI="$(CLI)") scripts/install.sh $@
+
+# DKMS: the sources go to /usr/src/cmamap-VERSION; dkms builds them for KVER (scripts/dkms-build.sh).
+dkms-install:
+	@scripts/dkms.sh install $(DKMS_VERSION) $(KVER)
+
+dkms-uninstall:
+	@scripts/dkms.sh uninstall $(DKMS_VERSION) $(KVER)
 
 clean:
 	@rm -rf $(OUT) cmamap.ko rust-project.json

@@ -48,6 +48,13 @@ report "CMAMAP-CMA-SETTLED-BEFORE $(settle_cma)"
 report "CMAMAP-CMAFREE-BEFORE $(cma_free)"
 report "CMAMAP-CMA-AVAILABLE-BEFORE $(cma_available)"
 
+# Modules the kernel needs first (a distribution kernel's brd, say), in name order, from
+# --file KO:/lib/pre/NN-name.ko. The project's own kernels build everything in.
+for ko in /lib/pre/*.ko; do
+    [ -f "$ko" ] || continue
+    insmod "$ko" || report "CMAMAP-INSMOD-FAILED $ko"
+done
+
 if [ -n "$MODULE" ]; then
     # shellcheck disable=SC2086
     if ! insmod /lib/cmamap.ko $MODPARAMS; then

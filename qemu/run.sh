@@ -12,7 +12,7 @@
 #     --bin DIR            static binaries copied to the guest's /bin (repeatable)
 #     --file SRC[:DEST]    extra file copied into the guest (repeatable)
 #     --timeout SECONDS    whole-run limit (default 1200)
-#     --append ARGS        extra kernel command line
+#     --append ARGS        extra kernel command line (repeatable)
 #     --shell              interactive shell with the module loaded
 #     --out DIR            where logs go (default: ./out/vm)
 #     --accel tcg|kvm|auto (default: $CMAMAP_ACCEL or auto: KVM only if a probe boot works)
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     --bin) bins+=("$2"); shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
-    --append) append=$2; shift 2 ;;
+    --append) append+=" $2"; shift 2 ;;
     --shell) mode=shell; shift ;;
     --out) out=$2; shift 2 ;;
     --accel) accel=$2; shift 2 ;;

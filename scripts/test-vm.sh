@@ -65,6 +65,9 @@ dma_args() {
     esac
 }
 read -r -a setups <<<"${DMA_SETUPS-iommu direct64 direct28 bounce}"
+# TEST_ARGS: more options for every cmamap-test, e.g. --cma-tolerance-kb 64.
+read -r -a test_args <<<"${TEST_ARGS:-}"
+
 names=() logs=() pids=()
 # A set-up that cannot exist on this architecture boots no VM: its cases are each reported as
 # a SKIP with the reason, so that both architectures report the same cases.
@@ -101,7 +104,7 @@ for ((k = 0; k < shards; k++)); do
     shard_args "$k"
     echo "== VM ${#names[@]}: cmamap-test --shard $k/$shards (console and verdict: ${logs[-1]})"
     qemu/run.sh "${args[@]}" --out "$vm_out/vm-shard$k" "$@" \
-        -- /bin/cmamap-test --shard "$k/$shards" >"${logs[-1]}" 2>&1 &
+        -- /bin/cmamap-test "${test_args[@]}" --shard "$k/$shards" >"${logs[-1]}" 2>&1 &
     pids+=($!)
 done
 for setup in "${setups[@]}"; do
@@ -112,7 +115,7 @@ for setup in "${setups[@]}"; do
     [ "$setup" != bounce ] || filter=dma_bounce
     echo "== VM ${#names[@]}: DMA set-up $setup, cmamap-test $filter (console and verdict: ${logs[-1]})"
     qemu/run.sh "${args[@]}" --out "$vm_out/vm-dma-$setup" "$@" \
-        -- env CMAMAP_DMA_SETUP="$setup" /bin/cmamap-test "$filter" >"${logs[-1]}" 2>&1 &
+        -- env CMAMAP_DMA_SETUP="$setup" /bin/cmamap-test "${test_args[@]}" "$filter" >"${logs[-1]}" 2>&1 &
     pids+=($!)
 done
 # One small VM booted with cma=0, for `cmamap doctor`'s report of the missing CMA and its fix.

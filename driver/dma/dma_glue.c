@@ -2,9 +2,10 @@
 /*
  * C half of driver/dma.rs: finding a device by name, mapping a block for it without a
  * bounce buffer, syncing, and the bus notifier that ends mappings when a device goes.
- * C because the checks are static inlines (device_lock, dma_capable, phys_to_dma,
- * use_dma_iommu, dma_sync_single_*) and 7.3's Rust has no bus notifier.
+ * C because the checks are static inlines (device_lock, phys_to_dma, use_dma_iommu,
+ * dma_sync_single_*) and 7.3's Rust has no bus notifier.
  */
+#include <linux/cc_platform.h>
 #include <linux/cpu.h>
 #include <linux/device.h>
 #include <linux/dma-direct.h>
@@ -85,6 +86,20 @@ bool cmamap_dma_reaches(struct device *dev, phys_addr_t phys, dma_addr_t addr, s
 	       iommu_iova_to_phys(domain, addr + last) == phys + last;
 }
 
+/*
+ * dma_capable() without its memory-encryption test, which calls force_dma_unencrypted():
+ * kernels built with memory encryption (AMD_MEM_ENCRYPT, as Debian's) define that out of
+ * line and do not export it, so a module using dma_capable() does not link there. With
+ * encryption active, direct DMA may need an unencrypted bounce buffer: refuse it, as any
+ * bounce is refused.
+ */
+static bool cmamap_dma_capable(struct device *dev, dma_addr_t addr, size_t size)
+{
+	if (addr == DMA_MAPPING_ERROR || cc_platform_has(CC_ATTR_MEM_ENCRYPT))
+		return false;
+	return addr + size - 1 <= min_not_zero(*dev->dma_mask, dev->bus_dma_limit);
+}
+
 static int cmamap_dma_is_dev(struct device *dev, const void *data)
 {
 	return dev == data;
@@ -137,7 +152,7 @@ int cmamap_dma_map(struct device *dev, phys_addr_t phys, size_t size, int dir,
 	 */
 	if (!cmamap_dma_translated(dev) &&
 	    (is_swiotlb_force_bounce(dev) ||
-	     !dma_capable(dev, phys_to_dma(dev, phys), size, true, 0) ||
+	     !cmamap_dma_capable(dev, phys_to_dma(dev, phys), size) ||
 	     phys_to_dma(dev, phys) + size - 1 > limit)) {
 		ret = -ERANGE;
 		goto out;
@@ -180,7 +195,7 @@ int cmamap_dma_reachable(struct device *dev, phys_addr_t phys, size_t size,
 	if (is_swiotlb_force_bounce(dev))
 		return -ERANGE;
 	/* A device no driver owns gets @dma_bits as its mask when it is mapped for. */
-	if (!(dma_bits && !dev->driver) && !dma_capable(dev, addr, size, true, 0))
+	if (!(dma_bits && !dev->driver) && !cmamap_dma_capable(dev, addr, size))
 		return -ERANGE;
 	return addr + size - 1 <= limit ? 0 : -ERANGE;
 }
