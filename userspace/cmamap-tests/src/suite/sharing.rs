@@ -164,8 +164,13 @@ pub fn owner_tgid_is_allocator(ctx: &Ctx) -> TestResult {
         "owner_tgid of the parent's block after the child's allocations"
     );
 
-    // debugfs's last column is the same tgid.
+    // debugfs's tgid column is the same tgid.
     if let Ok(listing) = std::fs::read_to_string(DEBUGFS_BLOCKS) {
+        let column = listing
+            .lines()
+            .next()
+            .and_then(|header| header.split_whitespace().position(|name| name == "tgid"))
+            .ok_or_else(|| Failure::new(format!("debugfs has no tgid column:\n{listing}")))?;
         for (id, tgid) in new
             .iter()
             .map(|info| (info.id, child_pid))
@@ -176,7 +181,7 @@ pub fn owner_tgid_is_allocator(ctx: &Ctx) -> TestResult {
                 .find(|line| line.split_whitespace().next() == Some(&id.to_string()))
                 .ok_or_else(|| Failure::new(format!("debugfs does not list block {id}")))?;
             ensure_eq!(
-                line.split_whitespace().last(),
+                line.split_whitespace().nth(column),
                 Some(tgid.to_string().as_str()),
                 "debugfs tgid column of block {id} ({line:?})"
             );
