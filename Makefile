@@ -15,9 +15,14 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 KDIR ?= $(KERNEL_SRC)
 OUT := $(CURDIR)/out
 HOST_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
-ARCH ?= $(HOST_ARCH)
+# Sub-makes inherit the architecture through CMAMAP_ARCH, exported below.
+ARCH ?= $(or $(CMAMAP_ARCH),$(HOST_ARCH))
 override ARCH := $(patsubst aarch64,arm64,$(patsubst x86,x86_64,$(patsubst amd64,x86_64,$(ARCH))))
 ALL_ARCHES := x86_64 arm64
+# ARCH is this Makefile's (x86_64, arm64 or all): sub-makes do not inherit it, since the kernel's
+# make would read ARCH=all as an architecture. The scripts pass the kernel its own ARCH, and
+# ARCH=all runs this Makefile once per architecture with ARCH given explicitly.
+MAKEOVERRIDES := $(filter-out ARCH=%,$(MAKEOVERRIDES))
 ifeq ($(filter $(ARCH),$(ALL_ARCHES) all),)
 $(error ARCH must be x86_64, arm64 or all, not '$(ARCH)')
 endif
