@@ -6,13 +6,13 @@
 //! row are checked; the times are only reported.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use cmamap::{AllocRequest, Device, Direction, DmaDevice, Strategy};
 use cmamap_testkit::progress::Ticker;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
+use crate::csv_section;
 use crate::stats::Spread;
 
 /// The line before the CSV section on stdout.
@@ -52,16 +52,6 @@ fn row(rows: &mut Vec<Row>, setup: &str, op: &str, bytes: u64, samples: &[f64]) 
             max_ns: s.max.round(),
         });
     }
-}
-
-/// `rows` as CSV, with a header.
-pub fn to_csv(rows: &[Row]) -> Result<String, String> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row).map_err(|e| e.to_string())?;
-    }
-    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 fn elapsed_ns(start: u64) -> f64 {
@@ -147,25 +137,12 @@ pub fn run(plan: &Plan) -> Result<(), String> {
         row(&mut out, setup, "sync_for_cpu", size, &for_cpu);
         row(&mut out, setup, "sync_for_device", size, &for_device);
     }
-    let csv = to_csv(&out)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{BEGIN}\n{csv}{END}").map_err(|e| e.to_string())
+    csv_section::print(&out, BEGIN, END)
 }
 
 /// The rows of the CSV section of a run's output (the VM's result.txt or console).
 pub fn section(text: &str) -> Result<Vec<Row>, String> {
-    let start = text.find(BEGIN).ok_or("no DMA section")? + BEGIN.len();
-    let end = start + text[start..].find(END).ok_or("no end of the DMA section")?;
-    let csv: String = text[start..end]
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
-    csv::Reader::from_reader(csv.as_bytes())
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
+    csv_section::read(text, BEGIN, END, "DMA")
 }
 
 /// A text table of `rows`: per operation and size, the median in microseconds for each
@@ -243,7 +220,10 @@ mod tests {
             ..small.clone()
         };
         let rows = vec![small, large, direct];
-        let text = format!("noise\n{BEGIN}\n{}{END}\n", to_csv(&rows).unwrap());
+        let text = format!(
+            "noise\n{BEGIN}\n{}{END}\n",
+            csv_section::to_csv(&rows).unwrap()
+        );
         assert_eq!(section(&text).unwrap(), rows);
         let table = table(&rows);
         assert!(table.contains("dma_map (median us)"), "{table}");

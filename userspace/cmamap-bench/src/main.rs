@@ -6,6 +6,7 @@
 mod chart;
 mod clock;
 mod contender;
+mod csv_section;
 mod dma;
 mod meter;
 mod ratios;
@@ -182,7 +183,8 @@ fn dma_report(args: &DmaReportArgs) -> Result<(), String> {
         rows.extend(dma::section(&text).map_err(|e| format!("{}: {e}", input.display()))?);
     }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("dma.csv"), dma::to_csv(&rows)?).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("dma.csv"), csv_section::to_csv(&rows)?)
+        .map_err(|e| e.to_string())?;
     let table = dma::table(&rows);
     std::fs::write(args.out.join("dma.txt"), &table).map_err(|e| e.to_string())?;
     print!("{table}");
@@ -195,15 +197,19 @@ fn scale_report(args: &ScaleReportArgs) -> Result<(), String> {
         .map_err(|e| format!("read {}: {e}", args.input.display()))?;
     let rows = scale::section(&text)?;
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
-    std::fs::write(args.out.join("scale.csv"), scale::to_csv(&rows)?).map_err(|e| e.to_string())?;
+    std::fs::write(args.out.join("scale.csv"), csv_section::to_csv(&rows)?)
+        .map_err(|e| e.to_string())?;
     let mut table = scale::table(&rows);
     let mut before = Vec::new();
     if let Some(path) = &args.before {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
         before = scale::section(&text)?;
-        std::fs::write(args.out.join("scale-before.csv"), scale::to_csv(&before)?)
-            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            args.out.join("scale-before.csv"),
+            csv_section::to_csv(&before)?,
+        )
+        .map_err(|e| e.to_string())?;
         table.push_str("\nBefore (the module with one list and one id space):\n");
         table.push_str(&scale::table(&before));
     }

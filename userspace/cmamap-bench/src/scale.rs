@@ -8,12 +8,12 @@
 //! block counts are checked against STAT; the times are only reported.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use cmamap::{AllocRequest, Device, Prot, Strategy};
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
+use crate::csv_section;
 use crate::stats::Spread;
 
 /// The line before the CSV section on stdout.
@@ -61,16 +61,6 @@ fn row(rows: &mut Vec<Row>, op: &str, live: u64, samples: &[f64]) {
             max_ns: s.max.round(),
         });
     }
-}
-
-/// `rows` as CSV, with a header.
-pub fn to_csv(rows: &[Row]) -> Result<String, String> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        writer.serialize(row).map_err(|e| e.to_string())?;
-    }
-    let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
 }
 
 /// Files full of one-page blocks that stay alive until dropped.
@@ -206,9 +196,7 @@ pub fn run(plan: &Plan) -> Result<(), String> {
     }
     drop(filler);
     drop(probe);
-    let csv = to_csv(&rows)?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{BEGIN}\n{csv}{END}").map_err(|e| e.to_string())
+    csv_section::print(&rows, BEGIN, END)
 }
 
 fn filler_count(filler: &Filler) -> u64 {
@@ -220,21 +208,7 @@ fn filler_count(filler: &Filler) -> u64 {
 
 /// The rows of the CSV section of a run's output (the VM's result.txt or console).
 pub fn section(text: &str) -> Result<Vec<Row>, String> {
-    let start = text.find(BEGIN).ok_or("no scale section")? + BEGIN.len();
-    let end = start
-        + text[start..]
-            .find(END)
-            .ok_or("no end of the scale section")?;
-    let csv: String = text[start..end]
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
-    csv::Reader::from_reader(csv.as_bytes())
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())
+    csv_section::read(text, BEGIN, END, "scale")
 }
 
 fn levels(rows: &[Row]) -> Vec<u64> {
@@ -483,7 +457,10 @@ mod tests {
     #[test]
     fn section_table_and_chart() {
         let rows = rows();
-        let text = format!("noise\n{BEGIN}\n{}{END}\n", to_csv(&rows).unwrap());
+        let text = format!(
+            "noise\n{BEGIN}\n{}{END}\n",
+            csv_section::to_csv(&rows).unwrap()
+        );
         assert_eq!(section(&text).unwrap(), rows);
         let table = table(&rows);
         assert!(table.contains("1.50x"), "{table}");
