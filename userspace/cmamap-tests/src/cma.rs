@@ -19,6 +19,99 @@ use cmamap::{meminfo, Device};
 /// after a fuzz run. A rise is never a leak.
 pub const LENT_PAGES_SLACK_KIB: u64 = 64;
 
+/// How much CMA is free, by the most exact figure the kernel offers: the areas' own
+/// `available_pages`, which only `cma_alloc`/`cma_release` move, where sysfs has them; the
+/// settled CmaFree otherwise, which also moves with pages lent to other movable allocations
+/// (a CI run on arm64 saw it 64 kB low with every CMA page back).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    AvailablePages(u64),
+    CmaFreeKib(u64),
+}
+
+impl Level {
+    /// The level now, in the same unit as `self`; `None` if that figure is gone.
+    fn now(self, flusher: Option<&Device>) -> Option<Level> {
+        match self {
+            Level::AvailablePages(_) => meminfo::cma_available_pages().map(Level::AvailablePages),
+            Level::CmaFreeKib(_) => meminfo::settled_cma_free_kib(flusher)
+                .ok()
+                .map(Level::CmaFreeKib),
+        }
+    }
+
+    /// The level now, from the exact figure where there is one.
+    pub fn read(flusher: Option<&Device>) -> Option<Level> {
+        match meminfo::cma_available_pages() {
+            Some(pages) => Some(Level::AvailablePages(pages)),
+            None => meminfo::settled_cma_free_kib(flusher)
+                .ok()
+                .map(Level::CmaFreeKib),
+        }
+    }
+
+    /// The free figure in bytes.
+    fn bytes(self, page: u64) -> u64 {
+        match self {
+            Level::AvailablePages(pages) => pages * page,
+            Level::CmaFreeKib(kib) => kib * 1024,
+        }
+    }
+
+    /// Whether the exact figure was read.
+    pub fn is_exact(self) -> bool {
+        matches!(self, Level::AvailablePages(_))
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Level::AvailablePages(pages) => write!(f, "{pages} CMA pages available"),
+            Level::CmaFreeKib(kib) => write!(f, "CmaFree {kib} kB"),
+        }
+    }
+}
+
+/// Whether `now` shows at least `bytes` more taken from CMA than `base`: exactly with the
+/// areas' page counts; with CmaFree, at least half of it beyond `tolerance_kib`.
+pub fn holds(base: Level, now: Level, bytes: u64, page: u64, tolerance_kib: u64) -> bool {
+    let taken = base.bytes(page).saturating_sub(now.bytes(page));
+    match base {
+        Level::AvailablePages(_) => taken >= bytes,
+        Level::CmaFreeKib(_) => taken + tolerance_kib * 1024 >= bytes / 2,
+    }
+}
+
+/// Whether `now` is back at `base`: exactly with the areas' page counts; with CmaFree, not
+/// more than `tolerance_kib` below (a rise is never a leak).
+pub fn returned(base: Level, now: Level, page: u64, tolerance_kib: u64) -> bool {
+    match base {
+        Level::AvailablePages(_) => now == base,
+        Level::CmaFreeKib(_) => now.bytes(page) + tolerance_kib * 1024 >= base.bytes(page),
+    }
+}
+
+/// Waits up to [`SETTLE`] until `returned` holds; the last reading otherwise.
+pub fn wait_returned(
+    base: Level,
+    flusher: Option<&Device>,
+    page: u64,
+    tolerance_kib: u64,
+) -> Result<(), Option<Level>> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let now = base.now(flusher);
+        if now.is_some_and(|now| returned(base, now, page, tolerance_kib)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(now);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The figures a test must leave as it found them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -170,6 +263,34 @@ mod tests {
         };
         assert!(differences(&without_cma, &snap(7, 7, 1, 4096), 0).is_empty());
         assert!(differences(&snap(7, 7, 1, 4096), &without_cma, 0).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod level_tests {
+    use super::*;
+
+    const PAGE: u64 = 4096;
+
+    #[test]
+    fn exact_levels_count_every_page() {
+        let base = Level::AvailablePages(1000);
+        assert!(holds(base, Level::AvailablePages(744), 1 << 20, PAGE, 64));
+        assert!(!holds(base, Level::AvailablePages(745), 1 << 20, PAGE, 64));
+        assert!(returned(base, Level::AvailablePages(1000), PAGE, 64));
+        // No slack: one page short is a page held, and one more is someone else's release.
+        assert!(!returned(base, Level::AvailablePages(999), PAGE, 64));
+        assert!(!returned(base, Level::AvailablePages(1001), PAGE, 64));
+    }
+
+    #[test]
+    fn cma_free_levels_allow_lent_pages() {
+        let base = Level::CmaFreeKib(10_000);
+        assert!(holds(base, Level::CmaFreeKib(9_488), 1 << 20, PAGE, 0));
+        assert!(!holds(base, Level::CmaFreeKib(9_600), 1 << 20, PAGE, 0));
+        assert!(returned(base, Level::CmaFreeKib(9_996), PAGE, 4));
+        assert!(!returned(base, Level::CmaFreeKib(9_995), PAGE, 4));
+        assert!(returned(base, Level::CmaFreeKib(10_100), PAGE, 0));
     }
 }
 

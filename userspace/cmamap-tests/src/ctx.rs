@@ -7,6 +7,7 @@ use cmamap::{meminfo, Device, Errno};
 use nix::unistd::{Gid, Uid};
 
 use crate::check::{skip, Failure, Step, TestResult};
+use crate::cma::{self, Level};
 
 /// The uid and gid of `nobody`, set without a passwd lookup (the guest has no NSS).
 pub const NOBODY: u32 = 65534;
@@ -41,10 +42,48 @@ impl Ctx {
         meminfo::settled_cma_free_kib(flusher.as_ref()).ok()
     }
 
-    /// Waits for `CmaFree` to come back to `target_kib`; returns the last reading otherwise.
-    pub fn wait_for_cma_free(&self, target_kib: u64) -> Result<u64, u64> {
+    /// How much CMA is free now, by the most exact figure there is ([`Level`]).
+    pub fn cma_level(&self) -> Option<Level> {
         let flusher = Device::open_path(&self.device).ok();
-        meminfo::wait_for_cma_free(flusher.as_ref(), target_kib, self.cma_tolerance_kib)
+        Level::read(flusher.as_ref())
+    }
+
+    /// Fails unless CMA has at least `bytes` fewer free than at `base` (`when` names the
+    /// moment); does nothing without a reading.
+    pub fn ensure_cma_held(
+        &self,
+        base: Option<Level>,
+        bytes: u64,
+        when: &str,
+    ) -> Result<(), Failure> {
+        let Some(base) = base else { return Ok(()) };
+        let flusher = Device::open_path(&self.device).ok();
+        let now = Level::read(flusher.as_ref()).filter(|now| now.is_exact() == base.is_exact());
+        if let Some(now) = now {
+            ensure!(
+                cma::holds(base, now, bytes, self.page as u64, self.cma_tolerance_kib),
+                "{when}: {now}, {base} before: the {bytes}-byte block went back to CMA while \
+                 still in use"
+            );
+        }
+        Ok(())
+    }
+
+    /// Fails unless CMA is back at `base` within [`meminfo::SETTLE`]; does nothing without a
+    /// reading.
+    pub fn ensure_cma_returned(&self, base: Option<Level>, when: &str) -> Result<(), Failure> {
+        let Some(base) = base else { return Ok(()) };
+        let flusher = Device::open_path(&self.device).ok();
+        match cma::wait_returned(
+            base,
+            flusher.as_ref(),
+            self.page as u64,
+            self.cma_tolerance_kib,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Some(now)) => fail!("{when}: {now}, {base} before"),
+            Err(None) => fail!("{when}: the CMA figure ({base} before) can no longer be read"),
+        }
     }
 
     /// A skip verdict when the test needs root and does not have it.

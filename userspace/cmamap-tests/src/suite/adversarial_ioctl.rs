@@ -80,8 +80,7 @@ fn exhaust(ctx: &Ctx) -> Result<(Vec<Device>, u64, Errno), Failure> {
 }
 
 pub fn alloc_until_enomem_then_again(ctx: &Ctx) -> TestResult {
-    let base = ctx.cma_free_kib();
-    let baseline_available = cmamap::meminfo::cma_available_pages();
+    let base = ctx.cma_level();
     let (files, first, why) = exhaust(ctx)?;
     if why == Errno::ENOSPC {
         drop(files);
@@ -91,16 +90,7 @@ pub fn alloc_until_enomem_then_again(ctx: &Ctx) -> TestResult {
     }
     ensure!(first > 0, "not even one {CHUNK}-byte block fitted");
     drop(files);
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("after freeing {first} bytes: CmaFree is {now} kB, {base} kB before");
-        }
-    }
-    ensure_eq!(
-        cmamap::meminfo::cma_available_pages(),
-        baseline_available,
-        "CMA available pages after freeing everything"
-    );
+    ctx.ensure_cma_returned(base, &format!("after freeing {first} bytes"))?;
     // The same total fits again: nothing was lost or fragmented for good.
     let (files, second, _) = exhaust(ctx)?;
     drop(files);
@@ -108,11 +98,7 @@ pub fn alloc_until_enomem_then_again(ctx: &Ctx) -> TestResult {
         second >= first,
         "only {second} bytes fitted the second time, {first} the first"
     );
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("after the second round: CmaFree is {now} kB, {base} kB before");
-        }
-    }
+    ctx.ensure_cma_returned(base, "after the second round")?;
     pass()
 }
 

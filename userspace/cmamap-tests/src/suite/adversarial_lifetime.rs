@@ -67,7 +67,7 @@ fn wait_for_orphaning(parent: i32) -> Result<(), Failure> {
 
 pub fn fork_either_exits_first(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let len = 8 * ctx.page;
-    let base = ctx.cma_free_kib();
+    let base = ctx.cma_level();
     // Parent exits first: a middle process allocates and maps, forks a grandchild and exits;
     // the grandchild, holding the only mapping and file left, checks and writes the memory.
     let (mut reader, writer) = std::io::pipe().step("pipe")?;
@@ -110,11 +110,7 @@ pub fn fork_either_exits_first(ctx: &Ctx, strategy: Strategy) -> TestResult {
         .read_to_string(&mut message)
         .step("read the grandchild's verdict")?;
     ensure_eq!(message.as_str(), "ok", "grandchild's verdict");
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("after both exited: CmaFree is {now} kB, {base} kB before");
-        }
-    }
+    ctx.ensure_cma_returned(base, "after both exited")?;
 
     // Child exits first: the parent's mapping and block stay intact.
     let dev = ctx.open()?;
@@ -195,7 +191,7 @@ pub fn madv_dontfork(ctx: &Ctx, strategy: Strategy) -> TestResult {
 pub fn sigkill_with_blocks_and_mappings(ctx: &Ctx) -> TestResult {
     let observer = ctx.open()?;
     let before = observer.stat()?;
-    let base = ctx.cma_free_kib();
+    let base = ctx.cma_level();
     let (mut ready_reader, ready_writer) = std::io::pipe().step("pipe")?;
     let (hold_reader, hold_writer) = std::io::pipe().step("pipe")?;
     // The victim inherits both ends of `hold`, so its read below never ends: it waits for the
@@ -253,11 +249,7 @@ pub fn sigkill_with_blocks_and_mappings(ctx: &Ctx) -> TestResult {
         before.bytes_total,
         "live bytes after the kill"
     );
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("after the kill: CmaFree is {now} kB, {base} kB before");
-        }
-    }
+    ctx.ensure_cma_returned(base, "after the kill")?;
     pass()
 }
 

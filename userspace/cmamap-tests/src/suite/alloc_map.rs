@@ -8,7 +8,7 @@ use crate::ctx::Ctx;
 use crate::suite::validation::Spoiler;
 
 pub fn alloc_map_roundtrip(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = ctx.cma_free_kib();
+    let base = ctx.cma_level();
     let dev = ctx.open()?;
     let size = ctx.pages(4);
     let mut block = dev.alloc_map(&AllocRequest::new(size).strategy(strategy), Prot::ReadWrite)?;
@@ -44,11 +44,7 @@ pub fn alloc_map_roundtrip(ctx: &Ctx, strategy: Strategy) -> TestResult {
     let id = block.id();
     block.unmap_free()?;
     expect_errno(dev.info(id), Errno::ENOENT, "INFO after UNMAP_FREE")?;
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("CmaFree is {now} kB after UNMAP_FREE, {base} kB before ALLOC_MAP");
-        }
-    }
+    ctx.ensure_cma_returned(base, "after UNMAP_FREE, against before ALLOC_MAP")?;
     pass()
 }
 

@@ -1,9 +1,10 @@
 //! Allocation, description, listing, ownership and release of blocks.
 
-use cmamap::{abi, meminfo, AllocRequest, Errno, Info, Owner, Prot, Strategy};
+use cmamap::{abi, AllocRequest, Errno, Info, Owner, Prot, Strategy};
 use cmamap_testkit::pattern;
 
 use crate::check::{expect_errno, pass, skip, Failure, TestResult};
+use crate::cma::Level;
 use crate::ctx::Ctx;
 
 fn check_fresh_info(ctx: &Ctx, info: &Info, size: u64, strategy: Strategy) -> Result<(), Failure> {
@@ -295,33 +296,21 @@ pub fn align_order_is_honoured(ctx: &Ctx) -> TestResult {
 }
 
 pub fn cma_free_tracks_blocks(ctx: &Ctx) -> TestResult {
-    let Some(base) = ctx.cma_free_kib() else {
-        return skip("/proc/meminfo has no CmaFree");
+    let Some(base) = ctx.cma_level() else {
+        return skip("neither the CMA areas' page counts nor CmaFree can be read");
     };
     let dev = ctx.open()?;
-    let size_kib = 1024;
-    let pages_before = meminfo::cma_available_pages();
-    let block = dev.alloc(&AllocRequest::new(size_kib * 1024))?;
-    // CMA's own count of free pages is exact; CmaFree also moves with pages the kernel lends
-    // to other allocations (a CI run saw it fall by 960 kB for this 1024 kB block), so it is
-    // the check only where the areas do not report their pages.
-    if let (Some(before), Some(during)) = (pages_before, meminfo::cma_available_pages()) {
-        let pages = size_kib * 1024 / ctx.page as u64;
-        ensure_eq!(
+    let size = 1 << 20;
+    let block = dev.alloc(&AllocRequest::new(size))?;
+    match (base, ctx.cma_level()) {
+        (Level::AvailablePages(before), Some(Level::AvailablePages(during))) => ensure_eq!(
             before - during,
-            pages,
-            "CMA pages taken by a {size_kib} kB block (available {before} before, {during} during)"
-        );
-    } else {
-        let during = ctx.cma_free_kib().unwrap_or(base);
-        ensure!(
-            during + size_kib <= base + ctx.cma_tolerance_kib,
-            "CmaFree went from {base} kB to {during} kB for a {size_kib} kB block: not taken from CMA?"
-        );
+            size / ctx.page as u64,
+            "CMA pages taken by a 1 MiB block ({before} available before, {during} during)"
+        ),
+        _ => ctx.ensure_cma_held(Some(base), size, "after ALLOC")?,
     }
     block.free()?;
-    if let Err(now) = ctx.wait_for_cma_free(base) {
-        fail!("CmaFree is {now} kB after FREE, {base} kB before ALLOC");
-    }
+    ctx.ensure_cma_returned(Some(base), "after FREE")?;
     pass()
 }

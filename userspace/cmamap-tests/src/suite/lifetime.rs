@@ -9,30 +9,8 @@ use crate::ctx::Ctx;
 
 const SIZE: u64 = 1 << 20;
 
-/// Fails unless CMA still holds the block: CmaFree at least half the block below `base`.
-fn ensure_still_held(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
-    if let (Some(base), Some(now)) = (base, ctx.cma_free_kib()) {
-        let half_block = SIZE / 1024 / 2;
-        ensure!(
-            now + half_block <= base + ctx.cma_tolerance_kib,
-            "{when}: CmaFree is {now} kB, {base} kB before ALLOC: the memory went back to CMA \
-             while still mapped"
-        );
-    }
-    Ok(())
-}
-
-fn ensure_returned(ctx: &Ctx, base: Option<u64>, when: &str) -> Result<(), Failure> {
-    if let Some(base) = base {
-        if let Err(now) = ctx.wait_for_cma_free(base) {
-            fail!("{when}: CmaFree is {now} kB, {base} kB before ALLOC");
-        }
-    }
-    Ok(())
-}
-
 pub fn free_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = ctx.cma_free_kib();
+    let base = ctx.cma_level();
     let dev = ctx.open()?;
     let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
     let (id, offset) = (block.id(), block.offset());
@@ -61,15 +39,15 @@ pub fn free_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
     pattern::fill(mapping.as_mut_slice(), 22, 0);
     pattern::check(mapping.as_slice(), 22, 0)
         .map_err(|m| Failure::new(format!("new data after FREE: {m}")))?;
-    ensure_still_held(ctx, base, "after FREE, still mapped")?;
+    ctx.ensure_cma_held(base, SIZE, "after FREE, still mapped")?;
 
     drop(mapping);
-    ensure_returned(ctx, base, "after the last munmap")?;
+    ctx.ensure_cma_returned(base, "after the last munmap")?;
     pass()
 }
 
 pub fn close_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
-    let base = ctx.cma_free_kib();
+    let base = ctx.cma_level();
     let dev = ctx.open()?;
     let block = dev.alloc(&AllocRequest::new(SIZE).strategy(strategy))?;
     block.pwrite(0, &pattern::generate(SIZE as usize, 23, 0))?;
@@ -83,9 +61,9 @@ pub fn close_while_mapped(ctx: &Ctx, strategy: Strategy) -> TestResult {
     pattern::fill(mapping.as_mut_slice(), 24, 0);
     pattern::check(mapping.as_slice(), 24, 0)
         .map_err(|m| Failure::new(format!("new data after close: {m}")))?;
-    ensure_still_held(ctx, base, "after close, still mapped")?;
+    ctx.ensure_cma_held(base, SIZE, "after close, still mapped")?;
 
     drop(mapping);
-    ensure_returned(ctx, base, "after the last munmap")?;
+    ctx.ensure_cma_returned(base, "after the last munmap")?;
     pass()
 }
