@@ -389,6 +389,218 @@ fn x86_cache_modes(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult {
     pass()
 }
 
+/// Mappings of `resource2_wc` the main thread makes while the copies run.
+#[cfg(target_arch = "x86_64")]
+const OUTSIDE_WC_ROUNDS: usize = 200;
+
+/// `pread`/`pwrite` of the BAR leave a write-combined mapping of it made outside cmamap
+/// write-combined (issue 14, defect 8). While a thread copies the BAR's first two pages back
+/// and forth through cmamap, the main thread maps the first four pages of the device's sysfs
+/// `resource2_wc` again and again, and PAT's reservation list must name each mapping
+/// write-combining. A copy through `ioremap` reserves its page UC- while it copies, and a
+/// mapping made meanwhile gets UC- for its lifetime.
+pub fn ivshmem_copy_keeps_outside_wc(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_copy_keeps_outside_wc(ctx, &dev, &info)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = info;
+        skip("not x86-64: only x86 PAT reserves a memtype per physical range")
+    }
+}
+
+/// Whether the running kernel has `vmap_pfn` (`CONFIG_VMAP_PFN`), by its name in
+/// `/proc/kallsyms`.
+#[cfg(target_arch = "x86_64")]
+fn kernel_has_vmap_pfn() -> Result<bool, Failure> {
+    let symbols = std::fs::read_to_string("/proc/kallsyms").step("read /proc/kallsyms")?;
+    Ok(symbols
+        .lines()
+        .any(|line| line.split_whitespace().nth(2) == Some("vmap_pfn")))
+}
+
+/// A shared read-only mapping of the first `len` bytes of a sysfs resource file.
+#[cfg(target_arch = "x86_64")]
+struct ResourceMapping {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ResourceMapping {
+    fn map(file: &std::fs::File, len: usize) -> Result<Self, Errno> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: A new mapping chosen by the kernel; nothing in Rust references it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ResourceMapping {
+    fn drop(&mut self) {
+        // SAFETY: The mapping `map` made, unmapped once.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if !Path::new(PAT_LIST).exists() {
+        return skip(format!("{PAT_LIST} absent: no x86 PAT or no debugfs"));
+    }
+    if !kernel_has_vmap_pfn()? {
+        return skip(
+            "kernel without CONFIG_VMAP_PFN (no vmap_pfn in /proc/kallsyms): pread/pwrite copy \
+             through ioremap, which reserves UC- while it copies; see README",
+        );
+    }
+    let Some(address) = bound_device()? else {
+        return skip(format!("no device under {DRIVER_DIR}"));
+    };
+    let resource = PathBuf::from(DRIVER_DIR)
+        .join(&address)
+        .join("resource2_wc");
+    if !resource.exists() {
+        return skip(format!(
+            "{} absent: BAR 2 is not prefetchable",
+            resource.display()
+        ));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&resource)
+        .step(&format!("open {}", resource.display()))?;
+    let p = ctx.page;
+    let len = 4 * p;
+    // Before any copy runs: the mapping is allowed at all, and write-combined.
+    match ResourceMapping::map(&file, len) {
+        Ok(mapping) => {
+            ensure_eq!(
+                pat_memtype(info.phys_addr, len as u64)?.as_deref(),
+                Some("write-combining"),
+                "PAT memtype of a resource2_wc mapping with no copy running"
+            );
+            drop(mapping);
+        }
+        Err(Errno::EINVAL) => {
+            return skip(format!(
+                "mmap of {} refused (EINVAL): this kernel keeps a region a driver holds \
+                 (cmamap's BAR) from user mappings (CONFIG_IO_STRICT_DEVMEM, or iomem=strict), \
+                 so no mapping outside cmamap can exist to be downgraded (boot with \
+                 iomem=relaxed to run this case)",
+                resource.display()
+            ));
+        }
+        Err(errno) => fail!("mmap of {}: {errno}", resource.display()),
+    }
+    // The copies write back what they read: the host's data stays.
+    let mut first = vec![0u8; 2 * p];
+    ensure_eq!(
+        dev.pread(info.offset, &mut first)?,
+        first.len(),
+        "pread length"
+    );
+    pattern::check(&first, HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host data before the copies: {m}")))?;
+
+    let stop = AtomicBool::new(false);
+    let copies = AtomicU64::new(0);
+    let copy_pages = [
+        format!(
+            "[mem {:#018x}-{:#018x}]",
+            info.phys_addr,
+            info.phys_addr + p as u64
+        ),
+        format!(
+            "[mem {:#018x}-{:#018x}]",
+            info.phys_addr + p as u64,
+            info.phys_addr + 2 * p as u64
+        ),
+    ];
+    let (downgrades, copies_seen) = std::thread::scope(|scope| -> Result<_, Failure> {
+        let copier = scope.spawn(|| -> Result<(), Failure> {
+            let mut buf = vec![0u8; 2 * p];
+            while !stop.load(Ordering::Relaxed) {
+                ensure_eq!(dev.pread(info.offset, &mut buf)?, buf.len(), "pread length");
+                ensure_eq!(dev.pwrite(info.offset, &buf)?, buf.len(), "pwrite length");
+                copies.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        let rounds = (|| -> Result<(usize, usize), Failure> {
+            while copies.load(Ordering::Relaxed) == 0 && !copier.is_finished() {
+                std::thread::yield_now();
+            }
+            let (mut downgrades, mut copies_seen) = (0, 0);
+            for round in 0..OUTSIDE_WC_ROUNDS {
+                let mapping = ResourceMapping::map(&file, len)
+                    .step(&format!("round {round}: mmap of {}", resource.display()))?;
+                let list = std::fs::read_to_string(PAT_LIST).step("read the PAT memtype list")?;
+                drop(mapping);
+                let range = format!(
+                    "[mem {:#018x}-{:#018x}]",
+                    info.phys_addr,
+                    info.phys_addr + len as u64
+                );
+                let memtype = list.lines().find_map(|line| {
+                    line.split_once(&range)
+                        .map(|(_, kind)| kind.trim().to_owned())
+                });
+                match memtype.as_deref() {
+                    Some("write-combining") => {}
+                    Some("uncached-minus") => downgrades += 1,
+                    other => {
+                        fail!("round {round}: PAT memtype of the resource2_wc mapping: {other:?}")
+                    }
+                }
+                if copy_pages.iter().any(|page| list.contains(page.as_str())) {
+                    copies_seen += 1;
+                }
+            }
+            Ok((downgrades, copies_seen))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        copier
+            .join()
+            .map_err(|_| Failure::new("the copying thread panicked"))??;
+        rounds
+    })?;
+    let copies = copies.load(Ordering::Relaxed);
+    println!(
+        "# {OUTSIDE_WC_ROUNDS} resource2_wc mappings during {copies} pread+pwrite pairs: \
+         {downgrades} downgraded to UC-, a copy's own reservation seen in {copies_seen}"
+    );
+    ensure!(
+        downgrades == 0,
+        "{downgrades} of {OUTSIDE_WC_ROUNDS} write-combined resource2_wc mappings got UC- \
+         while pread/pwrite copied the BAR (a copy's own reservation seen in {copies_seen} \
+         rounds)"
+    );
+    pass()
+}
+
 /// The PCI address of the bound ivshmem device, from the driver's sysfs directory.
 fn bound_device() -> Result<Option<String>, Failure> {
     let Ok(entries) = std::fs::read_dir(DRIVER_DIR) else {
