@@ -426,6 +426,39 @@ fn kernel_has_vmap_pfn() -> Result<bool, Failure> {
         .any(|line| line.split_whitespace().nth(2) == Some("vmap_pfn")))
 }
 
+/// The CPUs the calling thread may run on.
+#[cfg(target_arch = "x86_64")]
+fn allowed_cpus() -> Result<Vec<usize>, Failure> {
+    // SAFETY: `cpu_set_t` is plain data, and all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: Pid 0 is the calling thread; `set` has the size passed.
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if ret != 0 {
+        fail!("sched_getaffinity: {}", Errno::last());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, inside `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Lets the calling thread run on `cpus` only.
+#[cfg(target_arch = "x86_64")]
+fn set_cpus(cpus: &[usize]) -> Result<(), Failure> {
+    // SAFETY: As in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: Each `cpu` came from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: Pid 0 is the calling thread; `set` has the size passed.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if ret != 0 {
+        fail!("sched_setaffinity to CPUs {cpus:?}: {}", Errno::last());
+    }
+    Ok(())
+}
+
 /// A shared read-only mapping of the first `len` bytes of a sysfs resource file.
 #[cfg(target_arch = "x86_64")]
 struct ResourceMapping {
@@ -525,6 +558,14 @@ fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult
     pattern::check(&first, HOST_SEED, 0)
         .map_err(|m| Failure::new(format!("host data before the copies: {m}")))?;
 
+    // The copies and the mappings on CPUs of their own: a kernel without full preemption never
+    // switches away from a copy while it holds its mapping, so on one CPU they would not meet.
+    let cpus = allowed_cpus()?;
+    let &[copier_cpu, mapper_cpu, ..] = cpus.as_slice() else {
+        return skip(format!(
+            "needs two CPUs to copy and map at once, this thread may use {cpus:?}"
+        ));
+    };
     let stop = AtomicBool::new(false);
     let copies = AtomicU64::new(0);
     let copy_pages = [
@@ -539,8 +580,10 @@ fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult
             info.phys_addr + 2 * p as u64
         ),
     ];
+    let started = std::time::Instant::now();
     let (downgrades, copies_seen) = std::thread::scope(|scope| -> Result<_, Failure> {
         let copier = scope.spawn(|| -> Result<(), Failure> {
+            set_cpus(&[copier_cpu])?;
             let mut buf = vec![0u8; 2 * p];
             while !stop.load(Ordering::Relaxed) {
                 ensure_eq!(dev.pread(info.offset, &mut buf)?, buf.len(), "pread length");
@@ -550,6 +593,7 @@ fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult
             Ok(())
         });
         let rounds = (|| -> Result<(usize, usize), Failure> {
+            set_cpus(&[mapper_cpu])?;
             while copies.load(Ordering::Relaxed) == 0 && !copier.is_finished() {
                 std::thread::yield_now();
             }
@@ -585,12 +629,15 @@ fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult
         copier
             .join()
             .map_err(|_| Failure::new("the copying thread panicked"))??;
+        set_cpus(&cpus)?;
         rounds
     })?;
     let copies = copies.load(Ordering::Relaxed);
     println!(
-        "# {OUTSIDE_WC_ROUNDS} resource2_wc mappings during {copies} pread+pwrite pairs: \
-         {downgrades} downgraded to UC-, a copy's own reservation seen in {copies_seen}"
+        "# {OUTSIDE_WC_ROUNDS} resource2_wc mappings on CPU {mapper_cpu} during {copies} \
+         pread+pwrite pairs on CPU {copier_cpu} ({} ms): {downgrades} downgraded to UC-, a \
+         copy's own reservation seen in {copies_seen}",
+        started.elapsed().as_millis()
     );
     ensure!(
         downgrades == 0,
