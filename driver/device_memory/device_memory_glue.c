@@ -18,10 +18,10 @@
  * for as long as it lives (UC-, or the memtype of a mapping that exists), and a write-combined
  * mapping of that page made meanwhile outside the driver (sysfs resourceN_wc, another driver's
  * ioremap_wc()) is then given UC- for its own lifetime. vmap_pfn() reserves no memtype, so such
- * a mapping keeps WC; the UC- copy mapping that may alias it is harmless, since the SDM forbids
- * a WC page only to alias a cacheable one, and UC- and WC are both uncached.
+ * a mapping keeps WC. The UC- copy mapping that may alias it is benign: the alias the SDM says
+ * must never exist is WC with a cacheable type, and UC- and WC are both uncacheable.
  * vmap_pfn() exists only with CONFIG_VMAP_PFN, a hidden option that only i915 and xe select:
- * distribution x86 kernels have it, the project's test kernels do not, and there the copies keep
+ * Debian's x86 kernel has it, the project's test kernels do not, and there the copies keep
  * ioremap(). vmap_pfn() WARNs on a pfn with a struct page (a BAR next to RAM in one section may
  * have one): such a page keeps ioremap() too. arm64 reserves no memtype: it keeps ioremap().
  */
