@@ -562,8 +562,9 @@ fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult
     pattern::check(&first, HOST_SEED, 0)
         .map_err(|m| Failure::new(format!("host data before the copies: {m}")))?;
 
-    // The copies and the mappings on CPUs of their own: a kernel without full preemption never
-    // switches away from a copy while it holds its mapping, so on one CPU they would not meet.
+    // The copies and the mappings on CPUs of their own: with lazy preemption a copy is switched
+    // away at the next tick or on its return to user space, seldom while it holds its mapping,
+    // so on one CPU the two would rarely meet.
     let cpus = allowed_cpus()?;
     let &[copier_cpu, mapper_cpu, ..] = cpus.as_slice() else {
         return skip(format!(
