@@ -3,14 +3,16 @@
 //! Device memory: a PCI BAR claimed for a block, and the gate that stops every access to it
 //! when the device unbinds.
 //!
-//! One of the modules with `unsafe`: the PCI region request, the `ioremap` copies and the raw
-//! `struct pci_dev` the Rust PCI abstractions do not expose.
+//! One of the modules with `unsafe`: the PCI region request, the copies through short-lived
+//! kernel mappings and the raw `struct pci_dev` the Rust PCI abstractions do not expose.
 //!
 //! `BarMemory::state` is lock 6 of the crate's lock order.
 //!
 //! The driver keeps no long-lived kernel mapping of the BAR: on x86 the first mapping of a
 //! physical range fixes its cache mode (PAT), and a kernel `ioremap` would silently turn every
-//! write-combined user mapping into an uncached one.
+//! write-combined user mapping into an uncached one. Each `pread`/`pwrite` page is copied through
+//! a mapping that lives for that copy alone: `vmap_pfn`, which reserves no memtype, where the
+//! kernel has it (x86 with `CONFIG_VMAP_PFN`), else `ioremap` (see device_memory_glue.c).
 //!
 //! Unbind: [`BarMemory::revoke`] closes the gate under `BarMemory::state`, so no fault inserts
 //! a PTE and no `pread`/`pwrite` touches the BAR afterwards; the caller then zaps the PTEs that
@@ -31,6 +33,7 @@ use kernel::{
 
 extern "C" {
     fn cmamap_mm_has_users(mm: *mut c_void) -> bool;
+    fn cmamap_bar_copy_uses_ioremap(phys: bindings::phys_addr_t, len: u64) -> bool;
     fn cmamap_bar_copy(
         phys: bindings::phys_addr_t,
         buf: *mut c_void,
@@ -134,8 +137,8 @@ struct GateState {
 /// # Invariants
 ///
 /// While `state.live`, `phys..phys + pages * PAGE_SIZE` is a memory BAR that this driver has
-/// requested. Every access to it (PTE insertion, `ioremap` copy) happens under `state` with
-/// `live` checked.
+/// requested. Every access to it (PTE insertion, copy) happens under `state` with `live`
+/// checked.
 #[pin_data]
 pub(crate) struct BarMemory {
     phys: u64,
@@ -162,6 +165,18 @@ impl BarMemory {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The kernel mapping that `pread`/`pwrite` copy through: `ioremap` (which reserves the
+    /// page's memtype on x86 while it copies) if any page of the BAR needs it, else `vmap_pfn`.
+    pub(crate) fn copy_mapping(&self) -> &'static str {
+        let len = (self.pages * PAGE_SIZE) as u64;
+        // SAFETY: Reads only the kernel's configuration and memory map, for any range.
+        if unsafe { cmamap_bar_copy_uses_ioremap(self.phys, len) } {
+            "ioremap"
+        } else {
+            "vmap_pfn"
+        }
     }
 
     /// Whether the device is still bound.

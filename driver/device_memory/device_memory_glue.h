@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <linux/mm_types.h>
 
+bool cmamap_bar_copy_uses_ioremap(phys_addr_t phys, u64 len);
 int cmamap_bar_copy(phys_addr_t phys, void *buf, size_t len, bool to_device);
 bool cmamap_mm_has_users(struct mm_struct *mm);
 struct file *cmamap_rmap_create(void);

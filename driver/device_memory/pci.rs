@@ -60,6 +60,7 @@ impl pci::Driver for CmamapPci {
             return Err(E2BIG);
         }
         let memory = BarMemory::new(&region)?;
+        let copy_mapping = memory.copy_mapping();
         let lease = registry::lease_id(registry::Space::Shared)?;
         let id = lease.id();
         let block = Block::new(
@@ -73,11 +74,12 @@ impl pci::Driver for CmamapPci {
         registry::publish(block, lease);
         dev_info!(
             pdev.as_ref(),
-            "BAR {}: {} bytes at {:#x} are block {}\n",
+            "BAR {}: {} bytes at {:#x} are block {}; pread/pwrite copy through {}\n",
             IVSHMEM_SHMEM_BAR,
             region.len(),
             region.phys(),
-            id
+            id,
+            copy_mapping
         );
         Ok(BoundBar {
             block: shared,

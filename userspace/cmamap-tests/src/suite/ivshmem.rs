@@ -389,6 +389,271 @@ fn x86_cache_modes(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult {
     pass()
 }
 
+/// Mappings of `resource2_wc` the main thread makes while the copies run: this many at least,
+/// and for [`OUTSIDE_WC_TIME`] at least (a fast kernel makes 200 in 60 ms, and a TCG vCPU that
+/// the busy host leaves waiting can hide the race for that long).
+#[cfg(target_arch = "x86_64")]
+const OUTSIDE_WC_ROUNDS: usize = 200;
+#[cfg(target_arch = "x86_64")]
+const OUTSIDE_WC_TIME: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `pread`/`pwrite` of the BAR leave a write-combined mapping of it made outside cmamap
+/// write-combined (issue 14, defect 8). While a thread copies the BAR's first two pages back
+/// and forth through cmamap, the main thread maps the first four pages of the device's sysfs
+/// `resource2_wc` again and again, and PAT's reservation list must name each mapping
+/// write-combining. A copy through `ioremap` reserves its page UC- while it copies, and a
+/// mapping made meanwhile gets UC- for its lifetime.
+pub fn ivshmem_copy_keeps_outside_wc(ctx: &Ctx) -> TestResult {
+    if let Some(skipped) = ctx.needs_root() {
+        return skipped;
+    }
+    let dev = ctx.open()?;
+    let info = device_block_or_skip!(&dev);
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_copy_keeps_outside_wc(ctx, &dev, &info)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = info;
+        skip("not x86-64: only x86 PAT reserves a memtype per physical range")
+    }
+}
+
+/// Whether the running kernel has `vmap_pfn` (`CONFIG_VMAP_PFN`), by its name in
+/// `/proc/kallsyms`.
+#[cfg(target_arch = "x86_64")]
+fn kernel_has_vmap_pfn() -> Result<bool, Failure> {
+    let symbols = std::fs::read_to_string("/proc/kallsyms").step("read /proc/kallsyms")?;
+    Ok(symbols
+        .lines()
+        .any(|line| line.split_whitespace().nth(2) == Some("vmap_pfn")))
+}
+
+/// The CPUs the calling thread may run on.
+#[cfg(target_arch = "x86_64")]
+fn allowed_cpus() -> Result<Vec<usize>, Failure> {
+    // SAFETY: `cpu_set_t` is plain data, and all zeros is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: Pid 0 is the calling thread; `set` has the size passed.
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    if ret != 0 {
+        fail!("sched_getaffinity: {}", Errno::last());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, inside `set`.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Lets the calling thread run on `cpus` only.
+#[cfg(target_arch = "x86_64")]
+fn set_cpus(cpus: &[usize]) -> Result<(), Failure> {
+    // SAFETY: As in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: Each `cpu` came from `allowed_cpus`, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: Pid 0 is the calling thread; `set` has the size passed.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if ret != 0 {
+        fail!("sched_setaffinity to CPUs {cpus:?}: {}", Errno::last());
+    }
+    Ok(())
+}
+
+/// A shared read-only mapping of the first `len` bytes of a sysfs resource file.
+#[cfg(target_arch = "x86_64")]
+struct ResourceMapping {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ResourceMapping {
+    fn map(file: &std::fs::File, len: usize) -> Result<Self, Errno> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: A new mapping chosen by the kernel; nothing in Rust references it.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        Ok(Self { addr, len })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ResourceMapping {
+    fn drop(&mut self) {
+        // SAFETY: The mapping `map` made, unmapped once.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_copy_keeps_outside_wc(ctx: &Ctx, dev: &Device, info: &Info) -> TestResult {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if !Path::new(PAT_LIST).exists() {
+        return skip(format!("{PAT_LIST} absent: no x86 PAT or no debugfs"));
+    }
+    if !kernel_has_vmap_pfn()? {
+        return skip(
+            "kernel without CONFIG_VMAP_PFN (no vmap_pfn in /proc/kallsyms): pread/pwrite copy \
+             through ioremap, which reserves UC- while it copies; see README",
+        );
+    }
+    let Some(address) = bound_device()? else {
+        return skip(format!("no device under {DRIVER_DIR}"));
+    };
+    let resource = PathBuf::from(DRIVER_DIR)
+        .join(&address)
+        .join("resource2_wc");
+    if !resource.exists() {
+        return skip(format!(
+            "{} absent: BAR 2 is not prefetchable",
+            resource.display()
+        ));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&resource)
+        .step(&format!("open {}", resource.display()))?;
+    let p = ctx.page;
+    let len = 4 * p;
+    // Before any copy runs: the mapping is allowed at all, and write-combined.
+    match ResourceMapping::map(&file, len) {
+        Ok(mapping) => {
+            ensure_eq!(
+                pat_memtype(info.phys_addr, len as u64)?.as_deref(),
+                Some("write-combining"),
+                "PAT memtype of a resource2_wc mapping with no copy running"
+            );
+            drop(mapping);
+        }
+        Err(Errno::EINVAL) => {
+            return skip(format!(
+                "mmap of {} refused (EINVAL): this kernel keeps a region a driver holds \
+                 (cmamap's BAR) from user mappings (CONFIG_IO_STRICT_DEVMEM, or iomem=strict), \
+                 so no mapping outside cmamap can exist to be downgraded (boot with \
+                 iomem=relaxed to run this case)",
+                resource.display()
+            ));
+        }
+        Err(errno) => fail!("mmap of {}: {errno}", resource.display()),
+    }
+    // The copies write back what they read: the host's data stays.
+    let mut first = vec![0u8; 2 * p];
+    ensure_eq!(
+        dev.pread(info.offset, &mut first)?,
+        first.len(),
+        "pread length"
+    );
+    pattern::check(&first, HOST_SEED, 0)
+        .map_err(|m| Failure::new(format!("host data before the copies: {m}")))?;
+
+    // The copies and the mappings on CPUs of their own: with lazy preemption a copy is switched
+    // away at the next tick or on its return to user space, seldom while it holds its mapping,
+    // so on one CPU the two would rarely meet.
+    let cpus = allowed_cpus()?;
+    let &[copier_cpu, mapper_cpu, ..] = cpus.as_slice() else {
+        return skip(format!(
+            "needs two CPUs to copy and map at once, this thread may use {cpus:?}"
+        ));
+    };
+    let stop = AtomicBool::new(false);
+    let copies = AtomicU64::new(0);
+    let copy_pages = [
+        format!(
+            "[mem {:#018x}-{:#018x}]",
+            info.phys_addr,
+            info.phys_addr + p as u64
+        ),
+        format!(
+            "[mem {:#018x}-{:#018x}]",
+            info.phys_addr + p as u64,
+            info.phys_addr + 2 * p as u64
+        ),
+    ];
+    let started = std::time::Instant::now();
+    let (rounds, downgrades, copies_seen) = std::thread::scope(|scope| -> Result<_, Failure> {
+        let copier = scope.spawn(|| -> Result<(), Failure> {
+            set_cpus(&[copier_cpu])?;
+            let mut buf = vec![0u8; 2 * p];
+            while !stop.load(Ordering::Relaxed) {
+                ensure_eq!(dev.pread(info.offset, &mut buf)?, buf.len(), "pread length");
+                ensure_eq!(dev.pwrite(info.offset, &buf)?, buf.len(), "pwrite length");
+                copies.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        let rounds = (|| -> Result<(usize, usize, usize), Failure> {
+            set_cpus(&[mapper_cpu])?;
+            while copies.load(Ordering::Relaxed) == 0 && !copier.is_finished() {
+                std::thread::yield_now();
+            }
+            let (mut round, mut downgrades, mut copies_seen) = (0, 0, 0);
+            while round < OUTSIDE_WC_ROUNDS || started.elapsed() < OUTSIDE_WC_TIME {
+                round += 1;
+                let mapping = ResourceMapping::map(&file, len)
+                    .step(&format!("round {round}: mmap of {}", resource.display()))?;
+                let list = std::fs::read_to_string(PAT_LIST).step("read the PAT memtype list")?;
+                drop(mapping);
+                let range = format!(
+                    "[mem {:#018x}-{:#018x}]",
+                    info.phys_addr,
+                    info.phys_addr + len as u64
+                );
+                let memtype = list.lines().find_map(|line| {
+                    line.split_once(&range)
+                        .map(|(_, kind)| kind.trim().to_owned())
+                });
+                match memtype.as_deref() {
+                    Some("write-combining") => {}
+                    Some("uncached-minus") => downgrades += 1,
+                    other => {
+                        fail!("round {round}: PAT memtype of the resource2_wc mapping: {other:?}")
+                    }
+                }
+                if copy_pages.iter().any(|page| list.contains(page.as_str())) {
+                    copies_seen += 1;
+                }
+            }
+            Ok((round, downgrades, copies_seen))
+        })();
+        stop.store(true, Ordering::Relaxed);
+        copier
+            .join()
+            .map_err(|_| Failure::new("the copying thread panicked"))??;
+        set_cpus(&cpus)?;
+        rounds
+    })?;
+    let copies = copies.load(Ordering::Relaxed);
+    println!(
+        "# {rounds} resource2_wc mappings on CPU {mapper_cpu} during {copies} \
+         pread+pwrite pairs on CPU {copier_cpu} ({} ms): {downgrades} downgraded to UC-, a \
+         copy's own reservation seen in {copies_seen}",
+        started.elapsed().as_millis()
+    );
+    ensure!(
+        downgrades == 0,
+        "{downgrades} of {rounds} write-combined resource2_wc mappings got UC- \
+         while pread/pwrite copied the BAR (a copy's own reservation seen in {copies_seen} \
+         rounds)"
+    );
+    pass()
+}
+
 /// The PCI address of the bound ivshmem device, from the driver's sysfs directory.
 fn bound_device() -> Result<Option<String>, Failure> {
     let Ok(entries) = std::fs::read_dir(DRIVER_DIR) else {

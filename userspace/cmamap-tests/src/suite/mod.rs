@@ -333,6 +333,10 @@ const TABLE: &[Entry] = &[
     ),
     plain("ivshmem_cache_modes", ivshmem::ivshmem_cache_modes),
     plain(
+        "ivshmem_copy_keeps_outside_wc",
+        ivshmem::ivshmem_copy_keeps_outside_wc,
+    ),
+    plain(
         "ivshmem_bad_mappings_refused",
         ivshmem::ivshmem_bad_mappings_refused,
     ),
