@@ -54,6 +54,7 @@ fi
 set -- $(settle_cma)
 report "CMAMAP-CMA-SETTLED-BEFORE $1"
 report "CMAMAP-CMAFREE-BEFORE $2"
+cma_free_before=$2
 report "CMAMAP-CMA-AVAILABLE-BEFORE $(cma_available)"
 
 # Modules the kernel needs first (a distribution kernel's brd, say), in name order, from
@@ -93,9 +94,19 @@ if [ -e $KMEMLEAK ]; then
     echo scan >$KMEMLEAK
     cat $KMEMLEAK >/tmp/kmemleak
 fi
-# shellcheck disable=SC2046
-set -- $(settle_cma)
-report "CMAMAP-CMA-SETTLED-AFTER $1"
+# A page the module leaked stays missing however often CMA is settled; a page some other
+# allocation took for a moment comes back (a CI run read 64 kB low once, with every CMA page
+# back by the exact count). So the reading after rmmod is settled again, up to five times in
+# all, until it is back at the baseline; the check itself is unchanged.
+readings=0
+while :; do
+    # shellcheck disable=SC2046
+    set -- $(settle_cma)
+    readings=$((readings + 1))
+    [ "$2" -ge "$cma_free_before" ] 2>/dev/null && break
+    [ "$1" = yes ] && [ "$readings" -lt 5 ] || break
+done
+report "CMAMAP-CMA-SETTLED-AFTER $1 ($readings reading(s))"
 report "CMAMAP-CMAFREE-AFTER $2"
 report "CMAMAP-CMA-AVAILABLE-AFTER $(cma_available)"
 {
