@@ -219,8 +219,26 @@ pub fn settle_default_area() -> anyhow::Result<String> {
         area.name,
         taken / page,
         free_pages,
-        meminfo::cma_free_kib()?
+        steady_cma_free_kib()?
     ))
+}
+
+/// CmaFree once three readings 20 ms apart agree (at most 2 s): the last heap buffer's pages
+/// can reach the free lists a moment after its file is closed (arm64 read 64 kB low at once,
+/// every time, and exact from the next process).
+fn steady_cma_free_kib() -> std::io::Result<u64> {
+    let mut last = meminfo::cma_free_kib()?;
+    let mut agreeing = 1;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = meminfo::cma_free_kib()?;
+        agreeing = if now == last { agreeing + 1 } else { 1 };
+        last = now;
+        if agreeing == 3 {
+            break;
+        }
+    }
+    Ok(last)
 }
 
 #[cfg(test)]
