@@ -95,7 +95,7 @@ impl DmaHeap {
 
 /// Chunk sizes for [`settle_cma`], largest first: each is a multiple of 64 KiB, so that its
 /// release (aligned to its order, capped at 1 MiB by CONFIG_CMA_ALIGNMENT) frees order-4 or
-/// larger pieces; of those, only order-9 ones (a huge page's order) land on per-CPU lists.
+/// larger pieces, which go straight back to the buddy lists instead of per-CPU lists.
 const SETTLE_CHUNKS: [u64; 3] = [16 << 20, 1 << 20, 64 << 10];
 
 /// Makes `CmaFree` exact for the default CMA area, and returns how many bytes it took.
@@ -125,13 +125,6 @@ pub fn settle_cma(free_bytes: u64) -> Result<u64, String> {
         }
     }
     drop(held);
-    // A free chunk of 1 MiB alignment can reach the buddy allocator as order-9 pieces, which go
-    // to the per-CPU lists for huge pages and are not counted (an arm64 guest showed 62 MB
-    // there after settling). One more small allocation drains every CPU's lists
-    // (`alloc_contig_range` calls `drain_all_pages`), and its order-4 release skips them.
-    if let Ok(fd) = heap.alloc(SETTLE_CHUNKS[SETTLE_CHUNKS.len() - 1]) {
-        drop(fd);
-    }
     Ok(taken)
 }
 
