@@ -106,7 +106,7 @@ help:
 	@echo "make bench-dma  only its DMA part: DMA_MAP/UNMAP and SYNC costs with and without an IOMMU"
 	@echo "make bench-scale  only its scale part: call latency against 1 to 100,000 live blocks"
 	@echo "make check      rustfmt, clippy (driver and userspace) and host cargo tests"
-	@echo "make selftest-pipeline  prove that a WARN, a leak, a failing test and a hang fail a run"
+	@echo "make selftest-pipeline  prove that a WARN, a leak, a leaked CMA page, a failing test and a hang fail a run"
 	@echo "make examples   build the C (examples/c, -Wall -Werror) and Rust examples; make test runs them"
 	@echo "make distro     build cmamap.ko for Debian 13's own kernel (KVER=; in a Debian 13 chroot elsewhere)"
 	@echo "make test-distro  the VM suite on Debian 13's own kernel image with the module from make distro"
@@ -204,7 +204,8 @@ test selftest-pipeline: setup
 	done
 else
 selftest-pipeline: $(if $(SETUP_DONE),,setup)
-	@CMAMAP_SELFTEST=always scripts/selftest-pipeline.sh
+	@$(MAKE) --no-print-directory userspace
+	@CMAMAP_SELFTEST=always CMAMAP_GUEST_BIN=$(GUEST_BIN) scripts/selftest-pipeline.sh
 
 test: $(if $(SETUP_DONE),,setup)
 	@$(MAKE) --no-print-directory module userspace examples $(if $(HOST_TESTED),,host-test)
@@ -213,7 +214,7 @@ ifeq ($(CMAMAP_ARCH),$(HOST_ARCH))
 		{ cat $(OUT)/install-test.log; echo "install test failed"; exit 1; }
 	@echo "install test: $$(tail -n 1 $(OUT)/install-test.log) (log: out/install-test.log)"
 endif
-	@scripts/selftest-pipeline.sh
+	@CMAMAP_GUEST_BIN=$(GUEST_BIN) scripts/selftest-pipeline.sh
 	@mkdir -p $(ARCH_OUT)
 	@$(CMAMAP_HOST_BIN)/cmamap-test --host-fill $(IVSHMEM) $(IVSHMEM_SIZE)
 	@scripts/test-vm.sh $(SHARDS) $(GUEST_BIN) $(IVSHMEM) --bin $(EXAMPLES_BIN) $(RUN_ARGS)

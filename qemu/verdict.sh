@@ -123,22 +123,34 @@ else
     grep -q 'unreferenced object' <<<"$leaks" && sed 's/^/    /' <<<"$leaks" | head -30
 fi
 
-# CMA accounting: every CMA page is back after rmmod (exact, from the areas' own counters),
-# and CmaFree is not below its reading before insmod.
+# CMA accounting, exact on both architectures: the areas' bitmap counters are back (every
+# cma_alloc was released), and the settling (guest-init.sh) could allocate as many pages after
+# rmmod as before insmod (no page of the area is still held by anyone). CmaFree is shown, not
+# checked, unless the settling could not run: it misses freed CMA pages on per-CPU lists
+# (62 MB of them on arm64) and moves with pages lent to other movable allocations.
 avail_before=$(field CMA-AVAILABLE-BEFORE) avail_after=$(field CMA-AVAILABLE-AFTER)
 check "CMA available pages back to baseline (${avail_before:-?} before insmod, ${avail_after:-?} after rmmod)" \
     "$([ -n "$avail_before" ] && [ "$avail_before" = "$avail_after" ] && echo 1 || echo 0)"
 before=$(field CMAFREE-BEFORE) after=$(field CMAFREE-AFTER)
-# Debian's kernel lends free CMA pages to other movable allocations (CmaFree ended 64 kB low
-# with every CMA page back): there, with the exact count back, CmaFree may be as far below as
-# the suite's own slack (LENT_PAGES_SLACK_KIB); the project's kernels get none.
-lent=0 note=""
-if [ "${CMAMAP_FLAVOUR:-debug}" = distro ] && [ -n "$avail_before" ] && [ "$avail_before" = "$avail_after" ]; then
-    lent=64 note=", slack 64 kB for lent pages"
+settled_before=$(field CMA-SETTLED-BEFORE) settled_after=$(field CMA-SETTLED-AFTER)
+taken_before=$(field CMA-TAKEN-BEFORE) taken_after=$(field CMA-TAKEN-AFTER)
+cma_free="CmaFree ${before:-?} kB before insmod, ${after:-?} kB after rmmod"
+if [ "$settled_before" = yes ] && [ "${settled_after%% *}" = yes ]; then
+    check "every CMA page free before insmod can be allocated after rmmod (${taken_before:-?} pages before, ${taken_after:-?} after; settled ${settled_after#yes } time(s) after rmmod)" \
+        "$([ -n "$taken_before" ] && [ -n "$taken_after" ] && [ "$taken_after" -ge "$taken_before" ] && echo 1 || echo 0)"
+    echo "  $cma_free (not checked: see above)"
+else
+    # Without the settling, CmaFree is the only page-level figure. Debian's kernel lends free
+    # CMA pages to other movable allocations (CmaFree ended 64 kB low with every CMA page
+    # back): there, with the exact count back, it may be as far below as the suite's own slack
+    # (LENT_PAGES_SLACK_KIB); the project's kernels get none.
+    lent=0 note=""
+    if [ "${CMAMAP_FLAVOUR:-debug}" = distro ] && [ -n "$avail_before" ] && [ "$avail_before" = "$avail_after" ]; then
+        lent=64 note=", slack 64 kB for lent pages"
+    fi
+    check "CmaFree back to baseline ($cma_free; settled: ${settled_before:-?}/${settled_after%% *}$note)" \
+        "$([ -n "$before" ] && [ -n "$after" ] && [ "$((after + lent))" -ge "$before" ] && echo 1 || echo 0)"
 fi
-settled="settled: $(field CMA-SETTLED-BEFORE)/$(field CMA-SETTLED-AFTER)"
-check "CmaFree back to baseline (${before:-?} kB before insmod, ${after:-?} kB after rmmod; $settled$note)" \
-    "$([ -n "$before" ] && [ -n "$after" ] && [ "$((after + lent))" -ge "$before" ] && echo 1 || echo 0)"
 
 # A check only the host can make once the guest is gone, such as of an ivshmem backing file.
 if [ -n "${CMAMAP_HOST_CHECK:-}" ]; then

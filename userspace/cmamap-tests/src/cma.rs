@@ -196,11 +196,31 @@ fn lent_note(before: &Snapshot, now: &Snapshot) -> Option<String> {
     })
 }
 
+/// What one settling of the default CMA area did.
+#[derive(Debug)]
+pub struct Settled {
+    pub area: String,
+    /// The area's free pages by its bitmap (`available_pages`) before the settling.
+    pub free_pages: u64,
+    /// How many of them the heap could allocate and give back.
+    pub taken_pages: u64,
+}
+
+impl std::fmt::Display for Settled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cmamap-test: CMA area {} settled ({} of {} free pages taken and given back)",
+            self.area, self.taken_pages, self.free_pages
+        )
+    }
+}
+
 /// Settles the default CMA area through the kernel's CMA dma-heap
-/// ([`cmamap_testkit::dma_heap::settle_cma`]) and describes the result: the VM's init runs
-/// this before each CmaFree reading of the verdict, so that pages lent to page cache or
-/// parked on per-CPU lists never look leaked, while every page a driver still holds does.
-pub fn settle_default_area() -> anyhow::Result<String> {
+/// ([`cmamap_testkit::dma_heap::settle_cma`]). The VM's init runs this before insmod and after
+/// rmmod and compares the pages taken: a page that anyone still holds (a reference the module
+/// leaked) cannot be allocated, while pages lent to page cache or parked on per-CPU lists can.
+pub fn settle_default_area() -> anyhow::Result<Settled> {
     let areas = meminfo::cma_areas();
     // The heap allocates from the default area: `cma=` names it `reserved`.
     let area = areas
@@ -214,31 +234,11 @@ pub fn settle_default_area() -> anyhow::Result<String> {
     let page = cmamap::page_size() as u64;
     let taken = cmamap_testkit::dma_heap::settle_cma(free_pages * page)
         .map_err(|e| anyhow::anyhow!("settle CMA: {e}"))?;
-    Ok(format!(
-        "cmamap-test: CMA area {} settled ({} of {} free pages taken and given back); CmaFree {} kB",
-        area.name,
-        taken / page,
+    Ok(Settled {
+        area: area.name.clone(),
         free_pages,
-        steady_cma_free_kib()?
-    ))
-}
-
-/// CmaFree once three readings 20 ms apart agree (at most 2 s): the last heap buffer's pages
-/// can reach the free lists a moment after its file is closed (arm64 read 64 kB low at once,
-/// every time, and exact from the next process).
-fn steady_cma_free_kib() -> std::io::Result<u64> {
-    let mut last = meminfo::cma_free_kib()?;
-    let mut agreeing = 1;
-    for _ in 0..100 {
-        std::thread::sleep(Duration::from_millis(20));
-        let now = meminfo::cma_free_kib()?;
-        agreeing = if now == last { agreeing + 1 } else { 1 };
-        last = now;
-        if agreeing == 3 {
-            break;
-        }
-    }
-    Ok(last)
+        taken_pages: taken / page,
+    })
 }
 
 #[cfg(test)]

@@ -101,7 +101,11 @@ fn parse_shard(value: &str) -> Result<(usize, usize), String> {
 /// The host-side halves of the ivshmem data test, and the VM's CMA settling.
 fn run_host_action(options: &Options) -> Option<ExitCode> {
     let result = if options.settle_cma {
-        cma::settle_default_area().map(|line| println!("{line}"))
+        // The count alone on stdout, for the VM's init; the description on stderr, for its log.
+        cma::settle_default_area().map(|settled| {
+            eprintln!("{settled}");
+            println!("{}", settled.taken_pages);
+        })
     } else if let Some(fill) = &options.host_fill {
         host_fill(&fill[0], &fill[1])
     } else if let Some(path) = &options.host_check {
@@ -117,7 +121,7 @@ fn run_host_action(options: &Options) -> Option<ExitCode> {
     Some(match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("cmamap-test: ivshmem: {err:#}");
+            eprintln!("cmamap-test: {err:#}");
             ExitCode::FAILURE
         }
     })
