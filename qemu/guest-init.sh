@@ -35,6 +35,8 @@ settle_cma() {
 # (CmaFree also moves with per-CPU free lists and movable allocations that borrow CMA).
 cma_available() { cat /sys/kernel/mm/cma/*/available_pages 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 report() { echo "$*" >>/tmp/result; }
+# Marks a phase in the kernel log, whose timestamps show where a VM's time goes.
+phase() { echo "cmamap-init: $*" >/dev/kmsg 2>/dev/null; }
 : >/tmp/result
 
 # kmemleak: no background scans, and forget everything the boot left behind. A kernel
@@ -45,8 +47,10 @@ if [ -e $KMEMLEAK ]; then
 else
     report "CMAMAP-KMEMLEAK-UNAVAILABLE"
 fi
+phase "settling CMA"
 # shellcheck disable=SC2046
 set -- $(settle_cma)
+phase "settled CMA"
 report "CMAMAP-CMA-SETTLED-BEFORE $1"
 report "CMAMAP-CMA-TAKEN-BEFORE $2"
 report "CMAMAP-CMAFREE-BEFORE $3"
@@ -82,12 +86,17 @@ if [ -n "$MODULE" ] && grep -q '^cmamap ' /proc/modules; then
 fi
 if [ -e $KMEMLEAK ]; then
     # Objects younger than 5 s are never reported; scan twice so that grey ones settle.
+    phase "kmemleak: waiting for the minimum age"
     sleep 6
+    phase "kmemleak: shrinking slab caches"
     # SLUB's per-CPU sheaves keep stale pointers to allocated objects, which hide leaks from
     # kmemleak; shrinking every cache flushes them.
     for shrink in /sys/kernel/slab/*/shrink; do echo 1 >"$shrink" 2>/dev/null; done
+    phase "kmemleak: scanning"
     echo scan >$KMEMLEAK
+    phase "kmemleak: scanning again"
     echo scan >$KMEMLEAK
+    phase "kmemleak: done"
     cat $KMEMLEAK >/tmp/kmemleak
 fi
 # A page the module leaked stays missing however often CMA is settled; a page that some other
@@ -95,6 +104,7 @@ fi
 # is repeated, up to five times in all, until it is back at the baseline; the check itself is
 # unchanged. Without the settling (no CMA heap) the baseline is CmaFree.
 readings=0
+phase "settling CMA after rmmod"
 while :; do
     # shellcheck disable=SC2046
     set -- $(settle_cma)
@@ -106,6 +116,7 @@ while :; do
     fi
     [ "$1" = yes ] && [ "$readings" -lt 5 ] || break
 done
+phase "settled CMA after rmmod"
 report "CMAMAP-CMA-SETTLED-AFTER $1 $readings"
 report "CMAMAP-CMA-TAKEN-AFTER $2"
 report "CMAMAP-CMAFREE-AFTER $3"
