@@ -150,6 +150,22 @@ fn install_panic_hook() {
     }));
 }
 
+/// The `count` slowest cases with their times, leak checks included: where a VM's time went.
+fn slowest_cases(mut durations: Vec<(std::time::Duration, &str)>, count: usize) -> String {
+    durations.sort_by_key(|(took, _)| std::cmp::Reverse(*took));
+    let total: std::time::Duration = durations.iter().map(|(took, _)| *took).sum();
+    let slowest: Vec<String> = durations
+        .iter()
+        .take(count)
+        .map(|(took, name)| format!("{name} {:.1}s", took.as_secs_f64()))
+        .collect();
+    format!(
+        "cmamap-test: cases took {:.1}s in all; slowest: {}",
+        total.as_secs_f64(),
+        slowest.join(", ")
+    )
+}
+
 fn run_case(case: &suite::Case, ctx: &Ctx) -> Verdict {
     match panic::catch_unwind(AssertUnwindSafe(|| case.run(ctx))) {
         Ok(Ok(Outcome::Pass)) => Verdict::Ok,
@@ -312,7 +328,9 @@ fn main() -> ExitCode {
         ktap.diag("not root: tests that need CAP_SYS_ADMIN will skip");
     }
 
+    let mut durations = Vec::with_capacity(cases.len());
     for case in &cases {
+        let started = std::time::Instant::now();
         let before = cma::snapshot(&ctx.device);
         let verdict = if !options.no_fork {
             run_case_forked(case, &ctx, options.timeout)
@@ -329,7 +347,9 @@ fn main() -> ExitCode {
             (_, Err(leak)) => Verdict::NotOk(leak),
         };
         ktap.result(&case.name, verdict);
+        durations.push((started.elapsed(), case.name.as_str()));
     }
+    ktap.diag(&slowest_cases(durations, 10));
     summarize(&ktap, cases.len(), cma_at_start);
     if ktap.finish() {
         ExitCode::SUCCESS
