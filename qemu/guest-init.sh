@@ -69,9 +69,6 @@ if [ -n "$MODULE" ]; then
     if ! insmod /lib/cmamap.ko $MODPARAMS; then
         report "CMAMAP-INSMOD-FAILED"
     fi
-    # The module's KUnit suites ran at this load; the suite's reloads (about 135 in one VM)
-    # skip them: a glob that matches no suite. Under TCG each run cost 0.7-2 s of CPU.
-    echo cmamap-reloads-skip-kunit >/sys/module/kunit/parameters/filter_glob 2>/dev/null
 fi
 
 if [ "$MODE" = shell ]; then
