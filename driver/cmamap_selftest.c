@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Deliberate faults for scripts/selftest-pipeline.sh, which proves that the VM runner fails a
- * run on a kernel warning, a leaked object or a leaked CMA page. Compiled in only with CMAMAP_INJECT=-DCMAMAP_INJECT_*;
- * in C so that a -D flag switches them (Rust sees no ccflags).
+ * run on a kernel warning, a leaked object or a leaked CMA page. Compiled in only with
+ * CMAMAP_INJECT=-DCMAMAP_INJECT_*; in C so that a -D flag switches them (Rust sees no ccflags).
  */
 #include <linux/bug.h>
 #include <linux/cma.h>

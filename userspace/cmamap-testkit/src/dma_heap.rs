@@ -1,5 +1,5 @@
 //! The kernel's CMA dma-heap (`/dev/dma_heap/*`): the benchmark's in-tree contender, and how
-//! the VM settles CMA before it reads CmaFree ([`settle_cma`]).
+//! the VM settles CMA before and after the module is loaded ([`settle_cma`]).
 //!
 //! # Safety
 //! The only `unsafe` is the `DMA_HEAP_IOCTL_ALLOC` call, whose argument layout matches
@@ -93,21 +93,19 @@ impl DmaHeap {
     }
 }
 
-/// Chunk sizes for [`settle_cma`], largest first: each is a multiple of 64 KiB, so that its
-/// release (aligned to its order, capped at 1 MiB by CONFIG_CMA_ALIGNMENT) frees order-4 or
-/// larger pieces, which go straight back to the buddy lists instead of per-CPU lists.
+/// Chunk sizes for [`settle_cma`], largest first: each is a multiple of 64 KiB, so a page that
+/// cannot be allocated costs at most the 64 KiB piece around it in the count taken.
 const SETTLE_CHUNKS: [u64; 3] = [16 << 20, 1 << 20, 64 << 10];
 
-/// Makes `CmaFree` exact for the default CMA area, and returns how many bytes it took.
+/// Allocates the default CMA area's free pages through the heap and gives them back; returns
+/// how many bytes it could take.
 ///
-/// `CmaFree` counts only CMA pages in the buddy free lists. Freed chunks of up to 8 pages sit
-/// on per-CPU lists instead, and the kernel lends free CMA pages to other movable allocations
-/// (page cache, tmpfs, anonymous memory), which keep them until they are freed or migrated.
-/// Allocating the area's free pages through the heap migrates every lent page out
-/// (`alloc_contig_range`) and drains the per-CPU lists; freeing them in pieces of 64 KiB or
-/// more puts them straight back in the buddy lists. `free_bytes` (the area's
-/// `available_pages` in bytes) bounds what is asked for, so a fully free area sees no failed
-/// allocation; a piece the kernel cannot give (a page in use meanwhile) moves on to smaller
+/// The allocation migrates out every page the kernel lent to other movable allocations (page
+/// cache, tmpfs, anonymous memory), so a page it cannot take is held by someone: the VM's
+/// verdict compares the count before insmod and after rmmod. `CmaFree` is not exact after it:
+/// released pieces of a huge page's order wait on per-CPU lists (62 MB on arm64).
+/// `free_bytes` (the area's `available_pages` in bytes) bounds what is asked for, so a fully
+/// free area sees no failed allocation; a piece the kernel cannot give moves on to smaller
 /// pieces.
 pub fn settle_cma(free_bytes: u64) -> Result<u64, String> {
     let heap = DmaHeap::find()?;
